@@ -1,0 +1,5 @@
+import sys
+
+from csaudit.cli import main
+
+sys.exit(main())
