@@ -1,0 +1,148 @@
+"""Command line: parse arguments, run the pipeline, map every outcome to a documented exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from csaudit import __version__
+from csaudit.environment import Environment
+from csaudit.errors import CsauditError
+from csaudit.exitcodes import EXIT_CODE_HELP, ExitStatus
+from csaudit.pipeline import AuditRequest, add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
+
+DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors keep exit code 2, documented below
+        self.print_usage(sys.stderr)
+        self.exit(ExitStatus.USAGE, f"csaudit: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="csaudit",
+        description=DESCRIPTION,
+        epilog=EXIT_CODE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"csaudit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more progress detail on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="audit the cloud: inventory, expected flows, live probes, report",
+                         epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_audit_arguments(run)
+    run.set_defaults(func=cmd_run)
+
+    inventory = sub.add_parser("inventory", help="print what the CloudStack API says about the cloud")
+    add_audit_arguments(inventory, probes=False)
+    inventory.set_defaults(func=cmd_inventory)
+
+    flows = sub.add_parser("flows", help="print the flows csaudit would check, without probing")
+    add_audit_arguments(flows, probes=False)
+    flows.set_defaults(func=cmd_flows)
+
+    demo = sub.add_parser("demo", help="start the embedded demo cloud and audit it",
+                          epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--topology", metavar="FILE", help="a topology TOML instead of the bundled demo cloud")
+    demo.add_argument("--format", choices=("table", "json"), default="table")
+    demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
+    demo.set_defaults(func=cmd_demo)
+
+    try:
+        from csaudit.lab.cli import add_lab_commands
+    except ImportError:  # the lab is optional at import time only while it is being built
+        pass
+    else:
+        add_lab_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
+    env = env or Environment()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(env, args.verbose)
+    try:
+        return int(args.func(args, env))
+    except CsauditError as exc:
+        env.log(f"csaudit: {exc.message}")
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        env.log("csaudit: interrupted")
+        return int(ExitStatus.INTERRUPTED)
+
+
+def _setup_logging(env: Environment, verbose: bool) -> None:
+    logger = logging.getLogger("csaudit")
+    logger.handlers[:] = [logging.StreamHandler(env.stderr)]
+    logger.handlers[0].setFormatter(logging.Formatter("csaudit: %(message)s"))
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def _emit(text: str, args, env: Environment) -> None:
+    """stdout carries only the report; --output sends it to a file instead."""
+    path = getattr(args, "output", None)
+    if path:
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise CsauditError(f"cannot write {path}: {exc.strerror}") from None
+        env.log(f"report written to {os.path.abspath(path)}")
+    else:
+        env.stdout.write(text)
+        env.stdout.flush()
+
+
+def cmd_run(args, env: Environment) -> int:
+    request = audit_request_from_args(args)
+    outcome = run_audit(request, env)
+    _emit(outcome.render(args.format, env.colour and not args.output), args, env)
+    return int(outcome.exit_status(args.strict))
+
+
+def cmd_inventory(args, env: Environment) -> int:
+    from csaudit.inventory import inventory_to_dict
+    from csaudit.report import render_inventory_table, render_json
+
+    inventory = collect_inventory(audit_request_from_args(args), env)
+    text = render_json(inventory_to_dict(inventory)) if args.format == "json" else render_inventory_table(inventory)
+    _emit(text, args, env)
+    return int(ExitStatus.OK)
+
+
+def cmd_flows(args, env: Environment) -> int:
+    from csaudit.pipeline import plan_flows
+    from csaudit.report import render_flows_table, render_json
+
+    request = audit_request_from_args(args)
+    flows, _, _ = plan_flows(request, env)
+    if args.format == "json":
+        text = render_json({"flows": [_plain(f) for f in flows]})
+    else:
+        text = render_flows_table(flows)
+    _emit(text, args, env)
+    return int(ExitStatus.OK)
+
+
+def _plain(flow) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(flow)
+
+
+def cmd_demo(args, env: Environment) -> int:
+    from csaudit.demo import run_demo
+
+    return int(run_demo(args, env))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Where csaudit finds the CloudStack endpoint and credentials.
+
+The sources and their precedence are exactly those of the `cs` library (`cs.read_config`):
+CLOUDSTACK_* environment variables first; otherwise ~/.cloudstack.ini, ./cloudstack.ini and
+$CLOUDSTACK_CONFIG (last one read wins), section [cloudstack] or --region / CLOUDSTACK_REGION.
+`--endpoint` only replaces the endpoint. Secrets never come from the command line.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+import cs
+
+from csaudit.errors import ConfigError
+
+CONFIG_PLACES = (
+    "CLOUDSTACK_ENDPOINT/CLOUDSTACK_KEY/CLOUDSTACK_SECRET in the environment",
+    "~/.cloudstack.ini",
+    "./cloudstack.ini",
+    "$CLOUDSTACK_CONFIG",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiConfig:
+    endpoint: str
+    key: str | None = dataclasses.field(default=None, repr=False)
+    secret: str | None = dataclasses.field(default=None, repr=False)
+    timeout: int = 10
+    verify: str | None = None
+    dangerous_no_tls_verify: bool = False
+    cert: str | None = None
+    cert_key: str | None = None
+    region: str | None = None
+
+    @property
+    def api_mode(self) -> str:
+        """No key and secret means the unauthenticated integration port (8096)."""
+        return "signed" if self.key and self.secret else "integration"
+
+    @property
+    def public_endpoint(self) -> str:
+        """The endpoint with any user:password@ part removed, fit for reports and logs."""
+        return redact_url(self.endpoint)
+
+    def cs_kwargs(self) -> dict:
+        kwargs = {
+            "endpoint": self.endpoint,
+            "timeout": self.timeout,
+            "method": "get",  # the integration port ignores POST bodies
+            "dangerous_no_tls_verify": self.dangerous_no_tls_verify,
+        }
+        if self.api_mode == "signed":
+            kwargs.update(key=self.key, secret=self.secret)
+        for name in ("verify", "cert", "cert_key"):
+            if getattr(self, name):
+                kwargs[name] = getattr(self, name)
+        return kwargs
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def load_api_config(endpoint: str | None = None, region: str | None = None) -> ApiConfig:
+    """Read the configuration the way `cs` users already have it, plus an --endpoint override."""
+    try:
+        raw = cs.read_config(ini_group=region)
+    except SystemExit as exc:  # cs signals "no config file at all" with SystemExit
+        if endpoint is None:
+            raise ConfigError(
+                "no CloudStack configuration found; csaudit looked at "
+                + ", ".join(CONFIG_PLACES)
+                + " (or pass --endpoint for an integration-port endpoint)"
+            ) from exc
+        raw = {
+            "key": os.environ.get("CLOUDSTACK_KEY"),
+            "secret": os.environ.get("CLOUDSTACK_SECRET"),
+        }
+    except configparser.NoSectionError as exc:
+        raise ConfigError(f"region [{region}] is not in any cloudstack.ini that csaudit read") from exc
+    except (configparser.Error, ValueError) as exc:
+        raise ConfigError(f"cloudstack configuration is unusable: {exc}") from exc
+
+    endpoint = endpoint or raw.get("endpoint")
+    if not endpoint:
+        raise ConfigError(
+            "no CloudStack endpoint configured; csaudit looked at " + ", ".join(CONFIG_PLACES)
+        )
+    if urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).hostname:
+        raise ConfigError(f"endpoint {redact_url(endpoint)!r} is not an http(s) URL")
+    key, secret = raw.get("key") or None, raw.get("secret") or None
+    if bool(key) != bool(secret):
+        raise ConfigError("an API key needs its secret (and a secret its key); set both or neither")
+    try:
+        timeout = int(raw.get("timeout") or 10)
+    except ValueError as exc:
+        raise ConfigError(f"timeout must be a whole number of seconds, not {raw.get('timeout')!r}") from exc
+    return ApiConfig(
+        endpoint=endpoint,
+        key=key,
+        secret=secret,
+        timeout=timeout,
+        verify=raw.get("verify") or None,
+        dangerous_no_tls_verify=bool(raw.get("dangerous_no_tls_verify")),
+        cert=raw.get("cert") or None,
+        cert_key=raw.get("cert_key") or None,
+        region=raw.get("name"),
+    )

@@ -1,0 +1,209 @@
+"""Derivation: a pure, deterministic function (catalogue, inventory, zones) -> flows."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+from csaudit.catalogue import Rule
+from csaudit.errors import UsageError
+from csaudit.inventory import Inventory
+
+ALL_ZONES = None
+CONTROL_BY_LINKLOCAL = frozenset({"kvm", "lxc", "xenserver", "simulator"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """Any object a flow can start or end at, with its addresses by kind."""
+
+    role: str
+    name: str
+    id: str
+    zone_id: str | None = None
+    cluster_id: str | None = None
+    host_id: str | None = None
+    hypervisor: str | None = None
+    protocol: str | None = None  # storage protocol
+    addresses: tuple[tuple[str, str | None], ...] = ()
+    address_note: str | None = None  # how the default address was found, when not obvious
+
+    def address(self, kind: str) -> str | None:
+        return dict(self.addresses).get(kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    role: str
+    name: str
+    address: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Flow:
+    id: str
+    rule: str
+    title: str
+    zone: str | None
+    source: Endpoint
+    target: Endpoint
+    protocol: str
+    port: int
+    port_end: int | None
+    expect: str
+    probe: str
+    outside: bool
+    citation: str
+    notes: tuple[str, ...] = ()
+
+
+def build_nodes(inventory: Inventory) -> dict[str, list[Node]]:
+    nodes: dict[str, list[Node]] = {role: [] for role in ("user", "ms", "db", "host", "ssvm", "cpvm", "vr",
+                                                          "secondary-storage", "primary-storage", "vcenter",
+                                                          "internal-dns", "dns", "ntp")}
+    nodes["user"].append(Node("user", "this machine", "user"))
+    for ms in inventory.management_servers:
+        note = None if ms.address_source in ("serviceip", "ipaddress") else f"MS address from {ms.address_source}"
+        nodes["ms"].append(Node("ms", ms.name, ms.id, addresses=(("default", ms.address),), address_note=note))
+    if inventory.database is not None:
+        db = inventory.database
+        note = None if db.address_source == "listDbMetrics" else f"database address: {db.address_source}"
+        nodes["db"].append(Node("db", db.name, "db", addresses=(("default", db.address),), address_note=note))
+    for host in inventory.hosts:
+        nodes["host"].append(Node("host", host.name, host.id, host.zone_id, host.cluster_id, None, host.hypervisor,
+                                  addresses=(("default", host.address),)))
+    for vm in inventory.system_vms:
+        control = vm.linklocal_ip if (vm.hypervisor or "").lower() in CONTROL_BY_LINKLOCAL else vm.private_ip
+        nodes[vm.role].append(Node(vm.role, vm.name, vm.id, vm.zone_id, None, vm.host_id, vm.hypervisor, addresses=(
+            ("default", vm.private_ip), ("private", vm.private_ip), ("public", vm.public_ip),
+            ("linklocal", vm.linklocal_ip), ("control", control or vm.private_ip))))
+    for router in inventory.routers:
+        # On VMware/Hyper-V the router's control NIC holds a pod private IP, reported as linklocalip.
+        nodes["vr"].append(Node("vr", router.name, router.id, router.zone_id, None, router.host_id, router.hypervisor, addresses=(
+            ("default", router.linklocal_ip), ("linklocal", router.linklocal_ip), ("control", router.linklocal_ip),
+            ("public", router.public_ip), ("guest", router.guest_ip))))
+    for store in inventory.image_stores:
+        nodes["secondary-storage"].append(Node("secondary-storage", store.name, store.id, store.zone_id,
+                                               protocol=store.protocol, addresses=(("default", store.address),)))
+    for pool in inventory.storage_pools:
+        nodes["primary-storage"].append(Node("primary-storage", pool.name, pool.id, pool.zone_id, pool.cluster_id,
+                                             protocol=pool.protocol, addresses=(("default", pool.address),)))
+    for vcenter in inventory.vcenters:
+        nodes["vcenter"].append(Node("vcenter", vcenter.name, vcenter.address, vcenter.zone_id,
+                                     addresses=(("default", vcenter.address),)))
+    for zone in inventory.zones:
+        for role, label, addresses in (("internal-dns", "internaldns", zone.internal_dns), ("dns", "dns", zone.dns)):
+            for n, address in enumerate(addresses, 1):
+                nodes[role].append(Node(role, f"{zone.name} {label}{n}", f"{zone.id}/{label}{n}", zone.id,
+                                        addresses=(("default", address),)))
+    for address in (a.strip() for a in (inventory.setting("ntp.server.list") or "").split(",")):
+        if address:
+            nodes["ntp"].append(Node("ntp", f"ntp {address}", address, addresses=(("default", address),)))
+    return nodes
+
+
+def select_zones(inventory: Inventory, wanted: Iterable[str]) -> frozenset[str] | None:
+    """Zone names or ids -> zone ids; an unknown zone is a usage error that lists the real ones."""
+    wanted = list(wanted)
+    if not wanted:
+        return ALL_ZONES
+    chosen = set()
+    for name in wanted:
+        zone = next((z for z in inventory.zones if name in (z.name, z.id)), None)
+        if zone is None:
+            known = ", ".join(f"{z.name} ({z.id})" for z in inventory.zones) or "none"
+            raise UsageError(f"unknown zone {name!r}; the zones are: {known}")
+        chosen.add(zone.id)
+    return frozenset(chosen)
+
+
+def derive_flows(rules: Iterable[Rule], inventory: Inventory, zone_ids: frozenset[str] | None = ALL_ZONES) -> tuple[Flow, ...]:
+    nodes = build_nodes(inventory)
+    zone_names = {z.id: z.name for z in inventory.zones}
+    flows: dict[str, Flow] = {}
+    for rule in rules:
+        for source, target in _pairs(rule, nodes):
+            if not _applies(rule, source, target, inventory):
+                continue
+            zone_id = source.zone_id or target.zone_id
+            if zone_ids is not ALL_ZONES and zone_id is not None and zone_id not in zone_ids:
+                continue
+            notes = tuple(n for n in (source.address_note, target.address_note, rule.note) if n)
+            for port in rule.ports:
+                for protocol in rule.protocols:
+                    flow = Flow(
+                        id=f"{rule.id}:{source.name}->{target.name}:{port}/{protocol}",
+                        rule=rule.id,
+                        title=rule.title,
+                        zone=zone_names.get(zone_id, zone_id),
+                        source=Endpoint(source.role, source.name, source.address(rule.source_address)),
+                        target=Endpoint(target.role, target.name, target.address(rule.target_address)),
+                        protocol=protocol,
+                        port=port.first,
+                        port_end=port.last,
+                        expect=rule.expect,
+                        probe=rule.probe,
+                        outside=rule.outside,
+                        citation=rule.citation,
+                        notes=notes,
+                    )
+                    flows.setdefault(flow.id, flow)
+    return tuple(sorted(flows.values(), key=_flow_order))
+
+
+def _flow_order(flow: Flow):
+    return (flow.zone or "", flow.source.role, flow.rule, flow.source.name, flow.target.name, flow.port, flow.protocol)
+
+
+def _pairs(rule: Rule, nodes: dict[str, list[Node]]):
+    sources = [n for role in rule.sources for n in nodes[role]]
+    targets = [n for role in rule.targets for n in nodes[role]]
+    if rule.pairing == "cluster-ring":
+        yield from _ring(sources)
+        return
+    for source in sources:
+        for target in targets:
+            if _paired(rule.pairing, source, target):
+                yield source, target
+
+
+def _paired(pairing: str, source: Node, target: Node) -> bool:
+    same = source.role == target.role and source.id == target.id
+    if pairing == "self":
+        return same
+    if pairing == "peers":
+        return not same
+    if pairing == "local":
+        return target.host_id is not None and target.host_id == source.id
+    if pairing == "other-zone":
+        return source.zone_id is not None and target.zone_id is not None and source.zone_id != target.zone_id
+    # "zone": same zone (zone-less objects pair with all), same cluster when both have one
+    if source.zone_id and target.zone_id and source.zone_id != target.zone_id:
+        return False
+    return not (source.cluster_id and target.cluster_id and source.cluster_id != target.cluster_id)
+
+
+def _ring(hosts: list[Node]):
+    by_cluster: dict[str | None, list[Node]] = {}
+    for host in hosts:
+        by_cluster.setdefault(host.cluster_id, []).append(host)
+    for cluster_id, members in by_cluster.items():
+        members = sorted(members, key=lambda n: n.name)
+        if cluster_id is None or len(members) < 2:
+            continue
+        for i, host in enumerate(members):
+            yield host, members[(i + 1) % len(members)]
+
+
+def _applies(rule: Rule, source: Node, target: Node, inventory: Inventory) -> bool:
+    if rule.target_protocol and (target.protocol or "") != rule.target_protocol:
+        return False
+    if "any" not in rule.hypervisors:
+        side = target if rule.hypervisor_of == "target" or source.hypervisor is None else source
+        if (side.hypervisor or "").lower() not in rule.hypervisors:
+            return False
+    if rule.when is not None:
+        zone_id = source.zone_id or target.zone_id
+        if not rule.when.holds(inventory.setting(rule.when.setting, zone_id)):
+            return False
+    return True

@@ -1,0 +1,131 @@
+"""Reports: the versioned JSON document and the grouped table. Pure functions to text."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from itertools import groupby
+
+from tabulate import tabulate
+
+from csaudit import __version__
+from csaudit.inventory import Inventory
+from csaudit.verdict import FlowResult, summarize
+
+REPORT_SCHEMA = "csaudit/report/v1"
+_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33"}
+
+
+def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None) -> dict:
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    zones = [z for z in inventory.zones if zone_ids is None or z.id in zone_ids]
+    return {
+        "schema": REPORT_SCHEMA,
+        "tool_version": __version__,
+        "generated_at": now.isoformat(timespec="seconds"),
+        "cloud": {"endpoint": inventory.endpoint, "version": inventory.version, "api_mode": inventory.api_mode},
+        "zones": [{"id": z.id, "name": z.name} for z in zones],
+        "flows": [_flow_json(r) for r in results],
+        "summary": summarize(results),
+    }
+
+
+def _flow_json(result: FlowResult) -> dict:
+    flow = result.flow
+    return {
+        "id": flow.id,
+        "rule": flow.rule,
+        "title": flow.title,
+        "zone": flow.zone,
+        "source": {"role": flow.source.role, "name": flow.source.name, "address": flow.source.address},
+        "target": {"role": flow.target.role, "name": flow.target.name, "address": flow.target.address},
+        "protocol": flow.protocol,
+        "port": flow.port,
+        "port_end": flow.port_end,
+        "expect": flow.expect,
+        "vantage": result.vantage,
+        "status": result.status,
+        "observed": result.observed,
+        "reason": result.reason,
+        "latency_ms": result.latency_ms,
+        "notes": list(flow.notes),
+        "citation": flow.citation,
+    }
+
+
+def render_json(document: dict) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def render_table(results: tuple[FlowResult, ...], colour: bool = False) -> str:
+    """One table per zone and source role, then a summary line."""
+    blocks = []
+    ordered = sorted(results, key=lambda r: (r.flow.zone or "", r.flow.source.role))
+    for (zone, role), group in groupby(ordered, key=lambda r: (r.flow.zone or "", r.flow.source.role)):
+        rows = [_row(r, colour) for r in group]
+        heading = f"{zone or 'management tier'} / from {role}"
+        table = tabulate(rows, headers=["flow", "source", "target", "port/proto", "expect", "result", "detail"], tablefmt="simple")
+        blocks.append(f"== {heading}\n{table}")
+    summary = summarize(results)
+    blocks.append("summary: " + ", ".join(f"{count} {status}" for status, count in summary.items()))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _row(result: FlowResult, colour: bool) -> list[str]:
+    flow = result.flow
+    status = result.status
+    if colour:
+        status = f"\x1b[{_COLOURS[status]}m{status}\x1b[0m"
+    port = f"{flow.port}-{flow.port_end}" if flow.port_end else str(flow.port)
+    return [
+        f"{flow.rule} {flow.title}",
+        _endpoint(flow.source),
+        _endpoint(flow.target),
+        f"{port}/{flow.protocol}",
+        flow.expect,
+        status,
+        result.reason if result.status != "pass" else _latency(result),
+    ]
+
+
+def _endpoint(endpoint) -> str:
+    return f"{endpoint.name} ({endpoint.address})" if endpoint.address and endpoint.address != endpoint.name else endpoint.name
+
+
+def _latency(result: FlowResult) -> str:
+    observed = result.observed or ""
+    return f"{observed} in {result.latency_ms:g} ms" if result.latency_ms is not None else observed
+
+
+def render_inventory_table(inventory: Inventory) -> str:
+    rows = []
+    zone_name = {z.id: z.name for z in inventory.zones}
+    for ms in inventory.management_servers:
+        rows.append(["ms", ms.name, "", ms.address or "?", f"address from {ms.address_source}", ms.state or ""])
+    if inventory.database:
+        db = inventory.database
+        rows.append(["db", db.name, "", db.address or "?", f"address from {db.address_source}", ""])
+    for host in inventory.hosts:
+        rows.append(["host", host.name, zone_name.get(host.zone_id, ""), host.address or "?", host.hypervisor or "", host.state or ""])
+    for vm in inventory.system_vms:
+        addresses = f"private {vm.private_ip} linklocal {vm.linklocal_ip} public {vm.public_ip}"
+        rows.append([vm.role, vm.name, zone_name.get(vm.zone_id, ""), addresses, vm.hypervisor or "", f"{vm.state}/agent {vm.agent_state}"])
+    for router in inventory.routers:
+        addresses = f"control {router.linklocal_ip} guest {router.guest_ip} public {router.public_ip}"
+        rows.append(["vr", router.name, zone_name.get(router.zone_id, ""), addresses, router.hypervisor or "", router.state or ""])
+    for store in inventory.image_stores:
+        rows.append(["secondary-storage", store.name, zone_name.get(store.zone_id, ""), f"{store.address}:{store.port}", store.protocol or "", ""])
+    for pool in inventory.storage_pools:
+        rows.append(["primary-storage", pool.name, zone_name.get(pool.zone_id, ""), pool.address or "?", pool.protocol or "", pool.state or ""])
+    for vcenter in inventory.vcenters:
+        rows.append(["vcenter", vcenter.name, zone_name.get(vcenter.zone_id, ""), vcenter.address, "", ""])
+    head = f"cloud {inventory.endpoint or '(offline)'} version {inventory.version or 'unknown'} ({inventory.api_mode or 'offline'})\n"
+    return head + tabulate(rows, headers=["role", "name", "zone", "address", "kind", "state"], tablefmt="simple") + "\n"
+
+
+def render_flows_table(flows) -> str:
+    rows = []
+    for flow in flows:
+        port = f"{flow.port}-{flow.port_end}" if flow.port_end else str(flow.port)
+        rows.append([flow.zone or "", f"{flow.rule} {flow.title}", _endpoint(flow.source), _endpoint(flow.target), f"{port}/{flow.protocol}", flow.expect])
+    return tabulate(rows, headers=["zone", "flow", "source", "target", "port/proto", "expect"], tablefmt="simple") + f"\n{len(rows)} flows\n"
