@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse
+        return int(exc.code or 0)
     _setup_logging(env, args.verbose)
     try:
         return int(args.func(args, env))

@@ -473,7 +473,7 @@ def inventory_from_dict(data: Any, origin: str = "inventory") -> Inventory:
                 continue
             value = data[field.name]
             if field.name in _NESTED:
-                value = tuple(_NESTED[field.name](**item) for item in value)
+                value = tuple(_NESTED[field.name](**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in value)
             elif field.name == "database" and value is not None:
                 value = Database(**value)
             fields[field.name] = value

@@ -1,0 +1,173 @@
+"""Which ports every object of a topology serves, and how the planted faults change that.
+
+This is pure data (no sockets): the listeners bind what it returns, and tests
+compare it with what csaudit reports. Ports follow the CloudStack roles:
+agents on 8250, cluster traffic on 9090, system VM control on 3922, etc.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from csaudit.lab import model
+
+API_PORT = 8080  # the signed API servlet (Jetty) on every management server
+
+# kind -> what the listener does. "api"/"integration" are served by the API server.
+KINDS = ("api", "integration", "tls", "https", "http", "ssh", "mysql", "rfb", "dns",
+         "rpcbind", "nfs", "filtered")
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    object_name: str
+    role: str
+    address: str
+    port: int
+    protocol: str  # "tcp" | "udp"
+    kind: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """One probe-able consequence of a [[fault]] entry (one per object and address)."""
+
+    fault_id: int  # 1-based index of the [[fault]] entry it comes from
+    kind: str
+    object_name: str
+    address: str
+    port: int | None  # None: every port of the object (api-state-mismatch)
+    protocol: str | None
+    description: str
+
+
+def _hypervisor_role(hypervisor: str) -> str:
+    return {"KVM": "kvm-host", "XenServer": "xenserver-host", "VMware": "esxi-host"}[hypervisor]
+
+
+# (port, protocol, kind) served by each host role.
+_HOST_PORTS = {
+    "kvm-host": ((22, "tcp", "ssh"), (16514, "tcp", "tls"), (5900, "tcp", "rfb")),
+    "xenserver-host": ((22, "tcp", "ssh"), (80, "tcp", "http"), (443, "tcp", "tls")),
+    "esxi-host": ((443, "tcp", "tls"),),
+}
+_NFS_PORTS = ((111, "tcp", "rpcbind"), (111, "udp", "rpcbind"), (2049, "tcp", "nfs"))
+_DNS_PORTS = ((53, "tcp", "dns"), (53, "udp", "dns"))
+
+
+def _unfaulted(topology: model.Topology) -> list[Service]:
+    services: list[Service] = []
+
+    def add(name: str, role: str, address: str, ports) -> None:
+        services.extend(Service(name, role, address, port, protocol, kind)
+                        for port, protocol, kind in ports)
+
+    integration = topology.integration_port
+    for server in topology.management_servers:
+        add(server.name, "management-server", server.address,
+            ((API_PORT, "tcp", "api"), (8250, "tcp", "tls"), (9090, "tcp", "tls")))
+        if integration > 0:
+            add(server.name, "management-server", server.address,
+                ((integration, "tcp", "integration"),))
+    add(topology.database.name, "database", topology.database.address, ((3306, "tcp", "mysql"),))
+
+    for zone in topology.zones:
+        for address in zone.dns_servers:
+            add(f"dns@{address}", "dns-server", address, _DNS_PORTS)
+        vcenters = []
+        for cluster in zone.clusters:
+            role = _hypervisor_role(cluster.hypervisor)
+            for host in cluster.hosts:
+                add(host.name, role, host.address, _HOST_PORTS[role])
+            if cluster.vcenter and cluster.vcenter not in vcenters:
+                vcenters.append(cluster.vcenter)
+        for address in vcenters:
+            add(f"vcenter@{address}", "vcenter", address, ((443, "tcp", "tls"),))
+        for vm in zone.system_vms:
+            add(vm.name, vm.type, vm.control_address, ((3922, "tcp", "ssh"),))
+            if vm.type == "ssvm":
+                add(vm.name, vm.type, vm.public, ((80, "tcp", "http"), (443, "tcp", "https")))
+            else:
+                add(vm.name, vm.type, vm.public,
+                    ((80, "tcp", "http"), (443, "tcp", "https"), (8080, "tcp", "http")))
+                add(vm.name, vm.type, vm.private, ((8001, "tcp", "http"),))
+        for router in zone.routers:
+            add(router.name, "router", router.linklocal, ((3922, "tcp", "ssh"),))
+            add(router.name, "router", router.guest,
+                ((53, "tcp", "dns"), (80, "tcp", "http"), (8080, "tcp", "http")))
+        for store in zone.secondary_storage:
+            add(store.name, "nfs-server", store.address, _NFS_PORTS)
+        for store in zone.primary_storage:
+            if store.type == "NetworkFilesystem":
+                add(store.name, "nfs-server", store.address, _NFS_PORTS)
+    return services
+
+
+def primary_address(topology: model.Topology, name: str) -> str | None:
+    """The address an "exposed" extra port opens on: the object's most public one."""
+    for server in topology.management_servers:
+        if server.name == name:
+            return server.address
+    if topology.database.name == name:
+        return topology.database.address
+    for zone in topology.zones:
+        for cluster in zone.clusters:
+            for host in cluster.hosts:
+                if host.name == name:
+                    return host.address
+        for vm in (*zone.system_vms, *zone.routers):
+            if vm.name == name:
+                return vm.public
+        for store in (*zone.secondary_storage, *zone.primary_storage):
+            if store.name == name:
+                return store.address
+    return None
+
+
+def _matches(service: Service, fault: model.FaultSpec, name: str) -> bool:
+    return (service.object_name == name
+            and (fault.port is None or (service.port, service.protocol) == (fault.port, fault.protocol))
+            and (fault.address is None or service.address == fault.address))
+
+
+def planned_services(topology: model.Topology, apply_faults: bool = True) -> list[Service]:
+    """Every (object, address, port) the lab serves; with faults applied by default."""
+    services = _unfaulted(topology)
+    if not apply_faults:
+        return services
+    for fault in topology.faults:
+        for name in fault.objects:
+            if fault.kind == "exposed":
+                already = any(_matches(s, fault, name) for s in services)
+                address = fault.address or primary_address(topology, name)
+                if not already and address:
+                    role = next((s.role for s in services if s.object_name == name), "unknown")
+                    services.append(Service(name, role, address, fault.port, fault.protocol, "http"))
+            elif fault.kind == "missing-listener":
+                services = [s for s in services if not _matches(s, fault, name)]
+            elif fault.kind == "filtered":
+                services = [dataclasses.replace(s, kind="filtered") if _matches(s, fault, name) else s
+                            for s in services]
+            elif fault.kind == "api-state-mismatch":
+                services = [s for s in services if s.object_name != name]
+    return services
+
+
+def planted_faults(topology: model.Topology) -> tuple[Fault, ...]:
+    """The faults expanded to concrete (object, address, port) targets a probe can check."""
+    unfaulted = _unfaulted(topology)
+    faults: list[Fault] = []
+    for fault_id, fault in enumerate(topology.faults, start=1):
+        for name in fault.objects:
+            if fault.kind == "api-state-mismatch":
+                addresses = dict.fromkeys(s.address for s in unfaulted if s.object_name == name)
+                faults.extend(Fault(fault_id, fault.kind, name, address, None, None, fault.description)
+                              for address in addresses)
+                continue
+            addresses = dict.fromkeys(s.address for s in unfaulted if _matches(s, fault, name))
+            if fault.kind == "exposed" and not addresses:
+                addresses = {fault.address or primary_address(topology, name): None}
+            faults.extend(Fault(fault_id, fault.kind, name, address, fault.port, fault.protocol,
+                                fault.description)
+                          for address in addresses if address)
+    return tuple(faults)

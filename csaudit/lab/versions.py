@@ -1,0 +1,20 @@
+"""CloudStack release numbers, compared as tuples ("4.20.1.0" > "4.19.1.0")."""
+
+from typing import Mapping
+
+Version = tuple[int, ...]
+
+
+def parse_version(text: str) -> Version:
+    parts = tuple(int(part) for part in text.split("."))
+    return parts + (0,) * (4 - len(parts))
+
+
+def at_least(version: Version, since: str | None) -> bool:
+    return since is None or version >= parse_version(since)
+
+
+def gate(row: dict, since: Mapping[str, str], version: Version) -> dict:
+    """Drop the fields this release does not have yet, and nulls (Gson omits them)."""
+    return {key: value for key, value in row.items()
+            if value is not None and at_least(version, since.get(key))}

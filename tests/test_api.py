@@ -1,0 +1,240 @@
+"""The API layer against `responses`: pagination, error bodies, transport failures, read-only guard."""
+
+import json
+import logging
+import re
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+from csaudit.api import READ_ONLY_COMMANDS, CloudStackApi, check_read_only, fetch_raw_cloud
+from csaudit.config import ApiConfig
+from csaudit.errors import ApiError
+from csaudit.exitcodes import ExitStatus
+
+ENDPOINT = "http://127.0.0.1:8080/client/api"
+URL = re.compile(r"http://127\.0\.0\.1:8080/client/api.*")
+
+
+def signed_api():
+    return CloudStackApi(ApiConfig(ENDPOINT, key="test-key", secret="test-secret", timeout=2))
+
+
+def params(call):
+    return {k: v[0] for k, v in parse_qs(urlsplit(call.request.url).query).items()}
+
+
+def paged_hosts(total, limit=500):
+    rows = [{"id": f"h{i}", "name": f"host{i}", "type": "Routing"} for i in range(total)]
+
+    def callback(request):
+        query = params(type("C", (), {"request": request}))
+        pagesize, page = int(query["pagesize"]), int(query["page"])
+        if pagesize > limit:
+            body = {"listhostsresponse": {"uuidList": [], "errorcode": 431, "cserrorcode": 4350,
+                                          "errortext": f"Page size can't exceed max allowed page size value: {limit}"}}
+            return 431, {"Content-Type": "application/json"}, json.dumps(body)
+        chunk = rows[(page - 1) * pagesize: page * pagesize]
+        inner = {"count": total, "host": chunk} if chunk else {"count": total}
+        return 200, {"Content-Type": "application/json; charset=UTF-8"}, json.dumps({"listhostsresponse": inner})
+
+    return callback
+
+
+@responses.activate
+def test_pagination_collects_every_row_beyond_500():
+    responses.add_callback(responses.GET, URL, callback=paged_hosts(1234))
+    api = signed_api()
+    rows = api.list_all("listHosts", "host")
+    assert len(rows) == 1234
+    assert len({r["id"] for r in rows}) == 1234
+    sent = [params(c) for c in responses.calls]
+    assert [(p["page"], p["pagesize"]) for p in sent] == [("1", "500"), ("2", "500"), ("3", "500")]
+    assert all("signature" in p and p["apiKey"] == "test-key" for p in sent)
+
+
+@responses.activate
+def test_page_size_lowered_when_the_server_allows_less():
+    responses.add_callback(responses.GET, URL, callback=paged_hosts(250, limit=100))
+    api = signed_api()
+    assert len(api.list_all("listHosts", "host")) == 250
+    sizes = [params(c)["pagesize"] for c in responses.calls]
+    assert sizes == ["500", "100", "100", "100"]
+
+
+@responses.activate
+def test_integration_mode_sends_no_key_and_no_signature():
+    responses.add_callback(responses.GET, URL, callback=paged_hosts(3))
+    api = CloudStackApi(ApiConfig(ENDPOINT.replace("8080", "8080")))
+    api.list_all("listHosts", "host")
+    sent = params(responses.calls[0])
+    assert not {"apiKey", "signature", "signatureVersion", "expires"} & set(sent)
+
+
+@responses.activate
+def test_short_result_against_count_is_reported(caplog):
+    body = {"listhostsresponse": {"count": 5, "host": [{"id": "a"}, {"id": "b"}]}}
+    responses.add(responses.GET, URL, json=body)
+    responses.add(responses.GET, URL, json={"listhostsresponse": {"count": 5}})
+    with caplog.at_level(logging.WARNING, logger="csaudit"):
+        rows = signed_api().list_all("listHosts", "host")
+    assert len(rows) == 2
+    assert "count says 5" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "status,body,expected",
+    [
+        (401, {"listzonesresponse": {"uuidList": [], "errorcode": 401, "errortext": "unable to verify user credentials and/or request signature"}},
+         "HTTP 401: unable to verify user credentials and/or request signature"),
+        (431, {"listzonesresponse": {"uuidList": [], "errorcode": 431, "cserrorcode": 4350, "errortext": "\"page\" parameter is required when \"pagesize\" is specified"}},
+         "HTTP 431: \"page\" parameter is required"),
+        (530, {"listzonesresponse": {"uuidList": [], "errorcode": 530, "cserrorcode": 4250, "errortext": "Internal error executing command, please contact your system administrator"}},
+         "HTTP 530: Internal error executing command"),
+    ],
+)
+@responses.activate
+def test_cloudstack_error_bodies_become_one_clear_message(status, body, expected):
+    responses.add(responses.GET, URL, json=body, status=status)
+    with pytest.raises(ApiError) as caught:
+        signed_api().list_all("listZones", "zone")
+    assert expected in caught.value.message
+    assert caught.value.message.startswith("listZones:")
+    assert caught.value.exit_status == ExitStatus.API
+
+
+@responses.activate
+def test_html_error_page():
+    responses.add(responses.GET, URL, body="<html><body><h1>502 Bad Gateway</h1></body></html>", status=502, content_type="text/html")
+    with pytest.raises(ApiError) as caught:
+        signed_api().call("listCapabilities")
+    assert "HTTP 502" in caught.value.message and "unusable answer" in caught.value.message
+
+
+@responses.activate
+def test_truncated_json():
+    responses.add(responses.GET, URL, body='{"listzonesresponse": {"count": 1, "zone": [', content_type="application/json")
+    with pytest.raises(ApiError) as caught:
+        signed_api().call("listZones")
+    assert "Malformed JSON" in caught.value.message
+
+
+@responses.activate
+def test_wrong_envelope():
+    responses.add(responses.GET, URL, json={"a": 1, "b": 2})
+    with pytest.raises(ApiError) as caught:
+        signed_api().call("listZones")
+    assert "single top-level key" in caught.value.message
+
+
+@responses.activate
+def test_list_key_that_is_not_a_list():
+    responses.add(responses.GET, URL, json={"listzonesresponse": {"count": 1, "zone": "oops"}})
+    with pytest.raises(ApiError) as caught:
+        signed_api().list_all("listZones", "zone")
+    assert "malformed" in caught.value.message
+
+
+@responses.activate
+def test_timeout():
+    responses.add(responses.GET, URL, body=requests.exceptions.ReadTimeout("read timed out"))
+    with pytest.raises(ApiError) as caught:
+        signed_api().call("listZones")
+    assert "no answer from http://127.0.0.1:8080/client/api within 2 s" in caught.value.message
+
+
+@responses.activate
+def test_connection_refused():
+    responses.add(responses.GET, URL, body=requests.exceptions.ConnectionError("[Errno 111] Connection refused"))
+    with pytest.raises(ApiError) as caught:
+        signed_api().call("listZones")
+    assert "cannot connect" in caught.value.message and "connection refused" in caught.value.message
+
+
+WRITE_COMMANDS = ["deployVirtualMachine", "destroySystemVm", "updateConfiguration", "deleteHost", "stopRouter",
+                  "rebootSystemVm", "createZone", "registerTemplate", "getUserKeys", "queryAsyncJobResult", "listUsers"]
+
+
+@pytest.mark.parametrize("command", WRITE_COMMANDS)
+@responses.activate
+def test_read_only_guard_refuses_before_sending(command):
+    api = signed_api()
+    with pytest.raises(ApiError) as caught:
+        api.call(command)
+    assert "refusing to send" in caught.value.message
+    assert len(responses.calls) == 0
+    assert api.requests_sent == 0
+
+
+def test_allowlist_holds_only_reads():
+    assert all(c.startswith("list") for c in READ_ONLY_COMMANDS)
+    check_read_only("listHosts")
+
+
+def fake_server(answers):
+    """A callback that answers per command, and records every command it was asked."""
+    asked = []
+
+    def callback(request):
+        query = params(type("C", (), {"request": request}))
+        command = query["command"]
+        asked.append(query)
+        status, body = answers(command, query)
+        return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+    return callback, asked
+
+
+@responses.activate
+def test_fetch_skips_commands_the_version_lacks_and_makes_no_per_object_calls():
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": {"cloudstackversion": "4.11.3.0"}}}
+        if command == "listZones":
+            return 200, {"listzonesresponse": {"count": 1, "zone": [{"id": "z1", "name": "one"}]}}
+        return 200, {command.lower() + "response": {}}
+
+    callback, asked = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    raw = fetch_raw_cloud(signed_api())
+    commands = [q["command"] for q in asked]
+    assert "listManagementServers" not in commands and "listDbMetrics" not in commands
+    assert raw["managementservers"] is None
+    assert commands.count("listConfigurations") == 2  # global + the one zone
+    assert len(commands) == 12
+
+
+@responses.activate
+def test_optional_command_refused_with_401_is_skipped():
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": {}}}  # version unknown: try everything
+        if command == "listManagementServers":
+            return 401, {"listmanagementserversresponse": {"uuidList": [], "errorcode": 401, "errortext": "unable to verify user credentials and/or request signature"}}
+        return 200, {command.lower() + "response": {}}
+
+    callback, asked = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    raw = fetch_raw_cloud(signed_api())
+    assert raw["managementservers"] is None
+    assert "listManagementServers" in [q["command"] for q in asked]
+
+
+@responses.activate
+def test_routers_are_listed_with_listall_and_project_routers_merged():
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": {"cloudstackversion": "4.19.0.0"}}}
+        if command == "listRouters" and query.get("projectid") == "-1":
+            return 200, {"listroutersresponse": {"count": 2, "router": [{"id": "r1"}, {"id": "r2"}]}}
+        if command == "listRouters":
+            assert query["listall"] == "true"
+            return 200, {"listroutersresponse": {"count": 1, "router": [{"id": "r1"}]}}
+        return 200, {command.lower() + "response": {}}
+
+    callback, _ = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    raw = fetch_raw_cloud(signed_api())
+    assert sorted(r["id"] for r in raw["routers"]) == ["r1", "r2"]

@@ -1,0 +1,85 @@
+"""The flow catalogue: it loads, it says what the researched catalogue says, and bad files are refused."""
+
+import pytest
+
+from csaudit.catalogue import load_catalogue, parse_catalogue
+from csaudit.errors import ConfigError
+
+CATALOGUE = load_catalogue()
+
+
+def rules(rule_id):
+    return [r for r in CATALOGUE if r.id == rule_id]
+
+
+def test_loads_with_open_flows_and_the_required_deny_rules():
+    ids = {r.id for r in CATALOGUE}
+    assert {"D01", "D02", "D03", "D04", "D05", "D06", "D08"} <= ids
+    assert len([i for i in ids if i.startswith("F")]) >= 35
+    assert all(r.citation for r in CATALOGUE)
+
+
+def test_seed_corrections():
+    # S1: 8096 is not a user flow; it must be closed to users.
+    assert [r.expect for r in rules("D01")] == ["closed"] and rules("D01")[0].ports[0].first == 8096
+    assert not any(r.sources == ("user",) and r.expect == "open" and 8096 in [p.first for p in r.ports] for r in CATALOGUE)
+    # S14: there is no VR -> secondary storage flow.
+    assert not any("vr" in r.sources and "secondary-storage" in r.targets for r in CATALOGUE)
+    # S8: the CPVM reaches hosts on VNC / 443, never SSH.
+    cpvm_to_host = [r for r in CATALOGUE if r.sources == ("cpvm",) and r.targets == ("host",)]
+    assert cpvm_to_host and all(22 not in [p.first for p in r.ports] for r in cpvm_to_host)
+    assert any(str(p) == "5900-6100" for r in cpvm_to_host for p in r.ports)
+    # S6: 3922 on KVM/Xen runs from the host, on VMware from the MS.
+    [kvm] = rules("F18")
+    assert kvm.sources == ("host",) and kvm.pairing == "local" and kvm.hypervisors == ("kvm", "lxc")
+    assert rules("F20")[0].sources == ("ms",) and rules("F20")[0].hypervisors == ("vmware",)
+
+
+VALID = """
+[[flow]]
+id = "F99"
+title = "t"
+source = "ms"
+target = "db"
+ports = [3306]
+protocol = "tcp"
+expect = "open"
+hypervisors = ["any"]
+citation = "c"
+"""
+
+
+def test_a_minimal_entry_parses():
+    [rule] = parse_catalogue(VALID)
+    assert rule.pairing == "zone" and rule.probe == "tcp" and not rule.outside
+
+
+@pytest.mark.parametrize("change,message", [
+    (('hypervisors = ["any"]', 'hypervisors = ["any"]\ncolour = "red"'), "unknown key(s) ['colour']"),
+    (('target = "db"', 'target = "mainframe"'), "unknown target role ['mainframe']"),
+    (('protocol = "tcp"', 'protocol = "sctp"'), "unknown protocol ['sctp']"),
+    (('expect = "open"', 'expect = "maybe"'), "expect must be 'open' or 'closed'"),
+    (('ports = [3306]', 'ports = [70000]'), "is not a port"),
+    (('id = "F99"', 'id = "X1"'), "id must look like"),
+    (('hypervisors = ["any"]', 'hypervisors = ["Bhyve"]'), "unknown hypervisor"),
+    (('citation = "c"\n', ''), "missing key(s) ['citation']"),
+    (('expect = "open"', 'expect = "open"\nwhen = { setting = "x", bigger = 1 }'), "when needs exactly one of"),
+    (('[[flow]]', '[[flows]]'), "unknown top-level key"),
+    (('title = "t"', 'title = "t'), "not valid TOML"),
+])
+def test_bad_entries_are_refused_with_a_clear_message(change, message):
+    old, new = change
+    with pytest.raises(ConfigError) as caught:
+        parse_catalogue(VALID.replace(old, new), "my.toml")
+    assert message in caught.value.message
+    assert caught.value.message.startswith("my.toml")
+
+
+def test_duplicate_entries_are_refused():
+    with pytest.raises(ConfigError, match="defined twice"):
+        parse_catalogue(VALID + VALID)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="cannot read catalogue"):
+        load_catalogue("/nonexistent/catalogue.toml")

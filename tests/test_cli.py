@@ -1,0 +1,113 @@
+"""The CLI through its injected environment: exit codes, stdout for the report only, stderr for the rest."""
+
+import json
+
+import pytest
+
+from csaudit.inventory import inventory_to_dict, parse_inventory
+from tests.conftest import free_port
+
+MS = "127.12.0.1"
+
+
+def write_inventory(tmp_path, raw, name="inv.json"):
+    inventory = parse_inventory(raw, endpoint=f"http://{MS}:8080/client/api", api_mode="signed")
+    path = tmp_path / name
+    path.write_text(json.dumps(inventory_to_dict(inventory)))
+    return str(path)
+
+
+def one_ms_cloud():
+    return {"managementservers": [{"id": "m1", "name": "ms1", "serviceip": MS}]}
+
+
+def test_offline_run_all_verified_flows_pass_exits_0(cli, tmp_path, listener):
+    listener(MS, 8080)
+    path = write_inventory(tmp_path, one_ms_cloud())
+    result = cli("run", "--inventory", path, "--timeout", "0.5")
+    assert result.exit_code == 0, result.stderr
+    assert "F01 UI and API" in result.stdout and "pass" in result.stdout
+    assert "summary: 2 pass, 0 fail" in result.stdout
+    assert "flows to check" in result.stderr and "flows to check" not in result.stdout
+    strict = cli("run", "--inventory", path, "--timeout", "0.5", "--strict")
+    assert strict.exit_code == 1  # D02/D04 and F04 stay unverified
+
+
+def test_offline_run_with_a_failure_exits_1_and_json_is_the_contract(cli, tmp_path, listener):
+    listener(MS, 8080)
+    listener(MS, 8096)  # the unauthenticated integration port is open: D01 must fail
+    path = write_inventory(tmp_path, one_ms_cloud())
+    result = cli("run", "--inventory", path, "--timeout", "0.5", "--format", "json")
+    assert result.exit_code == 1
+    report = result.json()
+    assert report["schema"] == "csaudit/report/v1"
+    assert set(report) >= {"tool_version", "generated_at", "cloud", "zones", "flows", "summary"}
+    flows = {f["rule"]: f for f in report["flows"]}
+    d01 = flows["D01"]
+    assert (d01["status"], d01["observed"], d01["expect"], d01["vantage"]) == ("fail", "open", "closed", "local")
+    assert d01["reason"].startswith("must be closed")
+    assert d01["target"] == {"role": "ms", "name": "ms1", "address": MS}
+    assert flows["F04"]["status"] == "unverified" and flows["F04"]["observed"] is None
+    assert set(d01) >= {"id", "rule", "title", "zone", "source", "target", "protocol", "port", "port_end", "expect",
+                        "vantage", "status", "observed", "reason", "latency_ms"}
+    assert report["summary"] == {"pass": 1, "fail": 1, "unverified": 4, "error": 0}
+
+
+def test_output_file(cli, tmp_path, listener):
+    listener(MS, 8080)
+    path = write_inventory(tmp_path, one_ms_cloud())
+    result = cli("run", "--inventory", path, "--format", "json", "--output", str(tmp_path / "r.json"), "--timeout", "0.5")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["pass"] == 2
+
+
+def test_flows_and_inventory_commands_offline(cli, tmp_path, raw_small_cloud):
+    path = write_inventory(tmp_path, raw_small_cloud)
+    flows = cli("flows", "--inventory", path, "--zone", "west")
+    assert flows.exit_code == 0
+    assert "F20 MS controls VMware routers" in flows.stdout and "kvm01" not in flows.stdout
+    as_json = cli("flows", "--inventory", path, "--format", "json")
+    assert len(as_json.json()["flows"]) == 112  # as in tests/data/golden_flows.tsv
+    inventory = cli("inventory", "--inventory", path)
+    assert inventory.exit_code == 0 and "esxi01" in inventory.stdout
+
+
+def test_unknown_zone_is_a_usage_error(cli, tmp_path, raw_small_cloud):
+    result = cli("run", "--inventory", write_inventory(tmp_path, raw_small_cloud), "--zone", "north")
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "unknown zone 'north'; the zones are: east (z1), west (z2)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_configuration_exit_2(cli):
+    result = cli("run")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "no CloudStack configuration found" in result.stderr and "cloudstack.ini" in result.stderr
+
+
+def test_unreachable_api_exit_3(cli):
+    port = free_port("127.12.0.9")
+    result = cli("run", "--endpoint", f"http://127.12.0.9:{port}/client/api")
+    assert result.exit_code == 3 and result.stdout == ""
+    assert "listCapabilities: cannot connect to http://127.12.0.9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_inventory_file_exit_2(cli, tmp_path):
+    (tmp_path / "bad.json").write_text("[1, 2")
+    result = cli("run", "--inventory", str(tmp_path / "bad.json"))
+    assert result.exit_code == 2 and "not valid JSON" in result.stderr
+
+
+def test_bad_arguments_exit_2(cli, capsys):
+    assert cli("run", "--format", "xml").exit_code == 2
+    assert "invalid choice: 'xml'" in capsys.readouterr().err
+    zero = cli("run", "--timeout", "0")
+    assert zero.exit_code == 2 and "--timeout must be above 0" in zero.stderr
+
+
+def test_help_documents_exit_codes(cli, capsys):
+    assert cli("run", "--help").exit_code == 0
+    out = capsys.readouterr().out
+    assert "130  interrupted" in out and "3    CloudStack API unreachable" in out

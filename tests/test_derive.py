@@ -1,0 +1,93 @@
+"""Derivation: inventory in, flows out, compared with a golden file reviewed by hand."""
+
+import dataclasses
+
+import pytest
+
+from csaudit.catalogue import load_catalogue, parse_catalogue
+from csaudit.derive import derive_flows, select_zones
+from csaudit.errors import UsageError
+from csaudit.inventory import parse_inventory
+from tests.conftest import DATA
+
+CATALOGUE = load_catalogue()
+
+
+def small(raw):
+    return parse_inventory(raw, "http://127.60.0.11:8080/client/api", "signed")
+
+
+def as_lines(flows):
+    return [f"{f.zone or '-'}\t{f.id}\t{f.source.address}\t{f.target.address}\t{f.expect}" for f in flows]
+
+
+def test_golden_flows(raw_small_cloud):
+    golden = [line for line in (DATA / "golden_flows.tsv").read_text().splitlines() if not line.startswith("#")]
+    assert as_lines(derive_flows(CATALOGUE, small(raw_small_cloud))) == golden
+
+
+def test_deterministic_and_unique(raw_small_cloud):
+    first = derive_flows(CATALOGUE, small(raw_small_cloud))
+    second = derive_flows(list(reversed(CATALOGUE)), small(raw_small_cloud))
+    assert first == second
+    assert len({f.id for f in first}) == len(first)
+
+
+def test_zone_scope_keeps_management_tier(raw_small_cloud):
+    inventory = small(raw_small_cloud)
+    flows = derive_flows(CATALOGUE, inventory, select_zones(inventory, ["west"]))
+    assert {f.zone for f in flows} == {None, "west"}
+    assert any(f.rule == "F04" for f in flows)  # MS -> DB stays in
+    by_id = derive_flows(CATALOGUE, inventory, select_zones(inventory, ["z1"]))
+    assert {f.zone for f in by_id} == {None, "east"}
+
+
+def test_unknown_zone_lists_the_real_ones(raw_small_cloud):
+    with pytest.raises(UsageError) as caught:
+        select_zones(small(raw_small_cloud), ["north"])
+    assert "unknown zone 'north'" in caught.value.message and "east (z1)" in caught.value.message
+
+
+def test_settings_switch_ports(raw_small_cloud):
+    raw_small_cloud["configurations"].append({"name": "consoleproxy.sslEnabled", "value": "true"})
+    raw_small_cloud["configurations"] = [c for c in raw_small_cloud["configurations"] if not (c["name"] == "consoleproxy.sslEnabled" and c["value"] == "false")]
+    raw_small_cloud["zoneconfigurations"] = {}
+    raw_small_cloud["configurations"].append({"name": "integration.api.port", "value": "8096"})
+    flows = derive_flows(CATALOGUE, small(raw_small_cloud))
+    console = {(f.rule, f.port) for f in flows if f.rule in ("F32", "F33")}
+    assert console == {("F32", 443), ("F33", 8443)}
+    assert {f.id for f in flows if f.rule == "F03"} == {"F03:ms1->ms1:8096/tcp", "F03:ms2->ms2:8096/tcp"}
+
+
+def test_unknown_addresses_are_kept_and_said():
+    inventory = parse_inventory({"managementservers": [{"id": "m", "name": "ms1", "serviceip": "127.8.0.1"}]})
+    [flow] = [f for f in derive_flows(CATALOGUE, inventory) if f.rule == "F04"]
+    assert flow.target.address is None
+    assert "database address: unknown (pass --db-host)" in flow.notes
+
+
+def test_simulator_hosts_get_no_hypervisor_flows():
+    inventory = parse_inventory({"hosts": [{"id": "h", "name": "sim", "type": "Routing", "hypervisor": "Simulator", "ipaddress": "127.9.0.1", "zoneid": "z"}],
+                                 "zones": [{"id": "z", "name": "z"}]})
+    rules = {f.rule for f in derive_flows(CATALOGUE, inventory) if f.target.name == "sim" or f.source.name == "sim"}
+    assert rules == {"D05"}  # only the deny rule that holds for any host
+
+
+def test_pairings():
+    catalogue = parse_catalogue("""
+[[flow]]
+id = "F90"
+title = "ring"
+source = "host"
+target = "host"
+pairing = "cluster-ring"
+ports = [1]
+protocol = "tcp"
+expect = "open"
+hypervisors = ["any"]
+citation = "c"
+""")
+    hosts = [{"id": f"h{i}", "name": f"h{i}", "type": "Routing", "clusterid": "c1" if i < 3 else "c2", "zoneid": "z", "ipaddress": f"127.9.0.{i}"} for i in range(4)]
+    flows = derive_flows(catalogue, parse_inventory({"hosts": hosts}))
+    assert [(f.source.name, f.target.name) for f in flows] == [("h0", "h1"), ("h1", "h2"), ("h2", "h0")]
+    assert all(dataclasses.is_dataclass(f) for f in flows)

@@ -1,0 +1,100 @@
+"""Local probes against real loopback listeners: open, refused, a timeout that really happens."""
+
+import time
+
+from csaudit.derive import Endpoint, Flow
+from csaudit.probe import ProbeOptions, ProbeTarget
+from csaudit.vantage import run_vantages
+from csaudit.vantage.local import LocalVantage, tcp_connect_many
+from tests.conftest import free_port
+
+
+def test_four_states_on_real_sockets(listener, filtered_port):
+    open_port = listener("127.11.0.1")
+    closed_port = free_port("127.11.0.1")
+    dropped_port = filtered_port("127.11.0.2")
+    targets = [
+        ProbeTarget("127.11.0.1", open_port),
+        ProbeTarget("127.11.0.1", closed_port),
+        ProbeTarget("127.11.0.2", dropped_port),
+        ProbeTarget("127.11.0.1", open_port, source="192.0.2.77"),  # not ours: bind fails, nothing is sent
+    ]
+    started = time.monotonic()
+    results = tcp_connect_many(targets, timeout=0.5, concurrency=8)
+    elapsed = time.monotonic() - started
+    assert [results[t].state for t in targets] == ["open", "refused", "timeout", "error"]
+    assert "refused" in results[targets[1]].reason
+    assert "0.5 s" in results[targets[2]].reason
+    assert "cannot send from 192.0.2.77" in results[targets[3]].reason
+    assert results[targets[0]].latency_ms is not None
+    assert elapsed >= 0.5  # the timeout really happened: the SYN was dropped
+
+
+def test_bound_source_address_is_the_one_the_listener_sees(listener):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.11.1.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    try:
+        results = tcp_connect_many([ProbeTarget("127.11.1.1", port, source="127.11.1.99")], 1.0, 4)
+        assert next(iter(results.values())).state == "open"
+        conn, peer = server.accept()
+        conn.close()
+        assert peer[0] == "127.11.1.99"
+    finally:
+        server.close()
+
+
+def test_many_targets_with_small_concurrency_all_end(listener):
+    port = listener("127.11.2.1", backlog=128)
+    targets = [ProbeTarget("127.11.2.1", port if i % 2 else free_port("127.11.2.1")) for i in range(300)]
+    results = tcp_connect_many(targets, timeout=1.0, concurrency=7)
+    assert set(results) == set(targets)
+    assert {r.state for r in results.values()} <= {"open", "refused"}
+
+
+def test_unresolvable_name_is_an_error_not_a_crash():
+    target = ProbeTarget("no-such-host.invalid", 80)
+    assert tcp_connect_many([target], 0.5, 2)[target].state == "error"
+
+
+def flow(source_role="ms", source_address="127.11.3.1", target_address="127.11.3.2", port=9, protocol="tcp", probe="tcp", outside=False, notes=()):
+    return Flow(id=f"X:{source_role}->{target_address}:{port}/{protocol}", rule="F99", title="t", zone=None,
+                source=Endpoint(source_role, "src", source_address), target=Endpoint("db", "dst", target_address),
+                protocol=protocol, port=port, port_end=None, expect="open", probe=probe, outside=outside,
+                citation="c", notes=notes)
+
+
+def test_local_vantage_plans_or_says_why_not():
+    vantage = LocalVantage()
+    options = ProbeOptions()
+    assert vantage.plan(flow(source_role="user", source_address=None), options) == ProbeTarget("127.11.3.2", 9)
+    assert vantage.plan(flow(), options) == ProbeTarget("127.11.3.2", 9, source="127.11.3.1")
+    assert "no vantage for ms src (192.0.2.1)" in vantage.plan(flow(source_address="192.0.2.1"), options)
+    assert "UDP" in vantage.plan(flow(protocol="udp"), options)
+    assert vantage.plan(flow(probe="none", notes=("qemu listens only during migration",)), options) == "qemu listens only during migration"
+    assert "no address known for db dst" in vantage.plan(flow(target_address=None), options)
+    assert "--outside" in vantage.plan(flow(source_role="user", outside=True), options)
+    assert isinstance(vantage.plan(flow(source_role="user", outside=True), ProbeOptions(outside=True)), ProbeTarget)
+
+
+def test_flows_sharing_a_probe_are_probed_once(listener):
+    port = listener("127.11.4.1")
+    flows = [flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port),
+             flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port, protocol="tcp", probe="tcp", outside=False, notes=("x",))]
+    flows[1] = Flow(**{**flows[1].__dict__, "id": "other"})
+
+    class Counting(LocalVantage):
+        batches = []
+
+        def probe(self, targets, options):
+            self.batches.append(list(targets))
+            return super().probe(targets, options)
+
+    vantage = Counting()
+    observed, unverified = run_vantages(flows, [vantage], ProbeOptions(timeout=1))
+    assert len(vantage.batches) == 1 and len(vantage.batches[0]) == 1
+    assert {fid: obs.state for fid, (_, obs) in observed.items()} == {flows[0].id: "open", "other": "open"}
+    assert unverified == {}
