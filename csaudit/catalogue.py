@@ -24,8 +24,13 @@ CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
 OPTIONAL = (
     "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
-    "when", "probe", "outside", "note",
+    "when", "probe", "outside", "note", "port_from",
 )
+PORT_OPTIONS = {
+    "api-port": "server.properties http.port",
+    "db-port": "db.properties db.cloud.port",
+    "cluster-port": "db.properties cluster.servlet.port",
+}
 _ID = re.compile(r"^[FD]\d{2}$")
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 
@@ -80,6 +85,7 @@ class Rule:
     probe: str = "tcp"
     outside: bool = False
     note: str | None = None
+    port_from: str | None = None  # "setting:NAME" or "option:NAME"
 
 
 def default_catalogue_text() -> str:
@@ -149,6 +155,13 @@ def _rule(entry: dict, where: str) -> Rule:
             raise ConfigError(f"{where}: {key} must be one of {sorted(allowed)}, not {entry[key]!r}")
     if "outside" in entry and not isinstance(entry["outside"], bool):
         raise ConfigError(f"{where}: outside must be true or false")
+    port_from = entry.get("port_from")
+    if port_from is not None:
+        kind, _, name = str(port_from).partition(":")
+        if kind not in ("setting", "option") or not name or (kind == "option" and name not in PORT_OPTIONS):
+            raise ConfigError(f"{where}: port_from must be \"setting:NAME\" or \"option:\" + one of {sorted(PORT_OPTIONS)}")
+        if len(entry["ports"]) != 1 or not isinstance(entry["ports"][0], int):
+            raise ConfigError(f"{where}: port_from needs exactly one port (the default) in ports")
     for key in ("title", "citation", "seed", "note", "target_protocol"):
         if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
             raise ConfigError(f"{where}: {key} must be a non-empty string")
@@ -172,6 +185,7 @@ def _rule(entry: dict, where: str) -> Rule:
         probe=entry.get("probe", "tcp"),
         outside=entry.get("outside", False),
         note=entry.get("note"),
+        port_from=port_from,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable
 
-from csaudit.catalogue import Rule
+from csaudit.catalogue import PORT_OPTIONS, PortSpec, Rule
 from csaudit.errors import UsageError
 from csaudit.inventory import Inventory
 
@@ -117,8 +117,15 @@ def select_zones(inventory: Inventory, wanted: Iterable[str]) -> frozenset[str] 
     return frozenset(chosen)
 
 
-def derive_flows(rules: Iterable[Rule], inventory: Inventory, zone_ids: frozenset[str] | None = ALL_ZONES) -> tuple[Flow, ...]:
+def derive_flows(
+    rules: Iterable[Rule],
+    inventory: Inventory,
+    zone_ids: frozenset[str] | None = ALL_ZONES,
+    port_options: dict[str, int] | None = None,
+) -> tuple[Flow, ...]:
+    """`port_options` holds ports the API cannot tell (api-port, db-port, cluster-port)."""
     nodes = build_nodes(inventory)
+    port_options = port_options or {}
     zone_names = {z.id: z.name for z in inventory.zones}
     flows: dict[str, Flow] = {}
     for rule in rules:
@@ -128,8 +135,9 @@ def derive_flows(rules: Iterable[Rule], inventory: Inventory, zone_ids: frozense
             zone_id = source.zone_id or target.zone_id
             if zone_ids is not ALL_ZONES and zone_id is not None and zone_id not in zone_ids:
                 continue
-            notes = tuple(n for n in (source.address_note, target.address_note, rule.note) if n)
-            for port in rule.ports:
+            ports, port_note = _ports(rule, inventory, zone_id, port_options)
+            notes = tuple(n for n in (source.address_note, target.address_note, port_note, rule.note) if n)
+            for port in ports:
                 for protocol in rule.protocols:
                     flow = Flow(
                         id=f"{rule.id}:{source.name}->{target.name}:{port}/{protocol}",
@@ -149,6 +157,23 @@ def derive_flows(rules: Iterable[Rule], inventory: Inventory, zone_ids: frozense
                     )
                     flows.setdefault(flow.id, flow)
     return tuple(sorted(flows.values(), key=_flow_order))
+
+
+def _ports(rule: Rule, inventory: Inventory, zone_id, port_options: dict[str, int]) -> tuple[tuple[PortSpec, ...], str | None]:
+    """The rule's ports, or the real one when the cloud says (setting) or the operator says (option)."""
+    if rule.port_from is None:
+        return rule.ports, None
+    kind, _, name = rule.port_from.partition(":")
+    default = rule.ports[0].first
+    if kind == "option":
+        if name in port_options:
+            return (PortSpec(port_options[name]),), f"port {port_options[name]} from --{name}"
+        return rule.ports, f"port {default} is the default {PORT_OPTIONS[name]}; the API cannot tell it (set --{name})"
+    value = (inventory.setting(name, zone_id) or "").strip()
+    if value.isdigit() and 0 < int(value) < 65536:
+        port = int(value)
+        return (PortSpec(port),), (f"port {port} from setting '{name}'" if port != default else None)
+    return rule.ports, f"port {default} is the default; setting '{name}' is not known"
 
 
 def _flow_order(flow: Flow):

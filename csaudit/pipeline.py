@@ -9,6 +9,7 @@ from csaudit.catalogue import load_catalogue
 from csaudit.config import ApiConfig, load_api_config
 from csaudit.derive import derive_flows, select_zones
 from csaudit.environment import Environment
+from csaudit.errors import UsageError
 from csaudit.exitcodes import ExitStatus
 from csaudit.inventory import Inventory, load_inventory, parse_inventory
 from csaudit.probe import ProbeOptions
@@ -26,6 +27,7 @@ class AuditRequest:
     inventory_file: str | None = None
     db_host: str | None = None
     catalogue_file: str | None = None
+    port_options: tuple[tuple[str, int], ...] = ()  # api-port, db-port, cluster-port given by the operator
     probe: ProbeOptions = ProbeOptions()
     api_config: ApiConfig | None = None  # given directly by the demo; otherwise read from cs config
 
@@ -39,6 +41,9 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True) ->
     parser.add_argument("--inventory", dest="inventory_file", metavar="FILE",
                         help="work offline from an inventory saved with `csaudit inventory --format json`")
     parser.add_argument("--db-host", help="MySQL address (the API only tells it from 4.17 on, via listDbMetrics)")
+    parser.add_argument("--db-port", type=int, metavar="PORT", help="MySQL port, if not 3306 (db.properties db.cloud.port)")
+    parser.add_argument("--cluster-port", type=int, metavar="PORT", help="MS cluster servlet port, if not 9090 (db.properties)")
+    parser.add_argument("--api-port", type=int, metavar="PORT", help="MS UI/API port, if not 8080 (server.properties http.port)")
     parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE", help="a flow catalogue TOML instead of the built-in one")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
@@ -54,9 +59,11 @@ def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditR
     timeout = getattr(args, "timeout", 2.0)
     concurrency = getattr(args, "concurrency", 256)
     if timeout <= 0 or concurrency < 1:
-        from csaudit.errors import UsageError
-
         raise UsageError("--timeout must be above 0 and --concurrency at least 1")
+    for name in ("api_port", "db_port", "cluster_port"):
+        port = getattr(args, name, None)
+        if port is not None and not 0 < port < 65536:
+            raise UsageError(f"--{name.replace('_', '-')} must be a port from 1 to 65535")
     return AuditRequest(
         zones=tuple(getattr(args, "zone", ())),
         endpoint=getattr(args, "endpoint", None),
@@ -64,6 +71,8 @@ def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditR
         inventory_file=getattr(args, "inventory_file", None),
         db_host=getattr(args, "db_host", None),
         catalogue_file=getattr(args, "catalogue_file", None),
+        port_options=tuple((name, getattr(args, name.replace("-", "_"))) for name in ("api-port", "db-port", "cluster-port")
+                           if getattr(args, name.replace("-", "_"), None)),
         probe=ProbeOptions(timeout=timeout, concurrency=concurrency, outside=getattr(args, "outside", False)),
         api_config=api_config,
     )
@@ -91,7 +100,7 @@ def plan_flows(request: AuditRequest, env: Environment):
     rules = load_catalogue(request.catalogue_file)
     inventory = collect_inventory(request, env)
     zone_ids = select_zones(inventory, request.zones)
-    return derive_flows(rules, inventory, zone_ids), inventory, zone_ids
+    return derive_flows(rules, inventory, zone_ids, dict(request.port_options)), inventory, zone_ids
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,3 +91,36 @@ citation = "c"
     flows = derive_flows(catalogue, parse_inventory({"hosts": hosts}))
     assert [(f.source.name, f.target.name) for f in flows] == [("h0", "h1"), ("h1", "h2"), ("h2", "h0")]
     assert all(dataclasses.is_dataclass(f) for f in flows)
+
+
+def test_ports_from_settings_and_options(raw_small_cloud):
+    raw_small_cloud["configurations"].append({"name": "port", "value": "8251"})
+    inventory = small(raw_small_cloud)
+    flows = derive_flows(CATALOGUE, inventory, port_options={"db-port": 3307})
+    agent = [f for f in flows if f.rule in ("F08", "F09", "F10", "F07")]
+    assert agent and {f.port for f in agent} == {8251}
+    assert "port 8251 from setting 'port'" in agent[0].notes
+    [db] = [f for f in flows if f.id == "F04:ms1->database:3307/tcp"]
+    assert "port 3307 from --db-port" in db.notes
+    [cluster] = [f for f in flows if f.id == "F06:ms1->ms2:9090/tcp"]
+    assert any("the API cannot tell it (set --cluster-port)" in n for n in cluster.notes)
+
+
+def test_port_from_is_validated():
+    bad = """
+[[flow]]
+id = "F98"
+title = "t"
+source = "ms"
+target = "db"
+ports = [1, 2]
+port_from = "option:db-port"
+protocol = "tcp"
+expect = "open"
+hypervisors = ["any"]
+citation = "c"
+"""
+    with pytest.raises(Exception, match="exactly one port"):
+        parse_catalogue(bad)
+    with pytest.raises(Exception, match="port_from must be"):
+        parse_catalogue(bad.replace("[1, 2]", "[1]").replace("option:db-port", "option:ssh-port"))
