@@ -1,10 +1,12 @@
 """CloudStack release numbers, compared as tuples ("4.20.1.0" > "4.19.1.0")."""
 
+import functools
 from typing import Mapping
 
 Version = tuple[int, ...]
 
 
+@functools.lru_cache(maxsize=256)  # called for every gated field of every row
 def parse_version(text: str) -> Version:
     parts = tuple(int(part) for part in text.split("."))
     return parts + (0,) * (4 - len(parts))

@@ -1,0 +1,161 @@
+"""`Lab`: start and stop a whole simulated cloud inside the current process."""
+
+from __future__ import annotations
+
+import collections
+import errno
+import os
+import random
+import secrets
+
+from csaudit.errors import ConfigError
+from csaudit.lab.apiserver import ApiServer
+from csaudit.lab.apiservice import ApiService
+from csaudit.lab.listeners import Listeners
+from csaudit.lab.model import Topology
+from csaudit.lab.relocate import relocate, second_octet, shift_octet
+from csaudit.lab.services import API_PORT, Fault, Service, planned_services, planted_faults
+from csaudit.lab.topology import default_topology
+
+MAX_RELOCATIONS = 8
+
+
+class Lab:
+    """A simulated CloudStack cloud on 127.x addresses, as a context manager.
+
+        with Lab(default_topology()) as lab:
+            CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret).listZones()
+    """
+
+    def __init__(self, topology: Topology | None = None, *, max_relocations: int = MAX_RELOCATIONS):
+        self.requested = topology if topology is not None else default_topology()
+        self.topology = self.requested  # what is served; differs after a relocation
+        self.key = self.requested.api_key or secrets.token_urlsafe(64)
+        self.secret = self.requested.secret_key or secrets.token_urlsafe(64)
+        self._max_relocations = max_relocations
+        self._service: ApiService | None = None
+        self._api: ApiServer | None = None
+        self._listeners: Listeners | None = None
+
+    def __repr__(self) -> str:  # never the secret
+        return f"<Lab {self.endpoint} version={self.topology.version} running={self.running}>"
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Lab":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._api is not None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        for topology in self._candidates():
+            try:
+                self._start_on(topology)
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise ConfigError(f"lab cannot bind its loopback addresses: {error}") from None
+                continue  # something else holds one of our ports: move the whole cloud
+            self.topology = topology
+            return
+        raise ConfigError(f"lab could not find free loopback addresses after "
+                          f"{self._max_relocations} relocations (ports in use)")
+
+    def _candidates(self):
+        """The requested topology, then the same cloud in other 127.N.0.0/16 ranges."""
+        yield self.requested
+        home = second_octet(self.requested.management_servers[0].address)
+        deltas = list(range(1, 254))
+        random.shuffle(deltas)  # parallel test runs should not all try the same ranges
+        for delta in deltas[:self._max_relocations]:
+            if shift_octet(home, delta) != home:
+                yield relocate(self.requested, delta)
+
+    def _start_on(self, topology: Topology) -> None:
+        service = ApiService(topology, self.key, self.secret)
+        api = ApiServer(service)
+        listeners = Listeners(planned_services(topology), topology.database.version) \
+            if topology.listeners else None
+        try:
+            for server in topology.management_servers:
+                api.bind(server.address, API_PORT, integration=False)
+                if topology.integration_port > 0:
+                    api.bind(server.address, topology.integration_port, integration=True)
+            if listeners is not None:
+                listeners.bind_all()
+        except BaseException:
+            api.stop()
+            if listeners is not None:
+                listeners.close()
+            raise
+        api.start()
+        if listeners is not None:
+            listeners.start()
+        self._service, self._api, self._listeners = service, api, listeners
+
+    def stop(self) -> None:
+        """Close every socket and join every thread (bounded waits)."""
+        if self._listeners is not None:
+            self._listeners.stop()
+        if self._api is not None:
+            self._api.stop()
+        self._api = self._listeners = None
+
+    # ------------------------------------------------------------ what it serves
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.topology.management_servers[0].address}:{API_PORT}/client/api"
+
+    @property
+    def integration_endpoint(self) -> str | None:
+        port = self.topology.integration_port
+        if port <= 0:
+            return None
+        return f"http://{self.topology.management_servers[0].address}:{port}/client/api"
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        return planted_faults(self.topology)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """Every port the lab serves (faults applied), API ports included."""
+        return tuple(planned_services(self.topology))
+
+    @property
+    def relocated(self) -> bool:
+        return self.topology is not self.requested
+
+    @property
+    def requests(self) -> collections.Counter:
+        """Requests served per command (a snapshot), errors and refused writes included."""
+        if self._service is None:
+            return collections.Counter()
+        return self._service.counts()[0]
+
+    @property
+    def write_attempts(self) -> int:
+        """How many requests tried a command that is not list*/get*/query* (all refused)."""
+        if self._service is None:
+            return 0
+        return self._service.counts()[1]
+
+    def write_ini(self, path: str | os.PathLike, section: str = "cloudstack") -> str:
+        """A cs-style cloudstack.ini for this lab, readable by the owner only (0600)."""
+        path = os.fspath(path)
+        # ConfigParser interpolates '%': double it so any secret reads back unchanged.
+        text = (f"[{section}]\nendpoint = {self.endpoint}\nkey = {self.key.replace('%', '%%')}\n"
+                f"secret = {self.secret.replace('%', '%%')}\n")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)  # an existing file keeps its mode otherwise
+            os.write(descriptor, text.encode("utf-8"))
+        finally:
+            os.close(descriptor)
+        return path

@@ -1,0 +1,362 @@
+"""Every non-API service port of the lab, served by ONE selector thread.
+
+Hundreds of listeners cost one thread: sockets are non-blocking, TLS handshakes
+are driven by readiness events, and idle connections are closed after a few
+seconds. "filtered" ports are real listening sockets whose accept queue is kept
+full, so the kernel drops new SYNs and a connect really times out.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import selectors
+import socket
+import ssl
+import threading
+import time
+from importlib import resources
+
+from csaudit.errors import ConfigError
+from csaudit.lab import protocols
+from csaudit.lab.services import Service
+
+log = logging.getLogger("csaudit.lab")
+
+IDLE_SECONDS = 3.0
+MAX_CONNECTIONS = 512  # beyond this, new connections are closed at once
+MAX_BUFFER = 64 * 1024
+_SELECT_SECONDS = 0.25
+_FILLERS = 2  # never-accepted connections that keep a filtered port's backlog full
+
+
+def tls_context() -> ssl.SSLContext:
+    """Server context with the bundled self-signed certificate (CN=csaudit-lab)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    folder = resources.files("csaudit.lab")
+    with resources.as_file(folder / "lab-cert.pem") as cert, \
+            resources.as_file(folder / "lab-key.pem") as key:
+        context.load_cert_chain(cert, key)
+    return context
+
+
+class _Connection:
+    def __init__(self, sock: socket.socket, service: Service, registered: dict):
+        self.sock = sock
+        self.service = service
+        self.registered = registered
+        self.inbox = bytearray()
+        self.outbox = bytearray()
+        self.handshaking = False
+        self.want_write = False  # TLS needs the socket writable to progress
+        self.close_when_sent = False
+        self.last_active = time.monotonic()
+
+
+class Listeners:
+    def __init__(self, services: list[Service], mysql_version: str = "8.0.36"):
+        self._services = _unique_sockets(services)
+        self._mysql_version = mysql_version
+        self._listening: list[socket.socket] = []
+        self._filtered: list[socket.socket] = []  # plus their filler connections
+        self._connections: dict[int, _Connection] = {}
+        self._selector = selectors.DefaultSelector()
+        self._tls: ssl.SSLContext | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._next_connection_id = 1
+
+    # ------------------------------------------------------------ setup
+    def bind_all(self) -> None:
+        """Open every socket; OSError EADDRINUSE propagates (the lab relocates)."""
+        if any(s.kind in ("tls", "https") for s in self._services):
+            self._tls = tls_context()
+        for service in self._services:
+            try:
+                self._bind(service)
+            except PermissionError:
+                raise ConfigError(
+                    f"cannot listen on {service.address}:{service.port}/{service.protocol} "
+                    f"({service.object_name}): ports below 1024 need root (or "
+                    "CAP_NET_BIND_SERVICE); run the lab as root, or use a topology with "
+                    "listeners = false") from None
+
+    def _bind(self, service: Service) -> None:
+        if service.protocol == "udp":
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((service.address, service.port))
+            except OSError:
+                sock.close()
+                raise
+            sock.setblocking(False)
+            self._listening.append(sock)
+            self._selector.register(sock, selectors.EVENT_READ, ("udp", service))
+            return
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((service.address, service.port))
+            sock.listen(0 if service.kind == "filtered" else 64)
+        except OSError:
+            sock.close()
+            raise
+        if service.kind == "filtered":
+            self._filtered.append(sock)
+            self._fill_backlog(sock, service)
+            return
+        sock.setblocking(False)
+        self._listening.append(sock)
+        self._selector.register(sock, selectors.EVENT_READ, ("listen", service))
+
+    def _fill_backlog(self, sock: socket.socket, service: Service) -> None:
+        """Backlog 0 + one established, never-accepted connection = the kernel drops SYNs."""
+        for _ in range(_FILLERS):
+            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler.setblocking(False)
+            filler.connect_ex((service.address, service.port))
+            self._filtered.append(filler)
+        first = self._filtered[-_FILLERS]
+        _, ready, _ = select.select([], [first], [], 1.0)
+        if not ready or first.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+            log.warning("could not fill the backlog of filtered port %s:%s",
+                        service.address, service.port)
+
+    def start(self) -> None:
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, ("wake", None))
+        self._thread = threading.Thread(target=self._loop, name="lab-listeners", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        try:
+            self._wake_writer.send(b"x")
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.close()
+
+    def close(self) -> None:
+        """Close every socket (also after a failed bind_all, before start)."""
+        for connection in list(self._connections.values()):
+            self._drop(connection)
+        for sock in (*self._listening, *self._filtered, self._wake_reader, self._wake_writer):
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self._listening.clear()
+        self._filtered.clear()
+        self._selector.close()
+
+    @property
+    def socket_count(self) -> int:
+        return len(self._listening) + len(self._filtered)
+
+    # ------------------------------------------------------------ event loop
+    def _loop(self) -> None:
+        last_sweep = time.monotonic()
+        while not self._stop.is_set():
+            for key, events in self._selector.select(_SELECT_SECONDS):
+                kind, payload = key.data
+                try:
+                    if kind == "listen":
+                        self._accept(key.fileobj, payload)
+                    elif kind == "udp":
+                        self._answer_datagrams(key.fileobj, payload)
+                    elif kind == "conn":
+                        self._on_ready(payload, events)
+                except Exception:  # one bad peer must not stop every other listener
+                    log.exception("lab listener error on %s", payload)
+                    if kind == "conn":
+                        self._drop(payload)
+            now = time.monotonic()
+            if now - last_sweep > 0.5:
+                last_sweep = now
+                for connection in list(self._connections.values()):
+                    if now - connection.last_active > IDLE_SECONDS:
+                        self._drop(connection)
+
+    def _accept(self, listener: socket.socket, service: Service) -> None:
+        for _ in range(16):  # bounded: other sockets get their turn
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in (errno.EMFILE, errno.ENFILE, errno.ECONNABORTED):
+                    return
+                raise
+            if len(self._connections) >= MAX_CONNECTIONS:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            connection = _Connection(sock, service, self._registered(service))
+            self._greet(connection)
+            self._connections[id(connection)] = connection
+            self._selector.register(connection.sock, self._events(connection), ("conn", connection))
+
+    def _registered(self, service: Service) -> dict:
+        if service.kind != "rpcbind":
+            return {}
+        # rpcbind only knows nfsd when nfsd really runs on that server.
+        nfs = any(s.address == service.address and s.kind == "nfs" for s in self._services)
+        return {(protocols.PORTMAPPER, "tcp"): 111, (protocols.PORTMAPPER, "udp"): 111,
+                **({(protocols.NFS, "tcp"): 2049} if nfs else {})}
+
+    def _greet(self, connection: _Connection) -> None:
+        kind, role = connection.service.kind, connection.service.role
+        if kind == "ssh":
+            connection.outbox += protocols.ssh_banner(role)
+        elif kind == "mysql":
+            connection.outbox += protocols.mysql_greeting(self._mysql_version, self._next_connection_id)
+            self._next_connection_id += 1
+        elif kind == "rfb":
+            connection.outbox += protocols.RFB_GREETING
+        elif kind in ("tls", "https"):
+            connection.sock = self._tls.wrap_socket(connection.sock, server_side=True,
+                                                    do_handshake_on_connect=False)
+            connection.handshaking = True
+
+    @staticmethod
+    def _events(connection: _Connection) -> int:
+        if connection.want_write or connection.outbox:
+            return selectors.EVENT_WRITE
+        return selectors.EVENT_READ
+
+    def _on_ready(self, connection: _Connection, events: int) -> None:
+        connection.last_active = time.monotonic()
+        if connection.handshaking and not self._handshake(connection):
+            return
+        if events & selectors.EVENT_WRITE and connection.outbox:
+            if not self._flush(connection):
+                return
+        if events & selectors.EVENT_READ and not self._receive(connection):
+            return
+        if connection.outbox and not connection.want_write:
+            self._flush(connection)
+        if id(connection) in self._connections:
+            self._selector.modify(connection.sock, self._events(connection), ("conn", connection))
+
+    def _handshake(self, connection: _Connection) -> bool:
+        try:
+            connection.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            connection.want_write = False
+        except ssl.SSLWantWriteError:
+            connection.want_write = True
+        except (ssl.SSLError, OSError):
+            self._drop(connection)  # a plain-TCP probe or a client that gave up
+            return False
+        else:
+            connection.handshaking = connection.want_write = False
+            return True
+        self._selector.modify(connection.sock, self._events(connection), ("conn", connection))
+        return False
+
+    def _receive(self, connection: _Connection) -> bool:
+        try:
+            data = connection.sock.recv(16384)
+            while isinstance(connection.sock, ssl.SSLSocket) and connection.sock.pending():
+                data += connection.sock.recv(16384)
+        except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+            return True
+        except (ssl.SSLError, OSError):
+            self._drop(connection)
+            return False
+        if not data:
+            self._drop(connection)
+            return False
+        connection.inbox += data
+        if len(connection.inbox) > MAX_BUFFER:
+            self._drop(connection)
+            return False
+        self._respond(connection)
+        return True
+
+    def _respond(self, connection: _Connection) -> None:
+        service, inbox = connection.service, connection.inbox
+        if service.kind in ("http", "https"):
+            if protocols.http_request_complete(inbox):
+                connection.outbox += protocols.http_response(service.role)
+                connection.close_when_sent = True
+                inbox.clear()
+        elif service.kind == "dns":
+            for _ in range(16):
+                reply = protocols.dns_tcp_reply(inbox)
+                if reply is None:
+                    break
+                connection.outbox += reply
+        elif service.kind in ("rpcbind", "nfs"):
+            program = protocols.NFS if service.kind == "nfs" else protocols.PORTMAPPER
+            for _ in range(16):
+                reply = protocols.rpc_tcp_reply(inbox, program, connection.registered)
+                if reply is None:
+                    break
+                connection.outbox += reply
+        else:
+            inbox.clear()  # server-speaks-first services: the greeting was all they say
+
+    def _flush(self, connection: _Connection) -> bool:
+        try:
+            sent = connection.sock.send(connection.outbox)
+        except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+            return True
+        except ssl.SSLWantReadError:
+            return True
+        except (ssl.SSLError, OSError):
+            self._drop(connection)
+            return False
+        del connection.outbox[:sent]
+        if not connection.outbox and connection.close_when_sent:
+            self._drop(connection)
+            return False
+        return True
+
+    def _answer_datagrams(self, sock: socket.socket, service: Service) -> None:
+        registered = self._registered(service)
+        for _ in range(16):
+            try:
+                data, peer = sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP error from an earlier reply's destination
+            if service.kind == "dns":
+                reply = protocols.dns_reply(data)
+            else:
+                reply = protocols.rpc_reply(data, protocols.PORTMAPPER, registered)
+            if reply:
+                try:
+                    sock.sendto(reply, peer)
+                except OSError:
+                    pass
+
+    def _drop(self, connection: _Connection) -> None:
+        if self._connections.pop(id(connection), None) is not None:
+            try:
+                self._selector.unregister(connection.sock)
+            except (KeyError, ValueError):
+                pass
+        try:
+            connection.sock.close()
+        except OSError:
+            pass
+
+
+def _unique_sockets(services: list[Service]) -> list[Service]:
+    """One socket per (address, port, protocol); the API ports belong to the API server."""
+    chosen: dict[tuple[str, int, str], Service] = {}
+    for service in services:
+        if service.kind in ("api", "integration"):
+            continue
+        key = (service.address, service.port, service.protocol)
+        other = chosen.setdefault(key, service)
+        if other.kind != service.kind:
+            raise ConfigError(f"{service.address}:{service.port}/{service.protocol} is claimed by "
+                              f"{other.object_name} ({other.kind}) and {service.object_name} "
+                              f"({service.kind}); give them different addresses")
+    return list(chosen.values())
