@@ -1,0 +1,274 @@
+"""The lab's service ports over real loopback sockets: greetings, TLS, faults, lifecycle."""
+
+import errno
+import socket
+import ssl
+import struct
+import threading
+import time
+
+import pytest
+from cs import CloudStack
+
+from csaudit.lab import Lab, default_topology
+from csaudit.lab.relocate import relocate
+
+TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(default_topology()) as running:
+        yield running
+
+
+def _service(lab, name, port, protocol="tcp"):
+    """The (address, port) the running lab serves for an object (it may have relocated)."""
+    matches = [s for s in lab.services
+               if s.object_name == name and s.port == port and s.protocol == protocol]
+    assert len(matches) == 1, (name, port, matches)
+    return matches[0].address, port
+
+
+def _fault(lab, kind):
+    return next(f for f in lab.faults if f.kind == kind)
+
+
+def _first_bytes(address, size=256):
+    with socket.create_connection(address, timeout=TIMEOUT) as sock:
+        data = b""
+        while len(data) < size:
+            chunk = sock.recv(size - len(data))
+            if not chunk:
+                break
+            data += chunk
+            if data.endswith(b"\n") or len(data) >= 4 and data[3:4] == b"\x00":
+                break
+        return data
+
+
+def _tls(address, request=None):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(address, timeout=TIMEOUT) as raw:
+        with context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+            answer = b""
+            if request:
+                tls.sendall(request)
+                while chunk := tls.recv(4096):
+                    answer += chunk
+            return tls.version(), der, answer
+
+
+def test_ssh_banners_on_hosts_and_system_vm_control_addresses(lab):
+    assert _first_bytes(_service(lab, "kvm01", 22)) == b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+    assert _first_bytes(_service(lab, "xen01", 22)).startswith(b"SSH-2.0-OpenSSH_")
+    # control: the linklocal IP on KVM, the private IP on VMware
+    kvm_ssvm = _service(lab, "s-1-VM", 3922)
+    assert kvm_ssvm[0].endswith(".201.1") and _first_bytes(kvm_ssvm).startswith(b"SSH-2.0-")
+    vmware_ssvm = _service(lab, "s-5-VM", 3922)
+    assert vmware_ssvm[0].endswith(".2.101") and _first_bytes(vmware_ssvm).startswith(b"SSH-2.0-")
+    assert _first_bytes(_service(lab, "r-8-VM", 3922)).startswith(b"SSH-2.0-")
+
+
+def test_mysql_greeting_is_a_protocol_10_handshake(lab):
+    data = _first_bytes(_service(lab, "db1", 3306), size=4)
+    length = int.from_bytes(data[:3], "little")
+    with socket.create_connection(_service(lab, "db1", 3306), timeout=TIMEOUT) as sock:
+        packet = b""
+        while len(packet) < 4 + length:
+            packet += sock.recv(4 + length - len(packet))
+    assert packet[3] == 0 and packet[4] == 10  # sequence 0, protocol version 10
+    assert packet[5:].split(b"\x00", 1)[0] == b"8.0.36"
+    assert packet.endswith(b"caching_sha2_password\x00")
+
+
+def test_vnc_greeting_on_kvm_hosts(lab):
+    assert _first_bytes(_service(lab, "kvm01", 5900)) == b"RFB 003.008\n"
+
+
+@pytest.mark.parametrize("name, port", [
+    ("ms1", 8250), ("ms2", 9090), ("kvm01", 16514), ("esxi02", 443), ("vcenter@127.42.2.10", 443),
+    ("s-5-VM", 443)])
+def test_tls_ports_complete_a_real_handshake(lab, name, port):
+    name = name if "@" not in name else next(s.object_name for s in lab.services if s.role == "vcenter")
+    version, der, _ = _tls(_service(lab, name, port))
+    assert version in ("TLSv1.2", "TLSv1.3")
+    assert b"csaudit-lab" in der  # the bundled self-signed certificate
+
+
+def test_http_and_https_answer_a_request(lab):
+    _, _, answer = _tls(_service(lab, "v-2-VM", 443), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    for name, port in (("r-3-VM", 80), ("v-6-VM", 8001), ("xen01", 80)):
+        with socket.create_connection(_service(lab, name, port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 200 OK")
+
+
+def _dns_query(ident):
+    question = b"".join(bytes([len(p)]) + p for p in (b"ms1", b"lab")) + b"\x00" + struct.pack(">HH", 1, 1)
+    return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question
+
+
+def test_dns_answers_over_udp_and_tcp(lab):
+    zone_dns = [s for s in lab.services if s.role == "dns-server" and s.protocol == "udp"]
+    assert len(zone_dns) == 4
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(TIMEOUT)
+        udp.sendto(_dns_query(0x1234), (zone_dns[0].address, 53))
+        reply, _ = udp.recvfrom(512)
+    ident, flags = struct.unpack(">HH", reply[:4])
+    assert ident == 0x1234 and flags & 0x8000  # a response to our query
+    router_guest = _service(lab, "r-4-VM", 53)
+    with socket.create_connection(router_guest, timeout=TIMEOUT) as sock:
+        query = _dns_query(7)
+        sock.sendall(struct.pack(">H", len(query)) + query)
+        size = struct.unpack(">H", sock.recv(2))[0]
+        assert struct.unpack(">H", sock.recv(size)[:2])[0] == 7
+
+
+def _getport_call(program):
+    credentials = struct.pack(">IIII", 0, 0, 0, 0)  # AUTH_NONE credential and verifier
+    return struct.pack(">IIIIII", 42, 0, 2, 100000, 2, 3) + credentials + \
+        struct.pack(">IIII", program, 3, 6, 0)
+
+
+def _rpcbind_nfs_port(address):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(TIMEOUT)
+        udp.sendto(_getport_call(100003), (address, 111))
+        reply, _ = udp.recvfrom(512)
+    xid, reply_type, accepted = struct.unpack(">III", reply[:12])
+    assert (xid, reply_type, accepted) == (42, 1, 0)
+    return struct.unpack(">I", reply[-4:])[0]
+
+
+def test_nfs_servers_run_rpcbind_and_nfs(lab):
+    east = _service(lab, "sec-nfs-east", 111, "udp")[0]
+    assert _rpcbind_nfs_port(east) == 2049
+    with socket.create_connection((east, 2049), timeout=TIMEOUT) as sock:  # NFS NULL call
+        call = struct.pack(">IIIIIIIIII", 9, 0, 2, 100003, 3, 0, 0, 0, 0, 0)
+        sock.sendall(struct.pack(">I", 0x80000000 | len(call)) + call)
+        reply = sock.recv(64)
+    assert struct.unpack(">IIIII", reply[4:24])[:3] == (9, 1, 0) and reply[-4:] == b"\x00" * 4
+
+
+def test_missing_listener_is_refused_and_rpcbind_knows_it(lab):
+    fault = _fault(lab, "missing-listener")
+    assert (fault.object_name, fault.port) == ("sec-nfs-west", 2049)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((fault.address, fault.port), timeout=TIMEOUT).close()
+    assert _rpcbind_nfs_port(fault.address) == 0  # nfsd is not registered there either
+
+
+def test_filtered_port_really_times_out(lab):
+    fault = _fault(lab, "filtered")
+    assert (fault.object_name, fault.port) == ("xen01", 443)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        socket.create_connection((fault.address, fault.port), timeout=0.5).close()
+    assert time.monotonic() - started >= 0.45
+    assert _first_bytes((fault.address, 22)).startswith(b"SSH-2.0-")  # the host itself is up
+
+
+def test_api_state_mismatch_host_is_up_in_the_api_but_listens_nowhere(lab):
+    fault = _fault(lab, "api-state-mismatch")
+    assert fault.object_name == "kvm02" and fault.port is None
+    api = CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
+    kvm02 = api.listHosts(name="kvm02")["host"][0]
+    assert (kvm02["state"], kvm02["ipaddress"]) == ("Up", fault.address)
+    for port in (22, 16514, 5900):
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((fault.address, port), timeout=TIMEOUT).close()
+    assert not [s for s in lab.services if s.object_name == "kvm02"]
+
+
+def test_exposed_integration_api_on_every_management_server(lab):
+    exposed = [f for f in lab.faults if f.kind == "exposed"]
+    assert sorted(f.object_name for f in exposed) == ["ms1", "ms2"]
+    for fault in exposed:
+        unsigned = CloudStack(endpoint=f"http://{fault.address}:{fault.port}/client/api")
+        assert unsigned.listZones()["count"] == 2
+
+
+def test_every_planned_tcp_service_accepts_connections(lab):
+    checked = 0
+    for service in lab.services:
+        if service.protocol == "tcp" and service.kind != "filtered":
+            socket.create_connection((service.address, service.port), timeout=TIMEOUT).close()
+            checked += 1
+    assert checked > 50
+
+
+def test_faults_are_frozen_records(lab):
+    fault = lab.faults[0]
+    assert {"kind", "object_name", "address", "port", "protocol", "description"} <= set(vars(fault))
+    with pytest.raises(AttributeError):
+        fault.port = 1
+
+
+# ------------------------------------------------------------------ lifecycle
+
+def _can_bind(address, port):
+    """True unless something listens there (SO_REUSEADDR: TIME_WAIT leftovers don't count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as error:
+            assert error.errno == errno.EADDRINUSE
+            return False
+        return True
+
+
+def test_threads_are_bounded_and_shutdown_frees_every_port():
+    threads_before = threading.active_count()
+    lab = Lab(relocate(default_topology(), 100))  # its own addresses: independent of the module lab
+    started = time.monotonic()
+    lab.start()
+    try:
+        start_seconds = time.monotonic() - started
+        # 1 API accept thread + 8 API workers + 1 listener thread, whatever the number of ports
+        assert threading.active_count() - threads_before <= 10
+        tcp = [(s.address, s.port) for s in lab.services if s.protocol == "tcp"]
+        assert not any(_can_bind(*address) for address in tcp)
+        api = CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
+        assert api.listZones()["count"] == 2
+        # an idle client must not delay shutdown
+        idle = socket.create_connection(_service(lab, "kvm01", 22), timeout=TIMEOUT)
+    finally:
+        stopping = time.monotonic()
+        lab.stop()
+    assert time.monotonic() - stopping < 2 and start_seconds < 2
+    assert all(_can_bind(*address) for address in tcp)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(tcp[0], timeout=TIMEOUT)
+    assert threading.active_count() == threads_before
+    idle.close()
+
+
+def test_port_clash_relocates_the_whole_cloud():
+    wanted = relocate(default_topology(), 110)
+    ms1 = wanted.management_servers[0].address
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        blocker.bind((ms1, 8080))
+        blocker.listen(1)
+    except OSError as error:  # someone already holds it: the clash is there anyway
+        assert error.errno == errno.EADDRINUSE
+    try:
+        with Lab(wanted) as lab:
+            assert lab.relocated
+            new_ms1 = lab.topology.management_servers[0].address
+            assert new_ms1 != ms1 and new_ms1.split(".")[2:] == ms1.split(".")[2:]
+            assert lab.endpoint == f"http://{new_ms1}:8080/client/api"
+            assert lab.topology.settings["host"].startswith(new_ms1)
+            api = CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
+            assert api.listZones()["count"] == 2
+            assert _fault(lab, "filtered").address.split(".")[1] == new_ms1.split(".")[1]
+    finally:
+        blocker.close()
