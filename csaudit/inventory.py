@@ -370,7 +370,7 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
         for dc in rows if isinstance(rows, list) else []:
             address = text(dc, "vcenter")
             if address and not any(v.address == address and v.zone_id == str(zone_id) for v in vcenters):
-                vcenters.append(VCenter(name=f"vcenter {address}", address=address, zone_id=str(zone_id)))
+                vcenters.append(VCenter(name=address, address=address, zone_id=str(zone_id)))
 
     return Inventory(
         endpoint=endpoint,

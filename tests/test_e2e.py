@@ -1,0 +1,153 @@
+"""End to end: csaudit against the embedded cloud, a real HTTP server speaking the CloudStack API
+and real listeners on 127.x addresses, through the signed port and the integration port."""
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from csaudit.lab import Lab, default_topology
+
+
+@pytest.fixture(scope="module")
+def faulty_lab():
+    with Lab(default_topology()) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def healthy_lab():
+    topology = default_topology()
+    settings = {**topology.settings, "integration.api.port": "0"}
+    with Lab(dataclasses.replace(topology, faults=(), settings=settings)) as lab:
+        yield lab
+
+
+def statuses(report):
+    return {f["id"]: f["status"] for f in report["flows"]}
+
+
+def failed(report):
+    return {f["id"] for f in report["flows"] if f["status"] == "fail"}
+
+
+EAST_FAILURES = {
+    "D01:this machine->ms1:8096/tcp", "D01:this machine->ms2:8096/tcp",
+    "F12:ms1->xen01:443/tcp", "F12:ms2->xen01:443/tcp", "F35:v-2-VM->xen01:443/tcp",
+    "F11:ms1->kvm02:22/tcp", "F11:ms2->kvm02:22/tcp", "F34:v-2-VM->kvm02:5900-6100/tcp", "F40:kvm01->kvm02:16514/tcp",
+}
+WEST_FAILURES = {
+    "F23:s-5-VM->sec-nfs-west:2049/tcp", "F48:esxi01->sec-nfs-west:2049/tcp", "F48:esxi02->sec-nfs-west:2049/tcp",
+    "F49:ms1->sec-nfs-west:2049/tcp", "F49:ms2->sec-nfs-west:2049/tcp",
+}
+
+
+def test_signed_api_one_zone_reports_planted_faults(cli, tmp_path, faulty_lab):
+    faulty_lab.write_ini(tmp_path / "cloudstack.ini")  # ./cloudstack.ini, as a user would have it
+    before = sum(faulty_lab.requests.values())
+    result = cli("run", "--zone", "zone-east", "--format", "json", "--timeout", "1")
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    assert report["cloud"]["api_mode"] == "signed" and report["cloud"]["version"] == "4.19.1.0"
+    assert [z["name"] for z in report["zones"]] == ["zone-east"]
+    assert failed(report) == EAST_FAILURES
+    assert {f["zone"] for f in report["flows"]} == {None, "zone-east"}  # other zones left out
+    by_id = {f["id"]: f for f in report["flows"]}
+    assert by_id["F12:ms1->xen01:443/tcp"]["observed"] == "timeout"
+    assert by_id["F11:ms1->kvm02:22/tcp"]["observed"] == "refused"
+    assert by_id["F08:kvm01->ms1:8250/tcp"]["status"] == "pass"
+    assert by_id["F08:kvm01->ms1:8250/tcp"]["vantage"] == "local"
+    assert by_id["F08:kvm01->ms1:8250/tcp"]["source"]["address"] == "127.42.1.21"
+    # request economy: paginated lists only, no per-object calls, and never a write
+    assert sum(faulty_lab.requests.values()) - before <= 20
+    assert faulty_lab.write_attempts == 0
+    assert faulty_lab.secret not in result.stdout + result.stderr
+    assert faulty_lab.key not in result.stdout + result.stderr
+
+
+def test_integration_port_unsigned(cli, faulty_lab):
+    result = cli("run", "--endpoint", faulty_lab.integration_endpoint, "--format", "json", "--timeout", "1")
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    assert report["cloud"]["api_mode"] == "integration"
+    assert failed(report) == EAST_FAILURES | WEST_FAILURES
+    assert report["summary"]["error"] == 0
+
+
+def test_table_output_and_stream_separation(cli, tmp_path, faulty_lab):
+    faulty_lab.write_ini(tmp_path / "cloudstack.ini")
+    result = cli("run", "--zone", "zone-west", "--timeout", "1")
+    assert result.exit_code == 1
+    assert "== zone-west / from ssvm" in result.stdout and "zone-east" not in result.stdout
+    assert "must be open, but 127.42.2.40:2049 refused the connection" in result.stdout
+    assert "summary: " in result.stdout.splitlines()[-1]
+    assert "API requests" in result.stderr and "API requests" not in result.stdout
+    assert "\x1b[" not in result.stdout  # not a terminal: no colour
+
+
+def test_healthy_cloud_exits_0(cli, tmp_path, healthy_lab):
+    healthy_lab.write_ini(tmp_path / "cloudstack.ini")
+    result = cli("run", "--format", "json", "--timeout", "1")
+    assert result.exit_code == 0, result.stdout
+    report = result.json()
+    assert report["summary"]["fail"] == 0 and report["summary"]["error"] == 0
+    assert report["summary"]["pass"] > 90
+    assert not any(f["rule"] == "F03" for f in report["flows"])  # integration port disabled
+
+
+def test_offline_inventory_gives_the_same_verdicts(cli, tmp_path, faulty_lab):
+    faulty_lab.write_ini(tmp_path / "cloudstack.ini")
+    saved = cli("inventory", "--format", "json", "--output", str(tmp_path / "inv.json"))
+    assert saved.exit_code == 0
+    online = cli("run", "--format", "json", "--timeout", "1").json()
+    offline = cli("run", "--inventory", str(tmp_path / "inv.json"), "--format", "json", "--timeout", "1").json()
+    assert statuses(online) == statuses(offline)
+
+
+def test_demo_finds_every_planted_fault_and_nothing_else(cli):
+    result = cli("demo")
+    assert result.exit_code == 1
+    out = result.stdout
+    assert "Planted faults in the demo cloud" in out
+    for n in (1, 2, 3, 4):
+        assert f"  {n}. [" in out
+    assert "NOT FOUND" not in out
+    assert "Other failures: none" in out
+    assert "summary: " in out
+
+
+def test_demo_json_keeps_stdout_pure(cli):
+    result = cli("demo", "--format", "json")
+    assert result.exit_code == 1
+    report = result.json()
+    assert failed(report) == EAST_FAILURES | WEST_FAILURES
+    assert "Planted faults" in result.stderr
+
+
+def test_lab_serve_in_one_process_and_run_from_another(tmp_path):
+    ini = tmp_path / "lab.ini"
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env = {k: v for k, v in env.items() if not k.startswith("CLOUDSTACK_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pathlib.Path(__file__).parents[1]), env.get("PYTHONPATH")]))
+    server = subprocess.Popen([sys.executable, "-m", "csaudit", "lab", "serve", "--ini", str(ini), "--duration", "60"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not ini.exists() and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.1)
+        assert ini.exists(), server.stderr.read() if server.poll() is not None else "no ini written"
+        time.sleep(0.2)
+        run = subprocess.run([sys.executable, "-m", "csaudit", "run", "--zone", "zone-west", "--format", "json", "--timeout", "1"],
+                             capture_output=True, text=True, env={**env, "CLOUDSTACK_CONFIG": str(ini)}, cwd=tmp_path, timeout=120)
+        assert run.returncode == 1, run.stderr
+        assert failed(json.loads(run.stdout)) == WEST_FAILURES | {"D01:this machine->ms1:8096/tcp", "D01:this machine->ms2:8096/tcp"}
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert "127.42." in out or "http://" in out
