@@ -4,12 +4,14 @@ Derived from names (uuid5), never from addresses, so relocating a lab to another
 127.N.0.0/16 keeps every id, and tests can hard-code none of them yet compare runs.
 """
 
+import functools
 import hashlib
 import uuid
 
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://csaudit.invalid/lab")
 
 
+@functools.lru_cache(maxsize=4096)  # shared ids (domain, templates, networks) recur on every row
 def uuid_for(kind: str, name: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{kind}/{name}"))
 

@@ -8,7 +8,9 @@ the audit must not depend on them, and fixed values keep responses reproducible.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import socket
 from datetime import datetime, timezone
 
 from csaudit.lab import ids, inventory as inv, model
@@ -134,10 +136,19 @@ def system_vm_row(record: inv.SystemVmRec, version: Version) -> dict:
     return gate(row, _SYSTEMVM_SINCE, version)
 
 
+@functools.lru_cache(maxsize=1024)
+def _range_bounds(ranges: tuple[model.PublicRange, ...]) -> tuple[tuple[int, int, model.PublicRange], ...]:
+    return tuple((_as_int(r.startip), _as_int(r.endip), r) for r in ranges)
+
+
+def _as_int(address: str) -> int:
+    return int.from_bytes(socket.inet_aton(address), "big")
+
+
 def _public_range(zone: model.Zone, address: str) -> model.PublicRange | None:
-    target = ipaddress.IPv4Address(address)
-    for rng in zone.public_ranges:
-        if ipaddress.IPv4Address(rng.startip) <= target <= ipaddress.IPv4Address(rng.endip):
+    target = _as_int(address)
+    for low, high, rng in _range_bounds(zone.public_ranges):
+        if low <= target <= high:
             return rng
     return zone.public_ranges[0] if zone.public_ranges else None
 

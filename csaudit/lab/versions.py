@@ -16,7 +16,15 @@ def at_least(version: Version, since: str | None) -> bool:
     return since is None or version >= parse_version(since)
 
 
+_too_new: dict[tuple[int, Version], frozenset[str]] = {}
+
+
 def gate(row: dict, since: Mapping[str, str], version: Version) -> dict:
     """Drop the fields this release does not have yet, and nulls (Gson omits them)."""
-    return {key: value for key, value in row.items()
-            if value is not None and at_least(version, since.get(key))}
+    key = (id(since), version)  # the since-tables are module constants: id() is stable
+    dropped = _too_new.get(key)
+    if dropped is None:
+        dropped = _too_new[key] = frozenset(
+            name for name, first in since.items() if not at_least(version, first))
+    return {name: value for name, value in row.items()
+            if value is not None and name not in dropped}
