@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import cs
 import requests
@@ -203,5 +204,5 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
         # Zone-scoped settings (consoleproxy.sslEnabled, ...) only show their zone value with zoneid.
         raw["zoneconfigurations"][zone_id] = api.list_all("listConfigurations", "configuration", zoneid=zone_id)
         if zone_id in vmware_zones:
-            raw["vmwaredcs"][zone_id] = api.optional(lambda: api.list_all("listVmwareDcs", "VMwareDC", zoneid=zone_id), "listVmwareDcs") or []
+            raw["vmwaredcs"][zone_id] = api.optional(lambda z=zone_id: api.list_all("listVmwareDcs", "VMwareDC", zoneid=z), "listVmwareDcs") or []
     return raw

@@ -11,7 +11,7 @@ from csaudit import __version__
 from csaudit.environment import Environment
 from csaudit.errors import CsauditError
 from csaudit.exitcodes import EXIT_CODE_HELP, ExitStatus
-from csaudit.pipeline import AuditRequest, add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
+from csaudit.pipeline import add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
 
 DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
 

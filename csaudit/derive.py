@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from collections.abc import Iterable
 
 from csaudit.catalogue import PORT_OPTIONS, PortSpec, Rule
 from csaudit.errors import UsageError

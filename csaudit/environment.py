@@ -3,7 +3,8 @@
 import dataclasses
 import os
 import sys
-from typing import Mapping, TextIO
+from collections.abc import Mapping
+from typing import TextIO
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ _COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33"}
 
 
 def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None) -> dict:
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     zones = [z for z in inventory.zones if zone_ids is None or z.id in zone_ids]
     return {
         "schema": REPORT_SCHEMA,

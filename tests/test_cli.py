@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from csaudit.inventory import inventory_to_dict, parse_inventory
 from tests.conftest import free_port
 

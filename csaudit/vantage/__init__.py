@@ -6,7 +6,8 @@ stands for (or why it cannot), then probes them in one batch.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Protocol
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from csaudit.derive import Flow
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
