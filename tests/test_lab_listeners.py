@@ -1,6 +1,7 @@
 """The lab's service ports over real loopback sockets: greetings, TLS, faults, lifecycle."""
 
 import errno
+import os
 import socket
 import ssl
 import struct
@@ -272,3 +273,44 @@ def test_port_clash_relocates_the_whole_cloud():
             assert _fault(lab, "filtered").address.split(".")[1] == new_ms1.split(".")[1]
     finally:
         blocker.close()
+
+
+def test_idle_connections_are_closed_by_the_single_listener_thread():
+    from csaudit.lab.listeners import Listeners
+    from csaudit.lab.services import Service
+
+    service = Service("kvm-idle", "kvm-host", "127.42.250.21", 22, "tcp", "ssh")
+    listeners = Listeners([service], idle_seconds=0.4)
+    listeners.bind_all()
+    listeners.start()
+    try:
+        with socket.create_connection(("127.42.250.21", 22), timeout=TIMEOUT) as idle:
+            assert idle.recv(64).startswith(b"SSH-2.0-")
+            started = time.monotonic()
+            assert idle.recv(64) == b""  # the server closed the silent client
+            assert 0.3 < time.monotonic() - started < 1.5
+    finally:
+        listeners.stop()
+
+
+def test_privileged_ports_without_root_are_a_config_error():
+    """A non-root lab cannot bind port 22/53/111: one clear ConfigError, nothing left open."""
+    from csaudit.errors import ConfigError
+
+    assert os.geteuid() == 0, "these tests run as root (the lab binds ports below 1024)"
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)  # nobody
+            lab = Lab(relocate(default_topology(), 120))
+            try:
+                lab.start()
+                code = 2
+            except ConfigError as error:
+                code = 0 if "ports below 1024 need root" in error.message and not lab.running else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -55,8 +55,10 @@ class _Connection:
 
 
 class Listeners:
-    def __init__(self, services: list[Service], mysql_version: str = "8.0.36"):
+    def __init__(self, services: list[Service], mysql_version: str = "8.0.36",
+                 idle_seconds: float = IDLE_SECONDS):
         self._services = _unique_sockets(services)
+        self._idle_seconds = idle_seconds
         self._mysql_version = mysql_version
         self._listening: list[socket.socket] = []
         self._filtered: list[socket.socket] = []  # plus their filler connections
@@ -174,10 +176,10 @@ class Listeners:
                     if kind == "conn":
                         self._drop(payload)
             now = time.monotonic()
-            if now - last_sweep > 0.5:
+            if now - last_sweep > min(0.5, self._idle_seconds / 2):
                 last_sweep = now
                 for connection in list(self._connections.values()):
-                    if now - connection.last_active > IDLE_SECONDS:
+                    if now - connection.last_active > self._idle_seconds:
                         self._drop(connection)
 
     def _accept(self, listener: socket.socket, service: Service) -> None:
