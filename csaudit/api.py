@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,10 @@ READ_ONLY_COMMANDS = frozenset(
     }
 )
 MAX_PAGE_SIZE = 500
+RETRY_STATUSES = frozenset({429, 503})
+RETRY_ATTEMPTS = 3
+RETRY_FIRST_DELAY = 0.5  # seconds; doubles on each retry
+RETRY_BUDGET = 10.0  # seconds a command may spend retrying
 MAX_PAGES = 100_000  # a hard bound on any pagination loop
 _PAGE_LIMIT = re.compile(r"max allowed page size value: *(\d+)")
 
@@ -55,23 +60,45 @@ class CloudStackApi:
         self.requests_sent = 0
 
     def call(self, command: str, **params: Any) -> dict:
-        """One request; returns the unwrapped `<command>response` object."""
+        """One request; returns the unwrapped `<command>response` object.
+
+        Transient faults (connection reset, HTTP 503, HTTP 429) are retried with backoff, at most
+        RETRY_ATTEMPTS times and RETRY_BUDGET seconds; everything else fails at once.
+        """
         check_read_only(command)
+        started = time.monotonic()
+        delay = RETRY_FIRST_DELAY
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            try:
+                return self._call_once(command, params)
+            except TransientApiError as exc:
+                if attempt == RETRY_ATTEMPTS or time.monotonic() - started + delay > RETRY_BUDGET:
+                    raise ApiError(f"{exc.message} (gave up after {attempt} attempts)") from None
+                log.info("%s; retrying in %.1f s", exc.message, delay)
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once(self, command: str, params: dict) -> dict:
         self.requests_sent += 1
+        where = self.config.public_endpoint
         try:
             answer = getattr(self._client, command)(**params)
         except cs.CloudStackApiException as exc:
-            raise ApiError(describe_api_error(command, exc)) from None
+            raise _maybe_transient(exc, describe_api_error(command, exc)) from None
         except cs.CloudStackException as exc:
-            raise ApiError(f"{command}: unusable answer from {self.config.public_endpoint}: {_cs_message(exc)}") from None
+            raise _maybe_transient(exc, f"{command}: unusable answer from {where}: {_cs_message(exc)}") from None
         except requests.exceptions.SSLError as exc:
-            raise ApiError(f"{command}: TLS verification failed for {self.config.public_endpoint}: {_root_cause(exc)}") from None
+            raise ApiError(f"{command}: TLS verification failed for {where}: {_root_cause(exc)}") from None
         except requests.exceptions.Timeout:
-            raise ApiError(f"{command}: no answer from {self.config.public_endpoint} within {self.config.timeout} s") from None
+            raise ApiError(f"{command}: no answer from {where} within {self.config.timeout} s") from None
         except requests.exceptions.ConnectionError as exc:
-            raise ApiError(f"{command}: cannot connect to {self.config.public_endpoint}: {_root_cause(exc)}") from None
+            cause = _root_cause(exc)
+            if cause in ("connection reset", "connection aborted"):
+                raise TransientApiError(f"{command}: {where} dropped the connection ({cause})") from None
+            raise ApiError(f"{command}: cannot connect to {where}: {cause}") from None
         except requests.exceptions.RequestException as exc:
-            raise ApiError(f"{command}: request to {self.config.public_endpoint} failed: {_root_cause(exc)}") from None
+            raise ApiError(f"{command}: request to {where} failed: {_root_cause(exc)}") from None
         if not isinstance(answer, dict):
             raise ApiError(f"{command}: malformed answer, expected a JSON object inside {command.lower()}response")
         return answer
@@ -116,6 +143,15 @@ class CloudStackApi:
             raise
 
 
+class TransientApiError(ApiError):
+    """A fault worth one more try: the server reset the connection, or said 503 / 429."""
+
+
+def _maybe_transient(exc: cs.CloudStackException, message: str) -> ApiError:
+    status = getattr(exc.response, "status_code", None)
+    return TransientApiError(message) if status in RETRY_STATUSES else ApiError(message)
+
+
 def describe_api_error(command: str, exc: cs.CloudStackApiException) -> str:
     error = exc.error if isinstance(exc.error, dict) else {}
     status = getattr(exc.response, "status_code", None) or error.get("errorcode")
@@ -137,9 +173,12 @@ def _root_cause(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "timed out", "No route to host", "Connection reset"):
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    for marker in ("Connection refused", "Name or service not known", "timed out", "No route to host", "Connection reset",
+                   "Connection aborted", "Remote end closed connection"):
         if marker in text:
-            return marker.lower()
+            return {"remote end closed connection": "connection aborted"}.get(marker.lower(), marker.lower())
     return text[:200]
 
 

@@ -25,6 +25,9 @@ CONFIG_PLACES = (
 )
 
 
+ENV_ONLY_KEYS = ("key", "secret", "timeout", "verify", "dangerous_no_tls_verify", "cert", "cert_key")
+
+
 @dataclasses.dataclass(frozen=True)
 class ApiConfig:
     endpoint: str
@@ -79,10 +82,8 @@ def load_api_config(endpoint: str | None = None, region: str | None = None) -> A
                 + ", ".join(CONFIG_PLACES)
                 + " (or pass --endpoint for an integration-port endpoint)"
             ) from exc
-        raw = {
-            "key": os.environ.get("CLOUDSTACK_KEY"),
-            "secret": os.environ.get("CLOUDSTACK_SECRET"),
-        }
+        # No file, but --endpoint given: the rest may still come from CLOUDSTACK_* variables.
+        raw = {name: os.environ.get(f"CLOUDSTACK_{name.upper()}") for name in ENV_ONLY_KEYS}
     except configparser.NoSectionError as exc:
         raise ConfigError(f"region [{region}] is not in any cloudstack.ini that csaudit read") from exc
     except (configparser.Error, ValueError) as exc:
@@ -108,8 +109,14 @@ def load_api_config(endpoint: str | None = None, region: str | None = None) -> A
         secret=secret,
         timeout=timeout,
         verify=raw.get("verify") or None,
-        dangerous_no_tls_verify=bool(raw.get("dangerous_no_tls_verify")),
+        dangerous_no_tls_verify=_truthy(raw.get("dangerous_no_tls_verify")),
         cert=raw.get("cert") or None,
         cert_key=raw.get("cert_key") or None,
         region=raw.get("name"),
     )
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
