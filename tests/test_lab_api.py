@@ -18,6 +18,7 @@ from csaudit.lab.signing import string_to_sign
 
 FIXTURES = pathlib.Path("/work/shared/fixtures/cloudstack-go")
 VERIFY_FAILED = "unable to verify user credentials and/or request signature"
+REFUSED_401 = {"uuidList": [], "errorcode": 401, "errortext": VERIFY_FAILED}
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_signature_algorithm_matches_cs_for_awkward_values():
 
 def test_unknown_key_missing_signature_and_expired_requests_are_401(lab):
     wrong_key = CloudStack(endpoint=lab.endpoint, key="nobody", secret=lab.secret)
-    assert _error(wrong_key.listZones) == (401, {"uuidList": [], "errorcode": 401, "errortext": VERIFY_FAILED})
+    assert _error(wrong_key.listZones) == (401, REFUSED_401)
     unsigned = CloudStack(endpoint=lab.endpoint, key=lab.key)
     assert _error(unsigned.listZones)[0] == 401
     signed = CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
@@ -215,7 +216,7 @@ def test_post_form_body_is_accepted_on_the_signed_port(lab):
 
 
 def test_unknown_command_is_401_signed_and_432_on_the_integration_port(api, lab):
-    assert _error(api.listNothingAtAll) == (401, {"uuidList": [], "errorcode": 401, "errortext": VERIFY_FAILED})
+    assert _error(api.listNothingAtAll) == (401, REFUSED_401)
     unsigned = CloudStack(endpoint=lab.integration_endpoint)
     assert _error(unsigned.listNothingAtAll) == (432, {
         "uuidList": [], "errorcode": 432, "errortext": "Unknown API command: listNothingAtAll"})

@@ -145,11 +145,7 @@ class CommandContext:
 
     def knows(self, command: str) -> bool:
         spec = COMMANDS.get(command)
-        if spec is None:
-            return False
-        if command == "listManagementServers":  # first release with it (4.12-4.15, see reference)
-            return at_least(self.version, "4.15")
-        return at_least(self.version, spec.since)
+        return spec is not None and at_least(self.version, spec.since)
 
 
 def _agents_of(lab: CommandContext, record: inv.MsRec) -> list[str]:
@@ -186,7 +182,8 @@ COMMANDS: dict[str, ListSpec | ObjectSpec] = {
                             folded=("state",), like_name=lambda r: r.router.name),
     "listManagementServers": ListSpec("managementserver", lambda i: i.ms_rows,
                                       rows.management_server_row, {"id": "mshost"},
-                                      exact=("id", "name"), like_name=lambda r: r.ms.name),
+                                      exact=("id", "name"), like_name=lambda r: r.ms.name,
+                                      since="4.15"),  # added in 4.12-4.15 (see the reference)
     "listManagementServersMetrics": ListSpec(
         "managementserver", lambda i: i.ms_rows, rows.management_server_metrics_row,
         {"id": "mshost"}, exact=("id", "name"), like_name=lambda r: r.ms.name, since="4.17"),

@@ -123,7 +123,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
-def _pairs(obj: Any, rename: dict[str, str] | None = None, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+def _pairs(obj: Any, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
     """Fields that differ from their defaults (the loader restores the defaults)."""
     pairs = []
     for field in dataclasses.fields(obj):
@@ -132,7 +132,7 @@ def _pairs(obj: Any, rename: dict[str, str] | None = None, skip: tuple[str, ...]
             continue
         if field.default is not dataclasses.MISSING and value == field.default:
             continue
-        pairs.append(((rename or {}).get(field.name, field.name), value))
+        pairs.append((field.name, value))
     return pairs
 
 

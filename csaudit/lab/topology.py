@@ -282,7 +282,7 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
         match = re.fullmatch(r"nfs://([^/]+)(/.*)", store.url)
         if not match:
             store_table.fail(f"'url' = {store.url!r} is not like nfs://127.42.1.40/export/secondary")
-        check_loopback(match.group(1), lambda what: store_table.fail(f"'url': {what}"))
+        check_loopback(match.group(1), lambda what, t=store_table: t.fail(f"'url': {what}"))
         register("storage", store.name, store_table.where)
         store_table.done()
         secondaries.append(store)
