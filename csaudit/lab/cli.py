@@ -52,7 +52,10 @@ def cmd_serve(args: argparse.Namespace, env: Environment) -> int:
     restore = _stop_on_signals(stop)
     try:
         with Lab(topology) as lab:
-            ini = lab.write_ini(_path(env, args.ini))
+            try:
+                ini = lab.write_ini(_path(env, args.ini))
+            except OSError as error:
+                raise UsageError(f"{args.ini}: cannot write the ini file: {error.strerror}") from None
             print(f"endpoint: {lab.endpoint}", file=env.stdout)
             if lab.integration_endpoint:
                 print(f"integration endpoint: {lab.integration_endpoint} (unauthenticated)",
