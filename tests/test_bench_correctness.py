@@ -1,0 +1,89 @@
+"""Small versions of bench/ (issue 8) as correctness checks: no timing assertions here.
+
+(a) 200 loopback targets: csaudit's local probe states agree with nmap -sT per target.
+(b) ~20 targets whose SYNs nft drops inside a netns the test makes: every one ends as timeout,
+    and the namespace is gone afterwards, also when the block inside fails.
+
+The checks that need nmap, root, ip or nft fail with a clear message when those are missing
+(CI runs as root with them installed); they never skip.
+"""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
+
+from bench import nmap  # noqa: E402
+from bench.loopback import LoopbackTargets  # noqa: E402
+from bench.netns import DropNamespace, namespaces, require_netns  # noqa: E402
+from csaudit.probe import ProbeOptions, ProbeTarget  # noqa: E402
+from csaudit.vantage.local import LocalVantage, tcp_connect_many  # noqa: E402
+
+
+def _require(check):
+    try:
+        check()
+    except RuntimeError as exc:
+        pytest.fail(f"prerequisite missing: {exc}", pytrace=False)
+
+
+XML = """<?xml version="1.0"?><nmaprun><host><address addr="127.77.0.1" addrtype="ipv4"/><ports>
+<extraports state="closed" count="3"><extrareasons reason="conn-refused" count="3" proto="tcp" ports="20001-20002,20005"/></extraports>
+<port protocol="tcp" portid="20003"><state state="open" reason="syn-ack"/></port>
+<port protocol="tcp" portid="20004"><state state="filtered" reason="no-response"/></port>
+</ports></host><host><address addr="127.77.0.2" addrtype="ipv4"/><ports>
+<extraports state="closed" count="2"><extrareasons reason="conn-refused" count="2"/></extraports>
+<port protocol="tcp" portid="20003"><state state="open" reason="syn-ack"/></port></ports></host></nmaprun>"""
+
+
+def test_nmap_xml_reading_covers_listed_collapsed_and_legacy_ports():
+    states = nmap.parse(XML)
+    assert [states[("127.77.0.1", p)] for p in range(20001, 20006)] == ["closed", "closed", "open", "filtered", "closed"]
+    assert states[("127.77.0.2", 20003)] == "open"
+    assert states[("127.77.0.2", None)] == "closed"  # an nmap without extrareasons ports=: the single extraports state
+
+
+def test_nmap_command_covers_exactly_the_targets():
+    assert nmap.port_list([7, 1, 2, 3, 9, 10]) == "1-3,7,9-10"
+    assert nmap.expand("1-3,7,9-10") == [1, 2, 3, 7, 9, 10]
+    targets = [ProbeTarget(a, p) for a in ("127.0.0.2", "127.0.0.3") for p in (5, 6)] + [ProbeTarget("127.0.0.4", 5)]
+    assert sorted(nmap.groups(targets)) == [(["127.0.0.2", "127.0.0.3"], [5, 6]), (["127.0.0.4"], [5])]
+    with pytest.raises(ValueError):
+        nmap.groups([ProbeTarget("127.0.0.2", 5, source="127.0.0.9")])  # nmap -sT cannot bind a source
+
+
+def test_200_loopback_targets_csaudit_agrees_with_nmap_per_target():
+    _require(nmap.require_nmap)
+    with LoopbackTargets(addresses=2, ports=100, open_ports=20) as lab:
+        assert len(lab.targets) == 200 and len(lab.listeners) == 40
+        ours = LocalVantage().probe(lab.targets, ProbeOptions())
+        lab.drain()
+        theirs, _ = nmap.scan(lab.targets)
+        expected = lab.expected
+    differ = [(t, ours[t].state, theirs[t], expected[t]) for t in lab.targets if not ours[t].state == theirs[t] == expected[t]]
+    assert differ == []
+    assert {ours[t].state for t in lab.targets} == {"open", "refused"}
+    assert not lab.listeners  # closed on exit
+
+
+def test_dropped_syns_in_a_netns_all_end_as_timeout_and_the_netns_is_removed():
+    _require(require_netns)
+    with DropNamespace(range(40000, 40020)) as ns:
+        assert ns.exists() and ns.address.startswith("10.213.")
+        results = tcp_connect_many(ns.targets, timeout=0.5, concurrency=ProbeOptions().concurrency)
+    assert [results[t].state for t in ns.targets] == ["timeout"] * 20
+    assert "0.5 s" in results[ns.targets[0]].reason
+    assert not ns.exists()
+    assert ns.name not in namespaces()
+
+
+def test_the_netns_is_removed_when_the_benchmark_fails_inside():
+    _require(require_netns)
+    with pytest.raises(KeyboardInterrupt):  # what Ctrl-C (and SIGTERM, in bench/run) raises
+        with DropNamespace(range(40000, 40002)) as ns:
+            assert ns.exists()
+            raise KeyboardInterrupt
+    assert not ns.exists()
+    assert ns.name not in namespaces()
