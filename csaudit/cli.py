@@ -11,6 +11,7 @@ from csaudit import __version__
 from csaudit.environment import Environment
 from csaudit.errors import CsauditError
 from csaudit.exitcodes import EXIT_CODE_HELP, ExitStatus
+from csaudit.lab.cli import add_lab_commands
 from csaudit.pipeline import add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
 
 DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
@@ -54,12 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
     demo.set_defaults(func=cmd_demo)
 
-    try:
-        from csaudit.lab.cli import add_lab_commands
-    except ImportError:  # the lab is optional at import time only while it is being built
-        pass
-    else:
-        add_lab_commands(sub)
+    add_lab_commands(sub)
     return parser
 
 
@@ -86,7 +82,6 @@ def _setup_logging(env: Environment, verbose: bool) -> None:
     logger.handlers[:] = [logging.StreamHandler(env.stderr)]
     logger.handlers[0].setFormatter(logging.Formatter("csaudit: %(message)s"))
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    logger.propagate = False
 
 
 def _emit(text: str, args, env: Environment) -> None:
@@ -106,6 +101,11 @@ def _emit(text: str, args, env: Environment) -> None:
 
 def cmd_run(args, env: Environment) -> int:
     request = audit_request_from_args(args)
+    if args.dry_run:
+        from csaudit.pipeline import dry_run
+
+        _emit(dry_run(request, env), args, env)
+        return int(ExitStatus.OK)
     outcome = run_audit(request, env)
     _emit(outcome.render(args.format, env.colour and not args.output), args, env)
     return int(outcome.exit_status(args.strict))

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import logging
 import os
 from urllib.parse import urlsplit, urlunsplit
 
 import cs
 
 from csaudit.errors import ConfigError
+
+log = logging.getLogger("csaudit.config")
 
 CONFIG_PLACES = (
     "CLOUDSTACK_ENDPOINT/CLOUDSTACK_KEY/CLOUDSTACK_SECRET in the environment",
@@ -71,8 +74,29 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def warn_readable_secrets() -> list[str]:
+    """Config files that hold a secret and can be read by group or others: one warning each."""
+    paths = [os.path.expanduser("~/.cloudstack.ini"), os.path.join(os.getcwd(), "cloudstack.ini")]
+    if os.environ.get("CLOUDSTACK_CONFIG"):
+        paths.append(os.path.expanduser(os.environ["CLOUDSTACK_CONFIG"]))
+    warnings = []
+    for path in dict.fromkeys(paths):
+        try:
+            mode = os.stat(path).st_mode
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                holds_secret = any(line.strip().lower().startswith("secret") for line in handle)
+        except OSError:
+            continue
+        if holds_secret and mode & 0o077:
+            warnings.append(f"{path} holds the API secret and is readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
+
+
 def load_api_config(endpoint: str | None = None, region: str | None = None) -> ApiConfig:
     """Read the configuration the way `cs` users already have it, plus an --endpoint override."""
+    warn_readable_secrets()
     try:
         raw = cs.read_config(ini_group=region)
     except SystemExit as exc:  # cs signals "no config file at all" with SystemExit

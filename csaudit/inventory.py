@@ -197,6 +197,7 @@ class Inventory:
     vcenters: tuple[VCenter, ...] = ()
     settings: dict[str, str] = dataclasses.field(default_factory=dict)
     zone_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    zone_errors: dict[str, str] = dataclasses.field(default_factory=dict)  # zone id -> why its listing failed
 
     def setting(self, name: str, zone_id: str | None = None) -> str | None:
         """A zone's own value wins over the global one."""
@@ -389,6 +390,7 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
         vcenters=tuple(vcenters),
         settings=settings,
         zone_settings=zone_settings,
+        zone_errors={str(k): str(v) for k, v in (raw.get("zone_errors") or {}).items()} if isinstance(raw.get("zone_errors"), dict) else {},
     )
 
 
@@ -473,13 +475,49 @@ def inventory_from_dict(data: Any, origin: str = "inventory") -> Inventory:
                 continue
             value = data[field.name]
             if field.name in _NESTED:
-                value = tuple(_NESTED[field.name](**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in value)
-            elif field.name == "database" and value is not None:
-                value = Database(**value)
+                value = tuple(_object(_NESTED[field.name], item, field.name) for item in _list(value, field.name))
+            elif field.name == "database":
+                value = None if value is None else _object(Database, value, field.name)
+            elif field.name in ("settings", "zone_errors"):
+                value = _string_map(value, field.name)
+            elif field.name == "zone_settings":
+                value = {str(k): _string_map(v, f"zone_settings.{k}") for k, v in _mapping(value, field.name).items()}
+            elif value is not None and not isinstance(value, str):
+                raise TypeError(f"{field.name} must be a string")
             fields[field.name] = value
         return Inventory(**fields)
-    except (TypeError, AttributeError) as exc:
+    except (TypeError, AttributeError, ValueError) as exc:
         raise UsageError(f"{origin}: malformed inventory: {exc}") from None
+
+
+def _list(value: Any, name: str) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list")
+    return list(value)
+
+
+def _mapping(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be an object")
+    return value
+
+
+def _string_map(value: Any, name: str) -> dict[str, str]:
+    if not all(isinstance(v, str) for v in _mapping(value, name).values()):
+        raise TypeError(f"{name} values must be strings")
+    return {str(k): v for k, v in value.items()}
+
+
+def _object(cls, item: Any, name: str):
+    """A saved object: only its own fields, each a string, a number, null or a list of strings."""
+    fields = {}
+    for key, value in _mapping(item, name).items():
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = tuple(value)
+        elif isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
+            raise TypeError(f"{name}.{key} has an unexpected type")
+        fields[key] = value
+    return cls(**fields)
 
 
 def load_inventory(path: str) -> Inventory:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 
 from csaudit.catalogue import load_catalogue
 from csaudit.config import ApiConfig, load_api_config
@@ -11,8 +12,9 @@ from csaudit.derive import derive_flows, select_zones
 from csaudit.environment import Environment
 from csaudit.errors import UsageError
 from csaudit.exitcodes import ExitStatus
+from csaudit.interrupts import Interrupts
 from csaudit.inventory import Inventory, load_inventory, parse_inventory
-from csaudit.probe import ProbeOptions
+from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
 from csaudit.report import render_json, render_table, report_document
 from csaudit.vantage import run_vantages
 from csaudit.vantage.local import LocalVantage
@@ -30,6 +32,7 @@ class AuditRequest:
     port_options: tuple[tuple[str, int], ...] = ()  # api-port, db-port, cluster-port given by the operator
     probe: ProbeOptions = ProbeOptions()
     api_config: ApiConfig | None = None  # given directly by the demo; otherwise read from cs config
+    deadline: float | None = None  # seconds the whole run may take
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True) -> None:
@@ -49,7 +52,13 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True) ->
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     if probes:
         parser.add_argument("--timeout", type=float, default=2.0, help="seconds a probe waits for an answer (default 2)")
-        parser.add_argument("--concurrency", type=int, default=256, help="probes in flight at once (default 256)")
+        parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                            help=f"probes in flight at once (default {DEFAULT_CONCURRENCY})")
+        parser.add_argument("--per-target", type=int, default=DEFAULT_PER_TARGET,
+                            help=f"probes in flight to one address at once (default {DEFAULT_PER_TARGET}), so an audit does not look like a port scan")
+        parser.add_argument("--deadline", type=float, metavar="SECONDS",
+                            help="bound the whole run; probes not done by then stay unverified and the report is still written")
+        parser.add_argument("--dry-run", action="store_true", help="print the planned probes (vantage, target, port) and send nothing")
         parser.add_argument("--outside", action="store_true",
                             help="this machine is outside the management network: also check the deny rules meant for it")
         parser.add_argument("--strict", action="store_true", help="exit 1 also when a flow is unverified or in error")
@@ -57,9 +66,11 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True) ->
 
 def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditRequest:
     timeout = getattr(args, "timeout", 2.0)
-    concurrency = getattr(args, "concurrency", 256)
-    if timeout <= 0 or concurrency < 1:
-        raise UsageError("--timeout must be above 0 and --concurrency at least 1")
+    concurrency = getattr(args, "concurrency", DEFAULT_CONCURRENCY)
+    per_target = getattr(args, "per_target", DEFAULT_PER_TARGET)
+    deadline = getattr(args, "deadline", None)
+    if timeout <= 0 or concurrency < 1 or per_target < 1 or (deadline is not None and deadline <= 0):
+        raise UsageError("--timeout and --deadline must be above 0, --concurrency and --per-target at least 1")
     for name in ("api_port", "db_port", "cluster_port"):
         port = getattr(args, name, None)
         if port is not None and not 0 < port < 65536:
@@ -73,12 +84,13 @@ def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditR
         catalogue_file=getattr(args, "catalogue_file", None),
         port_options=tuple((name, getattr(args, name.replace("-", "_"))) for name in ("api-port", "db-port", "cluster-port")
                            if getattr(args, name.replace("-", "_"), None)),
-        probe=ProbeOptions(timeout=timeout, concurrency=concurrency, outside=getattr(args, "outside", False)),
+        probe=ProbeOptions(timeout=timeout, concurrency=concurrency, per_target=per_target, outside=getattr(args, "outside", False)),
         api_config=api_config,
+        deadline=deadline,
     )
 
 
-def collect_inventory(request: AuditRequest, env: Environment) -> Inventory:
+def collect_inventory(request: AuditRequest, env: Environment, deadline: float | None = None) -> Inventory:
     if request.inventory_file:
         inventory = load_inventory(request.inventory_file)
         if request.db_host:
@@ -90,15 +102,15 @@ def collect_inventory(request: AuditRequest, env: Environment) -> Inventory:
 
     config = request.api_config or load_api_config(request.endpoint, request.region)
     env.log(f"csaudit: reading {config.public_endpoint} ({config.api_mode} API)")
-    api = CloudStackApi(config)
+    api = CloudStackApi(config, deadline=deadline)
     raw = fetch_raw_cloud(api, progress=lambda m: env.log(f"csaudit: {m}"))
     env.log(f"csaudit: {api.requests_sent} API requests")
     return parse_inventory(raw, endpoint=config.public_endpoint, api_mode=config.api_mode, db_host=request.db_host)
 
 
-def plan_flows(request: AuditRequest, env: Environment):
+def plan_flows(request: AuditRequest, env: Environment, deadline: float | None = None):
     rules = load_catalogue(request.catalogue_file)
-    inventory = collect_inventory(request, env)
+    inventory = collect_inventory(request, env, deadline)
     zone_ids = select_zones(inventory, request.zones)
     return derive_flows(rules, inventory, zone_ids, dict(request.port_options)), inventory, zone_ids
 
@@ -108,6 +120,7 @@ class AuditOutcome:
     results: tuple[FlowResult, ...]
     inventory: Inventory
     zone_ids: frozenset[str] | None
+    interrupted: bool = False
 
     def render(self, fmt: str, colour: bool = False) -> str:
         if fmt == "json":
@@ -115,6 +128,8 @@ class AuditOutcome:
         return render_table(self.results, colour)
 
     def exit_status(self, strict: bool = False) -> ExitStatus:
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
         summary = summarize(self.results)
         if summary["fail"] or (strict and (summary["unverified"] or summary["error"])):
             return ExitStatus.FLOWS_FAILED
@@ -122,9 +137,46 @@ class AuditOutcome:
 
 
 def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
-    flows, inventory, zone_ids = plan_flows(request, env)
-    env.log(f"csaudit: {len(flows)} flows to check")
-    observed, unverified = run_vantages(flows, [LocalVantage()], request.probe, progress=lambda m: env.log(f"csaudit: {m}"))
-    results = judge_all(flows, observed, unverified)
+    deadline = time.monotonic() + request.deadline if request.deadline else None
+    interrupts = Interrupts()
+    with interrupts.installed():
+        flows, inventory, zone_ids = plan_flows(request, env, deadline)
+        env.log(f"csaudit: {len(flows)} flows to check")
+        blocked = {f.id: f"zone listing failed: {inventory.zone_errors[_zone_id(inventory, f.zone)]}"
+                   for f in flows if _zone_id(inventory, f.zone) in inventory.zone_errors}
+        options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline)
+        with interrupts.probing_phase():
+            observed, unverified = run_vantages([f for f in flows if f.id not in blocked], vantages(), options,
+                                                progress=lambda m: env.log(f"csaudit: {m}"))
+    results = judge_all(flows, observed, {**unverified, **blocked})
+    if interrupts.stop.is_set():
+        env.log("csaudit: interrupted: writing what was measured; the flows not yet probed stay unverified")
+    elif deadline is not None and time.monotonic() >= deadline:
+        env.log("csaudit: the --deadline passed: writing what was measured; the flows not yet probed stay unverified")
     env.log("csaudit: " + ", ".join(f"{n} {s}" for s, n in summarize(results).items()))
-    return AuditOutcome(results, inventory, zone_ids)
+    return AuditOutcome(results, inventory, zone_ids, interrupted=interrupts.stop.is_set())
+
+
+def vantages() -> list:
+    """The vantage registry, in order of preference."""
+    return [LocalVantage()]
+
+
+def _zone_id(inventory: Inventory, zone_name: str | None) -> str | None:
+    zone = next((z for z in inventory.zones if z.name == zone_name), None)
+    return zone.id if zone else None
+
+
+def dry_run(request: AuditRequest, env: Environment) -> str:
+    """The probes a run would send, from where, and the flows that would stay unverified."""
+    from tabulate import tabulate
+
+    from csaudit.vantage import plan_probes
+
+    flows, _, _ = plan_flows(request, env)
+    assigned, unverified = plan_probes(flows, vantages(), request.probe)
+    rows = [[vantage.name, target.source or "-", f"{target.address}:{target.port}/{target.protocol}", fid]
+            for fid, (vantage, target) in sorted(assigned.items(), key=lambda item: (item[1][1].address, item[1][1].port, item[0]))]
+    unique = len({target for _, target in assigned.values()})
+    text = tabulate(rows, headers=["vantage", "bind", "target", "flow"], tablefmt="simple")
+    return f"{text}\n\n{unique} probes planned for {len(assigned)} flows; {len(unverified)} flows would stay unverified; nothing was sent\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 STATES = ("open", "refused", "timeout", "error")
 
@@ -24,8 +25,15 @@ class Observation:
     latency_ms: float | None = None
 
 
+DEFAULT_CONCURRENCY = 1024  # one wave covers 1,000 filtered targets within one timeout (bench/)
+DEFAULT_PER_TARGET = 32  # connects in flight to one address: an audit, not a port scan
+
+
 @dataclasses.dataclass(frozen=True)
 class ProbeOptions:
     timeout: float = 2.0
-    concurrency: int = 256
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_target: int | None = DEFAULT_PER_TARGET
     outside: bool = False  # this machine sits outside the management network
+    deadline: float | None = None  # time.monotonic() after which no probe starts or waits
+    stop: threading.Event | None = dataclasses.field(default=None, compare=False)  # set on Ctrl-C / SIGTERM

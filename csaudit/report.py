@@ -24,10 +24,15 @@ def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_
         "tool_version": __version__,
         "generated_at": now.isoformat(timespec="seconds"),
         "cloud": {"endpoint": inventory.endpoint, "version": inventory.version, "api_mode": inventory.api_mode},
-        "zones": [{"id": z.id, "name": z.name} for z in zones],
+        "zones": [_zone_json(z, inventory) for z in zones],
         "flows": [_flow_json(r) for r in results],
         "summary": summarize(results),
     }
+
+
+def _zone_json(zone, inventory: Inventory) -> dict:
+    error = inventory.zone_errors.get(zone.id)
+    return {"id": zone.id, "name": zone.name, "state": "error" if error else "ok", **({"error": error} if error else {})}
 
 
 def _flow_json(result: FlowResult) -> dict:

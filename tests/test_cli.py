@@ -102,7 +102,7 @@ def test_bad_arguments_exit_2(cli, capsys):
     assert cli("run", "--format", "xml").exit_code == 2
     assert "invalid choice: 'xml'" in capsys.readouterr().err
     zero = cli("run", "--timeout", "0")
-    assert zero.exit_code == 2 and "--timeout must be above 0" in zero.stderr
+    assert zero.exit_code == 2 and "--timeout and --deadline must be above 0" in zero.stderr
 
 
 def test_help_documents_exit_codes(cli, capsys):

@@ -72,3 +72,20 @@ def test_bad_endpoint_and_timeout(monkeypatch, tmp_path):
 
 def test_redact_url():
     assert redact_url("https://user:pw@127.0.0.1:8443/client/api?x=1") == "https://127.0.0.1:8443/client/api"
+
+
+def test_secret_readable_by_others_is_warned(tmp_path, caplog):
+    import logging
+
+    ini = tmp_path / "cloudstack.ini"
+    ini.write_text("[cloudstack]\nendpoint = http://127.0.0.1:8080/client/api\nkey = k\nsecret = s3cr3t\n")
+    ini.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="csaudit"):
+        load_api_config()
+    assert "holds the API secret and is readable by others (mode 644)" in caplog.text
+    assert "s3cr3t" not in caplog.text
+    caplog.clear()
+    ini.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="csaudit"):
+        load_api_config()
+    assert "readable by others" not in caplog.text

@@ -9,8 +9,7 @@ import uuid
 import pytest
 
 from csaudit.errors import ConfigError
-from csaudit.lab import (default_topology, generate_topology, load_topology, parse_topology,
-                         topology_to_toml)
+from csaudit.lab import default_topology, generate_topology, load_topology, parse_topology, topology_to_toml
 from csaudit.lab.inventory import Inventory
 from csaudit.lab.relocate import relocate
 from csaudit.lab.services import planned_services, planted_faults

@@ -37,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
     # set per connection by ApiServer
     service: ApiService
     integration: bool
-    pool: "WorkerPool"
+    pool: WorkerPool
 
     def do_GET(self) -> None:
         self._serve(None)

@@ -13,13 +13,11 @@ import dataclasses
 import json
 import logging
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 from csaudit.lab import signing
-from csaudit.lab.commands import (UNSUPPORTED_ACTION,
-                                  ApiFailure, Caller, CommandContext, Request, execute,
-                                  is_read_only)
+from csaudit.lab.commands import UNSUPPORTED_ACTION, ApiFailure, Caller, CommandContext, Request, execute, is_read_only
 from csaudit.lab.inventory import Inventory
 from csaudit.lab.model import Topology
 from csaudit.lab.xmlrender import to_xml

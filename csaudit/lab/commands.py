@@ -8,9 +8,11 @@ sockets, authentication and serialisation.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from csaudit.lab import inventory as inv, rows
+from csaudit.lab import inventory as inv
+from csaudit.lab import rows
 from csaudit.lab.versions import Version, at_least, parse_version
 
 UNLIMITED = -1
@@ -75,7 +77,7 @@ def _int_param(request: Request, name: str) -> int | None:
                          CS_SERVER_API) from None
 
 
-def _check_uuids(request: Request, lab: "CommandContext", uuid_params: dict[str, str]) -> None:
+def _check_uuids(request: Request, lab: CommandContext, uuid_params: dict[str, str]) -> None:
     """Unknown uuids are rejected before the command runs, like ParamProcessWorker does."""
     for name, entity in uuid_params.items():
         value = request.params.get(name)
@@ -132,7 +134,7 @@ class ListSpec:
 @dataclasses.dataclass(frozen=True)
 class ObjectSpec:
     object_key: str
-    build: Callable[["CommandContext", Request], dict]
+    build: Callable[[CommandContext, Request], dict]
     since: str | None = None
 
 

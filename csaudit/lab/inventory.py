@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from csaudit.lab import ids, model
 

@@ -41,7 +41,7 @@ class Lab:
         return f"<Lab {self.endpoint} version={self.topology.version} running={self.running}>"
 
     # ------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         self.start()
         return self
 

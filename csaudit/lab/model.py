@@ -9,7 +9,7 @@ a topology stays small and easy to compare.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 HYPERVISORS = ("KVM", "XenServer", "VMware")
 SYSTEM_VM_TYPES = ("ssvm", "cpvm")

@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from csaudit.lab import ids, inventory as inv, model
+from csaudit.lab import ids, model
+from csaudit.lab import inventory as inv
 from csaudit.lab.settings_catalogue import info
 from csaudit.lab.versions import Version, gate
 
@@ -30,7 +31,7 @@ CPU_NUMBER, CPU_SPEED = 32, 2400
 
 
 def now_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 _HOST_SINCE = {

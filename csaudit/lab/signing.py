@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timezone
-from typing import Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 _EXPIRES_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z")
@@ -58,7 +58,7 @@ def verify(params: Mapping[str, str], secrets: Mapping[str, str],
         return False
     if lowered.get("signatureversion") == "3":
         expires = parse_expires(lowered.get("expires", ""))
-        if expires is None or expires < (now or datetime.now(timezone.utc)):
+        if expires is None or expires < (now or datetime.now(UTC)):
             return False
     expected = sign(params, secrets[api_key])
     return hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace"))

@@ -10,8 +10,9 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from importlib import resources
-from typing import Any, Callable
+from typing import Any
 
 from csaudit.errors import ConfigError
 from csaudit.lab import model

@@ -1,7 +1,7 @@
 """CloudStack release numbers, compared as tuples ("4.20.1.0" > "4.19.1.0")."""
 
 import functools
-from typing import Mapping
+from collections.abc import Mapping
 
 Version = tuple[int, ...]
 

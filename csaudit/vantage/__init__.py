@@ -23,16 +23,10 @@ class Vantage(Protocol):
         """Run the probes; every target gets an observation."""
 
 
-def run_vantages(
-    flows: Iterable[Flow],
-    vantages: list[Vantage],
-    options: ProbeOptions,
-    progress: Callable[[str], None] = lambda _: None,
-) -> tuple[dict[str, tuple[str, Observation]], dict[str, str]]:
-    """Probe every flow from the first vantage that can stand for its source.
-
-    Returns (flow id -> (vantage name, observation)) and (flow id -> reason it stays unverified).
-    """
+def plan_probes(
+    flows: Iterable[Flow], vantages: list[Vantage], options: ProbeOptions
+) -> tuple[dict[str, tuple[Vantage, ProbeTarget]], dict[str, str]]:
+    """Each flow goes to the first vantage that can stand for its source; the others say why not."""
     assigned: dict[str, tuple[Vantage, ProbeTarget]] = {}
     unverified: dict[str, str] = {}
     for flow in flows:
@@ -45,6 +39,20 @@ def run_vantages(
             reasons.append(plan)
         else:
             unverified[flow.id] = "; ".join(reasons) or "no vantage"
+    return assigned, unverified
+
+
+def run_vantages(
+    flows: Iterable[Flow],
+    vantages: list[Vantage],
+    options: ProbeOptions,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[str, tuple[str, Observation]], dict[str, str]]:
+    """Probe every flow from the first vantage that can stand for its source.
+
+    Returns (flow id -> (vantage name, observation)) and (flow id -> reason it stays unverified).
+    """
+    assigned, unverified = plan_probes(flows, vantages, options)
     observed: dict[str, tuple[str, Observation]] = {}
     for vantage in vantages:
         mine = {fid: target for fid, (v, target) in assigned.items() if v is vantage}
@@ -54,5 +62,14 @@ def run_vantages(
         progress(f"probing {len(unique)} targets for {len(mine)} flows from {vantage.name}")
         results = vantage.probe(unique, options)
         for fid, target in mine.items():
-            observed[fid] = (vantage.name, results[target])
+            if target in results:
+                observed[fid] = (vantage.name, results[target])
+            else:
+                unverified[fid] = not_probed_reason(options)
     return observed, unverified
+
+
+def not_probed_reason(options: ProbeOptions) -> str:
+    if options.stop is not None and options.stop.is_set():
+        return "interrupted before this probe ran"
+    return "the --deadline passed before this probe ran"

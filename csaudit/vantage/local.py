@@ -10,13 +10,18 @@ import errno
 import heapq
 import ipaddress
 import os
+import resource
 import selectors
 import socket
+import threading
 import time
-from collections import deque
+from collections import Counter, deque
 
 from csaudit.derive import Flow
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
+
+SPARE_FDS = 64  # descriptors kept free for the rest of the process (API client, logs, listeners)
+WAKE_UP = 0.2  # seconds; how often a long wait looks at the stop flag
 
 
 class LocalVantage:
@@ -56,7 +61,8 @@ class LocalVantage:
         return self._owned[address]
 
     def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation]:
-        return tcp_connect_many(targets, options.timeout, options.concurrency)
+        return tcp_connect_many(targets, options.timeout, options.concurrency, options.per_target,
+                                stop=options.stop, deadline=options.deadline)
 
 
 def _family(address: str) -> int:
@@ -80,35 +86,71 @@ def _resolve(address: str) -> tuple[int, str] | str:
     return family, sockaddr[0]
 
 
-def tcp_connect_many(targets: list[ProbeTarget], timeout: float, concurrency: int) -> dict[ProbeTarget, Observation]:
+def fd_budget(wanted: int) -> int:
+    """How many sockets may be open at once: raise the soft RLIMIT_NOFILE toward the hard one if
+    needed, and never plan more than the limit allows (EMFILE would abort the whole batch)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + SPARE_FDS
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new_soft = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+            soft = new_soft
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - SPARE_FDS))
+
+
+def tcp_connect_many(
+    targets: list[ProbeTarget],
+    timeout: float,
+    concurrency: int,
+    per_target: int | None = None,
+    stop: threading.Event | None = None,
+    deadline: float | None = None,
+) -> dict[ProbeTarget, Observation]:
     """Connect to every target once; each ends as open, refused, timeout or error.
 
-    At most `concurrency` connects are in flight, and each is abandoned at its own deadline,
-    so the whole batch ends within ceil(len/concurrency) * timeout.
+    At most `concurrency` connects are in flight (and `per_target` to one address), each is
+    abandoned at its own deadline, so the batch ends within ceil(len/concurrency) * timeout.
+    When `stop` is set or `deadline` passes, no new connect starts and those in flight are
+    dropped: targets left out of the result were not probed.
     """
+    concurrency = fd_budget(concurrency)
     results: dict[ProbeTarget, Observation] = {}
     resolved: dict[str, tuple[int, str] | str] = {}
     waiting = deque(dict.fromkeys(targets))
+    deferred: deque[ProbeTarget] = deque()  # their address is at its per_target cap
+    per_address: Counter[str] = Counter()
     selector = selectors.DefaultSelector()
-    in_flight: dict[int, tuple[socket.socket, ProbeTarget, float]] = {}
-    deadlines: list[tuple[float, int, int]] = []  # (deadline, fd, serial) — serial tells reused fds apart
-    serial_of: dict[int, int] = {}
+    in_flight: dict[int, tuple[socket.socket, ProbeTarget, float, int]] = {}
+    deadlines: list[tuple[float, int, int]] = []  # (deadline, fd, serial): serial tells reused fds apart
     serial = 0
 
-    def finish(fd: int, observation: Observation) -> None:
-        sock, target, _ = in_flight.pop(fd)
+    def finish(fd: int, observation: Observation | None) -> None:
+        sock, target, _, _ = in_flight.pop(fd)
         selector.unregister(sock)
         sock.close()
-        serial_of.pop(fd, None)
-        results[target] = observation
+        per_address[target.address] -= 1
+        if observation is not None:
+            results[target] = observation
+
+    def halted() -> bool:
+        return (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline)
 
     try:
-        while waiting or in_flight:
+        while (waiting or deferred or in_flight) and not halted():
+            if deferred and (not waiting or len(deferred) > len(waiting)):
+                waiting.extendleft(reversed(deferred))  # give capped addresses another chance
+                deferred.clear()
             while waiting and len(in_flight) < concurrency:
                 target = waiting.popleft()
-                if target.address not in resolved:
-                    resolved[target.address] = _resolve(target.address)
-                where = resolved[target.address]
+                if per_target and per_address[target.address] >= per_target:
+                    deferred.append(target)
+                    continue
+                where = resolved.setdefault(target.address, _resolve(target.address))
                 if isinstance(where, str):
                     results[target] = Observation("error", where)
                     continue
@@ -116,28 +158,26 @@ def tcp_connect_many(targets: list[ProbeTarget], timeout: float, concurrency: in
                 if started is None:
                     continue
                 sock, began = started
-                fd = sock.fileno()
                 serial += 1
-                serial_of[fd] = serial
-                in_flight[fd] = (sock, target, began)
+                in_flight[sock.fileno()] = (sock, target, began, serial)
+                per_address[target.address] += 1
                 selector.register(sock, selectors.EVENT_WRITE)
-                heapq.heappush(deadlines, (began + timeout, fd, serial))
+                heapq.heappush(deadlines, (began + timeout, sock.fileno(), serial))
             if not in_flight:
                 continue
-            wait = max(0.0, deadlines[0][0] - time.monotonic())
+            wait = min(max(0.0, deadlines[0][0] - time.monotonic()), WAKE_UP)
             for key, _ in selector.select(timeout=wait):
-                fd = key.fd
-                _, target, began = in_flight[fd]
+                _, target, began, _ = in_flight[key.fd]
                 code = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                finish(fd, _observation(code, target, time.monotonic() - began, timeout))
+                finish(key.fd, _observation(code, target, time.monotonic() - began, timeout))
             now = time.monotonic()
             while deadlines and deadlines[0][0] <= now:
                 _, fd, fd_serial = heapq.heappop(deadlines)
-                if fd in in_flight and serial_of.get(fd) == fd_serial:
+                if fd in in_flight and in_flight[fd][3] == fd_serial:
                     finish(fd, Observation("timeout", f"no answer within {timeout:g} s (packets dropped?)"))
     finally:
         for fd in list(in_flight):
-            finish(fd, Observation("error", "probe abandoned"))
+            finish(fd, None)  # halted: not probed, the caller says why
         selector.close()
     return results
 
