@@ -1,11 +1,12 @@
 """The CLI through its injected environment: exit codes, stdout for the report only, stderr for the rest."""
 
 import json
+import os
 
 from csaudit.inventory import inventory_to_dict, parse_inventory
 from tests.conftest import free_port
 
-MS = "127.12.0.1"
+MS = f"127.12.{os.getpid() % 250}.1"  # per process: parallel test runs never clash on 8080
 
 
 def write_inventory(tmp_path, raw, name="inv.json"):

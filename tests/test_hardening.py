@@ -26,7 +26,6 @@ def slow_inventory(tmp_path, filtered_port, listener):
     """One MS whose UI port drops SYNs: F01 then needs the whole probe timeout."""
     ms = "127.14.0.1"
     port = filtered_port(ms)
-    listener(ms, 9090)
     inventory = parse_inventory({"managementservers": [{"id": "m", "name": "ms1", "serviceip": ms}]},
                                 endpoint=f"http://{ms}:8080/client/api", api_mode="signed")
     path = tmp_path / "inv.json"
