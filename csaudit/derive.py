@@ -13,7 +13,7 @@ ALL_ZONES = None
 CONTROL_BY_LINKLOCAL = frozenset({"kvm", "lxc", "xenserver", "simulator"})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Node:
     """Any object a flow can start or end at, with its addresses by kind."""
 
@@ -32,14 +32,14 @@ class Node:
         return dict(self.addresses).get(kind)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Endpoint:
     role: str
     name: str
     address: str | None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Flow:
     id: str
     rule: str
@@ -186,10 +186,27 @@ def _pairs(rule: Rule, nodes: dict[str, list[Node]]):
     if rule.pairing == "cluster-ring":
         yield from _ring(sources)
         return
+    candidates = _candidates(rule.pairing, targets)
     for source in sources:
-        for target in targets:
+        for target in candidates(source):
             if _paired(rule.pairing, source, target):
                 yield source, target
+
+
+def _candidates(pairing: str, targets: list[Node]):
+    """Index the targets once, so a cloud of 20,000 hosts and 50,000 routers pairs in linear time."""
+    if pairing == "local":
+        by_host: dict[str | None, list[Node]] = {}
+        for target in targets:
+            by_host.setdefault(target.host_id, []).append(target)
+        return lambda source: by_host.get(source.id, [])
+    if pairing == "zone":
+        by_zone: dict[str | None, list[Node]] = {}
+        for target in targets:
+            by_zone.setdefault(target.zone_id, []).append(target)
+        zoneless = by_zone.get(None, [])
+        return lambda source: targets if source.zone_id is None else zoneless + by_zone.get(source.zone_id, [])
+    return lambda source: targets
 
 
 def _paired(pairing: str, source: Node, target: Node) -> bool:

@@ -52,7 +52,7 @@ _POOL_PROTOCOLS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Zone:
     id: str
     name: str
@@ -61,7 +61,7 @@ class Zone:
     internal_dns: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Pod:
     id: str
     name: str
@@ -70,7 +70,7 @@ class Pod:
     netmask: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Cluster:
     id: str
     name: str
@@ -79,7 +79,7 @@ class Cluster:
     hypervisor: str | None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Host:
     """A hypervisor host (listHosts type=Routing); `address` is its management IP."""
 
@@ -94,7 +94,7 @@ class Host:
     resource_state: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ManagementServer:
     id: str
     name: str
@@ -104,14 +104,14 @@ class ManagementServer:
     version: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Database:
     name: str
     address: str | None
     address_source: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SystemVm:
     """An SSVM or a CPVM (role 'ssvm' / 'cpvm')."""
 
@@ -128,7 +128,7 @@ class SystemVm:
     agent_state: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Router:
     id: str
     name: str
@@ -142,7 +142,7 @@ class Router:
     redundant_state: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ImageStore:
     """Secondary storage; host and port parsed from its URL (nfs://host/path)."""
 
@@ -156,7 +156,7 @@ class ImageStore:
     url: str | None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoragePool:
     """Primary storage; `protocol` is derived from the pool type (NetworkFilesystem → nfs)."""
 
@@ -172,14 +172,14 @@ class StoragePool:
     state: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class VCenter:
     name: str
     address: str
     zone_id: str | None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Inventory:
     endpoint: str | None
     api_mode: str | None

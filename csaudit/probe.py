@@ -8,7 +8,7 @@ import threading
 STATES = ("open", "refused", "timeout", "error")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ProbeTarget:
     """One connection attempt; flows that need the same attempt share it."""
 
@@ -18,7 +18,7 @@ class ProbeTarget:
     source: str | None = None  # bind this address first, so the packet really leaves from it
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Observation:
     state: str  # one of STATES
     reason: str

@@ -59,7 +59,16 @@ def _flow_json(result: FlowResult) -> dict:
 
 
 def render_json(document: dict) -> str:
-    return json.dumps(document, indent=2) + "\n"
+    """Indented at the top, one line per flow: readable, diffable, and fast for 500,000 flows
+    (json's C encoder only runs without indent)."""
+    if not isinstance(document.get("flows"), list):
+        return json.dumps(document, indent=2) + "\n"
+    head = {k: v for k, v in document.items() if k != "flows"}
+    opening = json.dumps(head, indent=2)[:-2] + ",\n" if head else "{\n"  # without the closing "\n}"
+    flows = ",\n".join("    " + json.dumps(flow) for flow in document["flows"])
+    body = f"[\n{flows}\n  ]" if flows else "[]"
+    return f'{opening}  "flows": {body}\n}}\n'
+
 
 
 def render_table(results: tuple[FlowResult, ...], colour: bool = False) -> str:

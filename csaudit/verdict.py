@@ -10,7 +10,7 @@ from csaudit.probe import Observation
 STATUSES = ("pass", "fail", "unverified", "error")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class FlowResult:
     flow: Flow
     status: str

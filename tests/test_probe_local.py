@@ -1,5 +1,6 @@
 """Local probes against real loopback listeners: open, refused, a timeout that really happens."""
 
+import dataclasses
 import time
 
 from csaudit.derive import Endpoint, Flow
@@ -84,7 +85,7 @@ def test_flows_sharing_a_probe_are_probed_once(listener):
     port = listener("127.11.4.1")
     flows = [flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port),
              flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port, protocol="tcp", probe="tcp", outside=False, notes=("x",))]
-    flows[1] = Flow(**{**flows[1].__dict__, "id": "other"})
+    flows[1] = dataclasses.replace(flows[1], id="other")
 
     class Counting(LocalVantage):
         batches = []

@@ -150,7 +150,9 @@ def tcp_connect_many(
                 if per_target and per_address[target.address] >= per_target:
                     deferred.append(target)
                     continue
-                where = resolved.setdefault(target.address, _resolve(target.address))
+                if target.address not in resolved:
+                    resolved[target.address] = _resolve(target.address)
+                where = resolved[target.address]
                 if isinstance(where, str):
                     results[target] = Observation("error", where)
                     continue
