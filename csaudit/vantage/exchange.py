@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import ipaddress
 import socket
 import ssl
@@ -148,6 +149,7 @@ def _tcp(target, timeout: float) -> Exchange:
 
 # ------------------------------------------------------------------ TLS (through memory BIOs, so the raw bytes stay ours)
 
+@functools.cache  # loading the CA store costs tens of ms: once per process, shared by every thread
 def _client_context(verify: bool) -> ssl.SSLContext:
     context = ssl.create_default_context() if verify else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False  # we connect to addresses; names are not what this probe checks
