@@ -53,10 +53,16 @@ def identify(data: bytes) -> tuple[str | None, str]:
         return "VNC", _first_line(data)
     if len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 3:
         return "TLS", "a TLS record"
-    if len(data) >= 5 and data[3] == 0 and data[4] in (0x0A, 0xFF) and int.from_bytes(data[:3], "little") + 4 >= len(data) > 5:
+    if len(data) > 5 and data[3] == 0 and data[4] in (0x0A, 0xFF) and 5 < int.from_bytes(data[:3], "little") < 1024:
         return "MySQL", _mysql_version(data) or "a MySQL packet"
     if len(data) >= 12 and data[0] & 0x80 and struct.unpack(">I", data[8:12])[0] == 1:
         return "ONC RPC", "an RPC reply"
+    if len(data) >= 8 and struct.unpack(">I", data[4:8])[0] == 1 and data[8:12] in (b"\x00\x00\x00\x00", b"\x00\x00\x00\x01"):
+        return "ONC RPC", "an RPC reply"
+    if len(data) == 48 and data[0] & 0x07 == 4:
+        return "NTP", f"a mode-4 reply, stratum {data[1]}"
+    if len(data) >= 12 and data[2] & 0x80 and not data[2] & 0x78 and all(c < 256 for c in struct.unpack(">HHHH", data[4:12])):
+        return "DNS", f"a DNS response, rcode {_RCODES.get(data[3] & 0xF, data[3] & 0xF)}"
     text = data[:60].decode("ascii", "replace")
     if all(c.isprintable() or c in "\r\n\t" for c in text):
         return "text", repr(text.strip())
@@ -76,9 +82,9 @@ def mismatch(kind: str, data: bytes, ending: str | None = "closed", timeout: flo
     return Answer(service, f"it speaks {service} ({detail}), not {expected}", False)
 
 
-def _other_service(data: bytes) -> bool:
-    """Already recognisable as some other protocol: no need to wait for more bytes."""
-    return identify(data)[0] not in (None, "text")
+def _other_service(data: bytes, own: str | None = None) -> bool:
+    """Already recognisable as some other protocol than `own`: no need to wait for more bytes."""
+    return identify(data)[0] not in (None, "text", own)
 
 
 def _first_line(data: bytes) -> str:
@@ -246,7 +252,7 @@ def parse_rpcbind(messages: list[bytes], data: bytes, ending: str | None) -> Ans
         accepted = _accepted(reply, xid) if reply else None
         if accepted is not None and accepted[0] == 0 and len(accepted[1]) >= 4:
             ports[program] = struct.unpack(">I", accepted[1][:4])[0]
-    if len(ports) < 2 and ending is None and not (messages and not ports) and not _other_service(data):
+    if len(ports) < 2 and ending is None and not (messages and not ports) and not _other_service(data, "ONC RPC"):
         return None
     if "nfs" not in ports:
         if messages and _accepted(messages[0], struct.unpack(">I", messages[0][:4])[0]) is not None:
@@ -259,7 +265,7 @@ def parse_rpcbind(messages: list[bytes], data: bytes, ending: str | None) -> Ans
 
 def parse_nfs(messages: list[bytes], data: bytes, ending: str | None) -> Answer | None:
     if not messages:
-        return None if ending is None and not _other_service(data) else mismatch("nfs", data, ending)
+        return None if ending is None and not _other_service(data, "ONC RPC") else mismatch("nfs", data, ending)
     accepted = _accepted(messages[0], _XID_NULL)
     if accepted is None:
         return mismatch("nfs", data, ending)
@@ -285,7 +291,7 @@ def dns_query() -> bytes:
 
 def parse_dns(message: bytes | None, data: bytes, ending: str | None) -> Answer | None:
     if message is None:
-        return None if ending is None and not _other_service(data) else mismatch("dns", data, ending)
+        return None if ending is None and not _other_service(data, "DNS") else mismatch("dns", data, ending)
     if len(message) < 12:
         return mismatch("dns", data, ending)
     ident, flags, _, answers = struct.unpack(">HHHH", message[:8])
