@@ -139,6 +139,8 @@ def _tcp(target, timeout: float) -> Exchange:
             answer = protocols.read_stream(target.kind, data, None)
             if answer is None and len(data) >= protocols.MAX_ANSWER:
                 ending = "closed"
+        if answer is None and not data and ending == "timeout" and poke_at is None and target.kind not in protocols.SERVER_SPEAKS_FIRST:
+            data = _poke(target, timeout)  # silent to our request: an HTTP server waiting for its blank line?
         if answer is None:
             answer = protocols.read_stream(target.kind, data, ending) if data else \
                 protocols.mismatch(target.kind, b"", ending, timeout)
@@ -245,12 +247,27 @@ def _tls(target, timeout: float, now: datetime.datetime) -> Exchange:
         version, der = facts
         return Exchange("open", opened, protocols.tls_answer(version, der, untrusted, now), latency)
     if isinstance(error, TimeoutError):
-        return Exchange("open", opened, protocols.mismatch("tls", raw, "timeout", timeout), latency)
+        # Silent to a ClientHello: a plain HTTP server waiting for its blank line looks like this.
+        return Exchange("open", opened, protocols.mismatch("tls", raw or _poke(target, timeout), "timeout", timeout), latency)
     if raw[:1] in (b"\x15", b"\x16") and raw[1:2] == b"\x03":
         reason = getattr(error, "reason", None) or str(error)
         return Exchange("open", opened, Answer("TLS", f"TLS answers, but the handshake fails ({reason})", True,
                                                problem=f"the TLS handshake fails ({reason})"), latency)
     return Exchange("open", opened, protocols.mismatch("tls", raw, "closed", timeout), latency)
+
+
+def _poke(target, timeout: float) -> bytes:
+    """The first bytes a service sends back to a bare HTTP request (b"" if none): who is it?"""
+    sock, failed, _ = _connect(target, timeout)
+    if failed:
+        return b""
+    try:
+        sock.sendall(protocols.HTTP_POKE)
+        return sock.recv(4096)
+    except OSError:
+        return b""
+    finally:
+        sock.close()
 
 
 # ------------------------------------------------------------------ UDP
