@@ -110,7 +110,7 @@ def parse_ssh(data: bytes, ending: str | None) -> Answer | None:
             text = line.rstrip(b"\r").decode("ascii", "replace")
             software = text.split("-", 2)[2] if text.count("-") >= 2 else text
             return Answer("SSH", software, True)
-    if ending is None and len(data) < 4096 and not (len(data) >= 4 and _other_service(data)):
+    if ending is None and len(data) < 4096 and not (len(data) >= 4 and _other_service(data, "SSH")):
         return None
     return mismatch("ssh", data, ending)
 
@@ -134,7 +134,7 @@ def _mysql_version(data: bytes) -> str | None:
 def parse_mysql(data: bytes, ending: str | None) -> Answer | None:
     """The protocol-10 Initial Handshake (or an ERR packet when the server refuses this host)."""
     if len(data) < 5 or (data[4:5] in (b"\x0a", b"\xff") and len(data) < 4 + int.from_bytes(data[:3], "little")):
-        if ending is None and not (len(data) >= 4 and _other_service(data)):
+        if ending is None and not (len(data) >= 4 and _other_service(data, "MySQL")):
             return None
         return mismatch("mysql", data, ending)
     payload = data[4:4 + int.from_bytes(data[:3], "little")]
