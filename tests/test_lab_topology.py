@@ -5,6 +5,7 @@ import ipaddress
 import re
 import time
 import uuid
+from importlib import resources
 
 import pytest
 
@@ -220,3 +221,20 @@ def test_generate_rejects_impossible_sizes():
 def test_frozen_topology():
     with pytest.raises(dataclasses.FrozenInstanceError):
         default_topology().version = "4.11.0.0"
+
+
+def test_wrong_service_faults_must_change_what_answers():
+    demo_text = resources.files("csaudit.lab").joinpath("demo.toml").read_text("utf-8")
+
+    def with_fault(lines):
+        return parse_topology(demo_text + "\n[[fault]]\nkind = \"wrong-service\"\ndescription = \"x.\"\n" + lines, "t.toml")
+
+    speaks_ssh = with_fault('object = "ms1"\nport = 8250\nspeaks = "ssh"\n')
+    (service,) = [s for s in planned_services(speaks_ssh) if (s.object_name, s.port) == ("ms1", 8250)]
+    assert service.kind == "ssh"
+    with pytest.raises(ConfigError, match="already speaks tls"):
+        with_fault('object = "ms1"\nport = 8250\nspeaks = "tls"\n')
+    with pytest.raises(ConfigError, match="only tcp ports can be wrong-service"):
+        with_fault('object = "sec-nfs-east"\nport = 111\nprotocol = "udp"\n')
+    with pytest.raises(ConfigError, match="'speaks' only applies to wrong-service"):
+        parse_topology(demo_text + '\n[[fault]]\nkind = "filtered"\nobject = "ms1"\nport = 8250\nspeaks = "ssh"\ndescription = "x."\n')
