@@ -19,7 +19,13 @@ PROTOCOLS = frozenset({"tcp", "udp"})
 HYPERVISORS = frozenset({"any", "kvm", "lxc", "xenserver", "vmware", "hyperv", "simulator"})
 PAIRINGS = frozenset({"zone", "local", "peers", "self", "cluster-ring", "other-zone"})
 ADDRESS_KINDS = frozenset({"default", "private", "public", "linklocal", "guest", "control"})
-PROBES = frozenset({"tcp", "none"})
+# probe kind -> the protocols it can run over ("none": not probed at all)
+PROBE_PROTOCOLS = {
+    "tcp": ("tcp", "udp"), "none": ("tcp", "udp"), "ssh": ("tcp",), "tls": ("tcp",), "http-api": ("tcp",),
+    "mysql": ("tcp",), "rpcbind": ("tcp", "udp"), "nfs": ("tcp",), "vnc": ("tcp",), "dns": ("tcp", "udp"),
+    "ntp": ("udp",),
+}
+PROBES = frozenset(PROBE_PROTOCOLS)
 CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
 OPTIONAL = (
@@ -153,6 +159,10 @@ def _rule(entry: dict, where: str) -> Rule:
     for key, allowed in choices.items():
         if key in entry and entry[key] not in allowed:
             raise ConfigError(f"{where}: {key} must be one of {sorted(allowed)}, not {entry[key]!r}")
+    probe = entry.get("probe", "tcp")
+    wrong = [p for p in protocols if p not in PROBE_PROTOCOLS.get(probe, protocols)]
+    if wrong:
+        raise ConfigError(f"{where}: probe {probe!r} cannot run over {'/'.join(wrong)}")
     if "outside" in entry and not isinstance(entry["outside"], bool):
         raise ConfigError(f"{where}: outside must be true or false")
     port_from = entry.get("port_from")
@@ -182,7 +192,7 @@ def _rule(entry: dict, where: str) -> Rule:
         target_protocol=entry.get("target_protocol"),
         hypervisor_of=entry.get("hypervisor_of"),
         when=_condition(entry.get("when"), where),
-        probe=entry.get("probe", "tcp"),
+        probe=probe,
         outside=entry.get("outside", False),
         note=entry.get("note"),
         port_from=port_from,

@@ -54,6 +54,6 @@ def explain_faults(results: tuple[FlowResult, ...], faults) -> str:
     lines.append("  Other failures: " + (", ".join(r.flow.id for r in others) if others else "none"))
     unverified = sum(r.status == "unverified" for r in results)
     if unverified:
-        lines.append(f"  {unverified} flows stay unverified: UDP flows (no protocol probe yet), flows a connect cannot judge,"
+        lines.append(f"  {unverified} flows stay unverified: UDP probes without a reply (unconfirmed), flows a connect cannot judge,"
                      " and deny rules that need a vantage outside the management network (--outside).")
     return "\n".join(lines) + "\n"

@@ -175,8 +175,8 @@ def dry_run(request: AuditRequest, env: Environment) -> str:
 
     flows, _, _ = plan_flows(request, env)
     assigned, unverified = plan_probes(flows, vantages(), request.probe)
-    rows = [[vantage.name, target.source or "-", f"{target.address}:{target.port}/{target.protocol}", fid]
+    rows = [[vantage.name, target.source or "-", f"{target.address}:{target.port}/{target.protocol}", target.kind, fid]
             for fid, (vantage, target) in sorted(assigned.items(), key=lambda item: (item[1][1].address, item[1][1].port, item[0]))]
     unique = len({target for _, target in assigned.values()})
-    text = tabulate(rows, headers=["vantage", "bind", "target", "flow"], tablefmt="simple")
+    text = tabulate(rows, headers=["vantage", "bind", "target", "probe", "flow"], tablefmt="simple")
     return f"{text}\n\n{unique} probes planned for {len(assigned)} flows; {len(unverified)} flows would stay unverified; nothing was sent\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-STATES = ("open", "refused", "timeout", "error")
+STATES = ("open", "open|filtered", "refused", "timeout", "error")  # open|filtered: UDP, no reply
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class ProbeTarget:
     port: int
     protocol: str = "tcp"
     source: str | None = None  # bind this address first, so the packet really leaves from it
+    kind: str = "tcp"  # the probe kind (catalogue `probe`): which service must answer
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,6 +24,12 @@ class Observation:
     state: str  # one of STATES
     reason: str
     latency_ms: float | None = None
+    service: str | None = None  # what answered (protocol probes only)
+    detail: str | None = None  # version, certificate facts, registrations
+    mismatch: str | None = None  # the port is open, but the wrong service (or none) answered
+    problem: str | None = None  # the right service, but unusable (an expired certificate)
+    warnings: tuple[str, ...] = ()
+    danger: str | None = None  # why this service answering a must-be-closed flow is critical
 
 
 DEFAULT_CONCURRENCY = 1024  # one wave covers 1,000 filtered targets within one timeout (bench/)

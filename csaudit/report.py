@@ -53,6 +53,10 @@ def _flow_json(result: FlowResult) -> dict:
         "observed": result.observed,
         "reason": result.reason,
         "latency_ms": result.latency_ms,
+        "probe": flow.probe,
+        "service": result.service,
+        "detail": result.detail,
+        "warnings": list(result.warnings),
         "notes": list(flow.notes),
         "citation": flow.citation,
     }
@@ -98,8 +102,22 @@ def _row(result: FlowResult, colour: bool) -> list[str]:
         f"{port}/{flow.protocol}",
         flow.expect,
         status,
-        result.reason if result.status != "pass" else _latency(result),
+        _detail(result),
     ]
+
+
+def _detail(result: FlowResult) -> str:
+    """Compact: the reason when not a pass; else what answered (service, version) and how fast."""
+    text = result.reason if result.status != "pass" else _latency(result)
+    if result.status == "pass" and result.service:
+        text = f"{result.service}: {_shorten(result.detail or '', 80)}, {text}"
+    for warning in result.warnings:
+        text += f" [warning: {_shorten(warning, 90)}]"
+    return text
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _endpoint(endpoint) -> str:

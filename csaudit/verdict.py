@@ -18,24 +18,39 @@ class FlowResult:
     reason: str
     vantage: str | None = None
     latency_ms: float | None = None
+    service: str | None = None  # what answered, when a protocol probe ran
+    detail: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def judge(flow: Flow, observation: Observation | None, vantage: str | None = None, unverified_reason: str = "") -> FlowResult:
     if observation is None:
         return FlowResult(flow, "unverified", None, unverified_reason or "not probed")
     state = observation.state
+    status, reason = _status(flow, observation)
+    return FlowResult(flow, status, state, reason, vantage, observation.latency_ms,
+                      observation.service, observation.detail, observation.warnings)
+
+
+def _status(flow: Flow, observation: Observation) -> tuple[str, str]:
+    state, reason = observation.state, observation.reason
     if state == "error":
-        status = "error"
-    elif flow.expect == "open":
-        status = "pass" if state == "open" else "fail"
-    else:
-        status = "fail" if state == "open" else "pass"
-    reason = observation.reason
-    if status == "fail" and flow.expect == "closed":
-        reason = f"must be closed, but {reason}"
-    elif status == "fail":
-        reason = f"must be open, but {reason}"
-    return FlowResult(flow, status, state, reason, vantage, observation.latency_ms)
+        return "error", reason
+    if state == "open|filtered":  # UDP without a reply proves nothing either way
+        return "unverified", f"unconfirmed: {reason}"
+    if flow.expect == "closed":
+        if state != "open":
+            return "pass", reason
+        if observation.danger:
+            return "fail", f"critical: must be closed, but {reason} ({observation.danger})"
+        return "fail", f"must be closed, but {reason}"
+    if state != "open":
+        return "fail", f"must be open, but {reason}"
+    if observation.mismatch:
+        return "fail", f"port open, but {observation.mismatch}"
+    if observation.problem:
+        return "fail", f"{observation.service} answers, but {observation.problem}"
+    return "pass", reason
 
 
 def judge_all(flows, observed: dict[str, tuple[str, Observation]], unverified: dict[str, str]) -> tuple[FlowResult, ...]:

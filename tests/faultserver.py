@@ -22,16 +22,26 @@ def ok(command: str, inner: dict) -> tuple:
     return ("reply", 200, "application/json; charset=UTF-8", json.dumps({f"{command.lower()}response": inner}))
 
 
+def signed_api(command: str, _attempt: int) -> tuple:
+    """What CloudStack's API servlet says to a request without a signature."""
+    return cloudstack_error(command, 401, "unable to verify user credentials and/or request signature")
+
+
+def integration_api(command: str, _attempt: int) -> tuple:
+    """What the unauthenticated integration port says: it just answers."""
+    return ok(command, {"capability": {"cloudstackversion": "4.19.1.0", "apilimitmax": 25}})
+
+
 class FaultServer:
     """`script(command, attempt)` returns ("reply", status, content_type, body) | ("reset",) |
     ("sleep", seconds) | ("raw", bytes). Requests are counted per command."""
 
-    def __init__(self, script, address="127.13.0.1", tls_context: ssl.SSLContext | None = None):
+    def __init__(self, script, address="127.13.0.1", tls_context: ssl.SSLContext | None = None, port: int = 0):
         self.script = script
         self.seen: list[str] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((address, 0))
+        self._sock.bind((address, port))
         self._sock.listen(16)
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]

@@ -5,6 +5,7 @@ import os
 
 from csaudit.inventory import inventory_to_dict, parse_inventory
 from tests.conftest import free_port
+from tests.faultserver import FaultServer, integration_api, signed_api
 
 MS = f"127.12.{os.getpid() % 250}.1"  # per process: parallel test runs never clash on 8080
 
@@ -20,8 +21,12 @@ def one_ms_cloud():
     return {"managementservers": [{"id": "m1", "name": "ms1", "serviceip": MS}]}
 
 
-def test_offline_run_all_verified_flows_pass_exits_0(cli, tmp_path, listener):
-    listener(MS, 8080)
+def test_offline_run_all_verified_flows_pass_exits_0(cli, tmp_path):
+    with FaultServer(signed_api, MS, port=8080):
+        offline_run_all_verified_flows_pass_exits_0(cli, tmp_path)
+
+
+def offline_run_all_verified_flows_pass_exits_0(cli, tmp_path):
     path = write_inventory(tmp_path, one_ms_cloud())
     result = cli("run", "--inventory", path, "--timeout", "0.5")
     assert result.exit_code == 0, result.stderr
@@ -32,9 +37,13 @@ def test_offline_run_all_verified_flows_pass_exits_0(cli, tmp_path, listener):
     assert strict.exit_code == 1  # D02/D04 and F04 stay unverified
 
 
-def test_offline_run_with_a_failure_exits_1_and_json_is_the_contract(cli, tmp_path, listener):
-    listener(MS, 8080)
-    listener(MS, 8096)  # the unauthenticated integration port is open: D01 must fail
+def test_offline_run_with_a_failure_exits_1_and_json_is_the_contract(cli, tmp_path):
+    # the unauthenticated integration port is open: D01 must fail
+    with FaultServer(signed_api, MS, port=8080), FaultServer(integration_api, MS, port=8096):
+        offline_run_with_a_failure_exits_1(cli, tmp_path)
+
+
+def offline_run_with_a_failure_exits_1(cli, tmp_path):
     path = write_inventory(tmp_path, one_ms_cloud())
     result = cli("run", "--inventory", path, "--timeout", "0.5", "--format", "json")
     assert result.exit_code == 1
@@ -44,7 +53,9 @@ def test_offline_run_with_a_failure_exits_1_and_json_is_the_contract(cli, tmp_pa
     flows = {f["rule"]: f for f in report["flows"]}
     d01 = flows["D01"]
     assert (d01["status"], d01["observed"], d01["expect"], d01["vantage"]) == ("fail", "open", "closed", "local")
-    assert d01["reason"].startswith("must be closed")
+    assert d01["reason"].startswith("critical: must be closed") and d01["service"] == "CloudStack integration API"
+    assert "4.19.1.0" in d01["detail"] and d01["probe"] == "http-api"
+    assert flows["F01"]["service"] == "CloudStack API" and flows["F01"]["status"] == "pass"
     assert d01["target"] == {"role": "ms", "name": "ms1", "address": MS}
     assert flows["F04"]["status"] == "unverified" and flows["F04"]["observed"] is None
     assert set(d01) >= {"id", "rule", "title", "zone", "source", "target", "protocol", "port", "port_end", "expect",
@@ -52,10 +63,10 @@ def test_offline_run_with_a_failure_exits_1_and_json_is_the_contract(cli, tmp_pa
     assert report["summary"] == {"pass": 1, "fail": 1, "unverified": 4, "error": 0}
 
 
-def test_output_file(cli, tmp_path, listener):
-    listener(MS, 8080)
+def test_output_file(cli, tmp_path):
     path = write_inventory(tmp_path, one_ms_cloud())
-    result = cli("run", "--inventory", path, "--format", "json", "--output", str(tmp_path / "r.json"), "--timeout", "0.5")
+    with FaultServer(signed_api, MS, port=8080):
+        result = cli("run", "--inventory", path, "--format", "json", "--output", str(tmp_path / "r.json"), "--timeout", "0.5")
     assert result.exit_code == 0 and result.stdout == ""
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["pass"] == 2
 
@@ -66,7 +77,7 @@ def test_flows_and_inventory_commands_offline(cli, tmp_path, raw_small_cloud):
     assert flows.exit_code == 0
     assert "F20 MS controls VMware routers" in flows.stdout and "kvm01" not in flows.stdout
     as_json = cli("flows", "--inventory", path, "--format", "json")
-    assert len(as_json.json()["flows"]) == 112  # as in tests/data/golden_flows.tsv
+    assert len(as_json.json()["flows"]) == 121  # as in tests/data/golden_flows.tsv
     inventory = cli("inventory", "--inventory", path)
     assert inventory.exit_code == 0 and "esxi01" in inventory.stdout
 

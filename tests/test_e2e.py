@@ -12,6 +12,7 @@ import time
 import pytest
 
 from csaudit.lab import Lab, default_topology
+from csaudit.lab.relocate import second_octet
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,11 @@ def healthy_lab():
         yield lab
 
 
+def lab_address(lab, demo_address):
+    """The demo address where the lab really runs (it moves to another 127.N/16 when 127.42 is taken)."""
+    return demo_address.replace("127.42.", f"127.{second_octet(lab.topology.management_servers[0].address)}.", 1)
+
+
 def statuses(report):
     return {f["id"]: f["status"] for f in report["flows"]}
 
@@ -36,7 +42,9 @@ def failed(report):
     return {f["id"] for f in report["flows"] if f["status"] == "fail"}
 
 
-EAST_FAILURES = {
+# The wrong-service fault: the database's 3306 answers HTTP. Management tier: in every zone's run.
+DB_FAILURES = {"F04:ms1->database:3306/tcp", "F04:ms2->database:3306/tcp"}
+EAST_FAILURES = DB_FAILURES | {
     "D01:this machine->ms1:8096/tcp", "D01:this machine->ms2:8096/tcp",
     "F12:ms1->xen01:443/tcp", "F12:ms2->xen01:443/tcp", "F35:v-2-VM->xen01:443/tcp",
     "F11:ms1->kvm02:22/tcp", "F11:ms2->kvm02:22/tcp", "F34:v-2-VM->kvm02:5900-6100/tcp", "F40:kvm01->kvm02:16514/tcp",
@@ -50,6 +58,7 @@ WEST_FAILURES = {
 def test_signed_api_one_zone_reports_planted_faults(cli, tmp_path, faulty_lab):
     faulty_lab.write_ini(tmp_path / "cloudstack.ini")  # ./cloudstack.ini, as a user would have it
     before = sum(faulty_lab.requests.values())
+    before_capabilities = faulty_lab.requests["listCapabilities"]
     result = cli("run", "--zone", "zone-east", "--format", "json", "--timeout", "1")
     assert result.exit_code == 1, result.stderr
     report = result.json()
@@ -62,9 +71,12 @@ def test_signed_api_one_zone_reports_planted_faults(cli, tmp_path, faulty_lab):
     assert by_id["F11:ms1->kvm02:22/tcp"]["observed"] == "refused"
     assert by_id["F08:kvm01->ms1:8250/tcp"]["status"] == "pass"
     assert by_id["F08:kvm01->ms1:8250/tcp"]["vantage"] == "local"
-    assert by_id["F08:kvm01->ms1:8250/tcp"]["source"]["address"] == "127.42.1.21"
-    # request economy: paginated lists only, no per-object calls, and never a write
-    assert sum(faulty_lab.requests.values()) - before <= 20
+    assert by_id["F08:kvm01->ms1:8250/tcp"]["source"]["address"] == lab_address(faulty_lab, "127.42.1.21")
+    # request economy: paginated lists only, no per-object calls, and never a write; the http-api
+    # probes (F01, F03, D01: two management servers each) send one unsigned listCapabilities each
+    sent = faulty_lab.requests
+    assert sum(sent.values()) - before - 6 <= 20
+    assert sent["listCapabilities"] - before_capabilities == 1 + 6
     assert faulty_lab.write_attempts == 0
     assert faulty_lab.secret not in result.stdout + result.stderr
     assert faulty_lab.key not in result.stdout + result.stderr
@@ -84,7 +96,7 @@ def test_table_output_and_stream_separation(cli, tmp_path, faulty_lab):
     result = cli("run", "--zone", "zone-west", "--timeout", "1")
     assert result.exit_code == 1
     assert "== zone-west / from ssvm" in result.stdout and "zone-east" not in result.stdout
-    assert "must be open, but 127.42.2.40:2049 refused the connection" in result.stdout
+    assert f"must be open, but {lab_address(faulty_lab, '127.42.2.40')}:2049 refused the connection" in result.stdout
     assert "summary: " in result.stdout.splitlines()[-1]
     assert "API requests" in result.stderr and "API requests" not in result.stdout
     assert "\x1b[" not in result.stdout  # not a terminal: no colour
@@ -114,7 +126,7 @@ def test_demo_finds_every_planted_fault_and_nothing_else(cli):
     assert result.exit_code == 1
     out = result.stdout
     assert "Planted faults in the demo cloud" in out
-    for n in (1, 2, 3, 4):
+    for n in (1, 2, 3, 4, 5):
         assert f"  {n}. [" in out
     assert "NOT FOUND" not in out
     assert "Other failures: none" in out
@@ -145,7 +157,7 @@ def test_lab_serve_in_one_process_and_run_from_another(tmp_path):
         run = subprocess.run([sys.executable, "-m", "csaudit", "run", "--zone", "zone-west", "--format", "json", "--timeout", "1"],
                              capture_output=True, text=True, env={**env, "CLOUDSTACK_CONFIG": str(ini)}, cwd=tmp_path, timeout=120)
         assert run.returncode == 1, run.stderr
-        assert failed(json.loads(run.stdout)) == WEST_FAILURES | {"D01:this machine->ms1:8096/tcp", "D01:this machine->ms2:8096/tcp"}
+        assert failed(json.loads(run.stdout)) == WEST_FAILURES | DB_FAILURES | {"D01:this machine->ms1:8096/tcp", "D01:this machine->ms2:8096/tcp"}
     finally:
         server.terminate()
         out, err = server.communicate(timeout=30)

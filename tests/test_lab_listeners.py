@@ -74,16 +74,47 @@ def test_ssh_banners_on_hosts_and_system_vm_control_addresses(lab):
     assert _first_bytes(_service(lab, "r-8-VM", 3922)).startswith(b"SSH-2.0-")
 
 
-def test_mysql_greeting_is_a_protocol_10_handshake(lab):
-    data = _first_bytes(_service(lab, "db1", 3306), size=4)
-    length = int.from_bytes(data[:3], "little")
-    with socket.create_connection(_service(lab, "db1", 3306), timeout=TIMEOUT) as sock:
-        packet = b""
-        while len(packet) < 4 + length:
-            packet += sock.recv(4 + length - len(packet))
+def test_mysql_greeting_is_a_protocol_10_handshake():
+    from csaudit.lab.listeners import Listeners
+    from csaudit.lab.services import Service
+
+    # The demo's db1 carries the wrong-service fault; a database of its own shows the greeting.
+    address = f"127.42.251.{os.getpid() % 250 + 1}"
+    listeners = Listeners([Service("db-alone", "database", address, 3306, "tcp", "mysql")])
+    listeners.bind_all()
+    listeners.start()
+    try:
+        data = _first_bytes((address, 3306), size=4)
+        length = int.from_bytes(data[:3], "little")
+        with socket.create_connection((address, 3306), timeout=TIMEOUT) as sock:
+            packet = b""
+            while len(packet) < 4 + length:
+                packet += sock.recv(4 + length - len(packet))
+    finally:
+        listeners.stop()
     assert packet[3] == 0 and packet[4] == 10  # sequence 0, protocol version 10
     assert packet[5:].split(b"\x00", 1)[0] == b"8.0.36"
     assert packet.endswith(b"caching_sha2_password\x00")
+
+
+def test_wrong_service_fault_answers_http_on_the_database_port(lab):
+    fault = _fault(lab, "wrong-service")
+    assert (fault.object_name, fault.port) == ("db1", 3306)
+    with socket.create_connection((fault.address, fault.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert sock.recv(64).startswith(b"HTTP/1.1 200 OK")
+
+
+def test_ntp_servers_of_the_setting_answer_mode_3_requests(lab):
+    (ntp,) = [s for s in lab.services if s.kind == "ntp"]
+    assert (ntp.port, ntp.protocol) == (123, "udp") and ntp.address in lab.topology.settings["ntp.server.list"]
+    request = bytes([0x23]) + bytes(39) + b"transmit"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(TIMEOUT)
+        udp.sendto(request, (ntp.address, 123))
+        reply, _ = udp.recvfrom(512)
+    assert len(reply) == 48 and reply[0] & 0x07 == 4 and reply[1] == 2  # mode 4 (server), stratum 2
+    assert reply[24:32] == b"transmit"  # origin timestamp = the client's transmit timestamp
 
 
 def test_vnc_greeting_on_kvm_hosts(lab):

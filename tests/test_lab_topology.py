@@ -5,6 +5,7 @@ import ipaddress
 import re
 import time
 import uuid
+from importlib import resources
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_demo_is_the_briefed_cloud():
         "host": "127.42.0.11,127.42.0.12", "port": "8250", "integration.api.port": "8096",
         "default.page.size": "500", "consoleproxy.sslEnabled": "false",
         "secstorage.ssl.cert.domain": "", "secstorage.encrypt.copy": "false",
-        "ntp.server.list": "", "control.cidr": "169.254.0.0/16"}
+        "ntp.server.list": "127.42.0.123", "control.cidr": "169.254.0.0/16"}
 
     zones, hosts, vms, routers = _objects(demo)
     east, west = zones["zone-east"], zones["zone-west"]
@@ -71,18 +72,18 @@ def test_demo_is_the_briefed_cloud():
         ("ps-vmw-west", "127.42.2.41", "vmw-cluster-1", "NetworkFilesystem")]
 
 
-def test_demo_plants_four_faults_each_described_in_one_sentence():
+def test_demo_plants_five_faults_each_described_in_one_sentence():
     demo = default_topology()
     assert [(f.kind, f.objects, f.port) for f in demo.faults] == [
         ("exposed", ("ms1", "ms2"), 8096), ("missing-listener", ("sec-nfs-west",), 2049),
-        ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None)]
+        ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None), ("wrong-service", ("db1",), 3306)]
     for fault in demo.faults:
         assert fault.description.endswith(".") and fault.description.count(". ") == 0
     # Expanded to probe-able targets: fault 1 touches both management servers.
     targets = {(f.fault_id, f.object_name, f.address, f.port) for f in planted_faults(demo)}
     assert targets == {(1, "ms1", "127.42.0.11", 8096), (1, "ms2", "127.42.0.12", 8096),
                        (2, "sec-nfs-west", "127.42.2.40", 2049), (3, "xen01", "127.42.1.31", 443),
-                       (4, "kvm02", "127.42.1.22", None)}
+                       (4, "kvm02", "127.42.1.22", None), (5, "db1", "127.42.0.20", 3306)}
 
 
 def test_every_demo_address_is_loopback():
@@ -220,3 +221,20 @@ def test_generate_rejects_impossible_sizes():
 def test_frozen_topology():
     with pytest.raises(dataclasses.FrozenInstanceError):
         default_topology().version = "4.11.0.0"
+
+
+def test_wrong_service_faults_must_change_what_answers():
+    demo_text = resources.files("csaudit.lab").joinpath("demo.toml").read_text("utf-8")
+
+    def with_fault(lines):
+        return parse_topology(demo_text + "\n[[fault]]\nkind = \"wrong-service\"\ndescription = \"x.\"\n" + lines, "t.toml")
+
+    speaks_ssh = with_fault('object = "ms1"\nport = 8250\nspeaks = "ssh"\n')
+    (service,) = [s for s in planned_services(speaks_ssh) if (s.object_name, s.port) == ("ms1", 8250)]
+    assert service.kind == "ssh"
+    with pytest.raises(ConfigError, match="already speaks tls"):
+        with_fault('object = "ms1"\nport = 8250\nspeaks = "tls"\n')
+    with pytest.raises(ConfigError, match="only tcp ports can be wrong-service"):
+        with_fault('object = "sec-nfs-east"\nport = 111\nprotocol = "udp"\n')
+    with pytest.raises(ConfigError, match="'speaks' only applies to wrong-service"):
+        parse_topology(demo_text + '\n[[fault]]\nkind = "filtered"\nobject = "ms1"\nport = 8250\nspeaks = "ssh"\ndescription = "x."\n')

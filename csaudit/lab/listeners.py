@@ -329,6 +329,8 @@ class Listeners:
                 return  # e.g. ICMP error from an earlier reply's destination
             if service.kind == "dns":
                 reply = protocols.dns_reply(data)
+            elif service.kind == "ntp":
+                reply = protocols.ntp_reply(data)
             else:
                 reply = protocols.rpc_reply(data, protocols.PORTMAPPER, registered)
             if reply:

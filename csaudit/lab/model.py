@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 HYPERVISORS = ("KVM", "XenServer", "VMware")
 SYSTEM_VM_TYPES = ("ssvm", "cpvm")
-FAULT_KINDS = ("exposed", "missing-listener", "filtered", "api-state-mismatch")
+FAULT_KINDS = ("exposed", "missing-listener", "filtered", "api-state-mismatch", "wrong-service")
+# what a "wrong-service" port speaks instead of its own protocol (listener kinds, services.py)
+WRONG_SERVICES = ("http", "ssh", "mysql", "rfb", "tls")
 # Host.Status and VirtualMachine.State values, as the API reports them.
 HOST_STATES = ("Creating", "Connecting", "Up", "Down", "Disconnected", "Alert",
                "Removed", "Error", "Rebalancing", "Unknown")
@@ -155,6 +157,7 @@ class FaultSpec:
     port: int | None = None
     protocol: str = "tcp"
     address: str | None = None  # restricts the fault to one address of the object
+    speaks: str = "http"  # wrong-service only: the protocol that answers instead
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ server sends first, or its answer to the smallest valid request), nothing more.
 from __future__ import annotations
 
 import struct
+import time
 
 DEBIAN_SSH = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 SSH_BANNERS = {
@@ -138,3 +139,26 @@ def rpc_tcp_reply(buffer: bytearray, program: int,
     del buffer[:4 + size]
     reply = rpc_reply(call, program, registered)
     return struct.pack(">I", 0x80000000 | len(reply)) + reply if reply else b""
+
+
+# ------------------------------------------------------------------ NTP
+
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
+
+
+def _ntp_timestamp(seconds: float) -> bytes:
+    whole = int(seconds) + NTP_EPOCH_OFFSET
+    return struct.pack(">II", whole & 0xFFFFFFFF, int((seconds % 1) * 2**32))
+
+
+def ntp_reply(request: bytes, now: float | None = None) -> bytes | None:
+    """A stratum-2 server's mode-4 answer to a mode-3 client request (RFC 5905 7.3)."""
+    if len(request) < 48 or request[0] & 0x07 != 3:
+        return None
+    now = time.time() if now is None else now
+    version = (request[0] >> 3) & 0x07
+    head = bytes([version << 3 | 4, 2, request[2] or 6, 0xEC])  # LI 0, mode 4, stratum 2, poll, precision
+    root = struct.pack(">II", 0x00000200, 0x00000400)  # root delay and dispersion: a few ms
+    refid = bytes([127, 42, 0, 1])  # the upstream server it follows (an IPv4 address at stratum 2)
+    return (head + root + refid + _ntp_timestamp(now - 60) + request[40:48]  # origin = client's transmit
+            + _ntp_timestamp(now) + _ntp_timestamp(now))

@@ -15,7 +15,7 @@ API_PORT = 8080  # the signed API servlet (Jetty) on every management server
 
 # kind -> what the listener does. "api"/"integration" are served by the API server.
 KINDS = ("api", "integration", "tls", "https", "http", "ssh", "mysql", "rfb", "dns",
-         "rpcbind", "nfs", "filtered")
+         "rpcbind", "nfs", "ntp", "filtered")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,8 @@ def _unfaulted(topology: model.Topology) -> list[Service]:
             add(server.name, "management-server", server.address,
                 ((integration, "tcp", "integration"),))
     add(topology.database.name, "database", topology.database.address, ((3306, "tcp", "mysql"),))
+    for address in ntp_servers(topology):
+        add(f"ntp@{address}", "ntp-server", address, ((123, "udp", "ntp"),))
 
     for zone in topology.zones:
         for address in zone.dns_servers:
@@ -101,6 +103,12 @@ def _unfaulted(topology: model.Topology) -> list[Service]:
             if store.type == "NetworkFilesystem":
                 add(store.name, "nfs-server", store.address, _NFS_PORTS)
     return services
+
+
+def ntp_servers(topology: model.Topology) -> list[str]:
+    """The loopback addresses in ntp.server.list (names and other addresses are not served)."""
+    listed = (a.strip() for a in topology.settings.get("ntp.server.list", "").split(","))
+    return list(dict.fromkeys(a for a in listed if a.startswith("127.")))
 
 
 def primary_address(topology: model.Topology, name: str) -> str | None:
@@ -150,6 +158,9 @@ def planned_services(topology: model.Topology, apply_faults: bool = True) -> lis
                             for s in services]
             elif fault.kind == "api-state-mismatch":
                 services = [s for s in services if s.object_name != name]
+            elif fault.kind == "wrong-service":
+                services = [dataclasses.replace(s, kind=fault.speaks) if _matches(s, fault, name) else s
+                            for s in services]
     return services
 
 

@@ -372,7 +372,10 @@ def _fault(table: _Table) -> model.FaultSpec:
     fault = model.FaultSpec(
         kind=kind, objects=objects, port=port,
         protocol=table.string("protocol", "tcp", choices=("tcp", "udp")),
-        address=table.address("address", None), description=table.string("description"))
+        address=table.address("address", None), description=table.string("description"),
+        speaks=table.string("speaks", "http", choices=model.WRONG_SERVICES))
+    if fault.speaks != "http" and kind != "wrong-service":
+        table.fail("'speaks' only applies to wrong-service faults")
     table.done()
     return fault
 
@@ -396,10 +399,13 @@ def _check_faults(topology: model.Topology, top: _Table) -> None:
             served = [s for s in by_object[name]
                       if (fault.port is None or (s.port, s.protocol) == (fault.port, fault.protocol))
                       and (fault.address is None or s.address == fault.address)]
-            if fault.kind in ("missing-listener", "filtered") and not served:
+            if fault.kind in ("missing-listener", "filtered", "wrong-service") and not served:
                 top.where = where
                 top.fail(f"{name} does not serve {fault.port}/{fault.protocol}"
                          + (f" on {fault.address}" if fault.address else ""))
-            if fault.kind == "filtered" and fault.protocol != "tcp":
+            if fault.kind in ("filtered", "wrong-service") and fault.protocol != "tcp":
                 top.where = where
-                top.fail("only tcp ports can be filtered")
+                top.fail(f"only tcp ports can be {fault.kind}")
+            if fault.kind == "wrong-service" and any(s.kind == fault.speaks for s in served):
+                top.where = where
+                top.fail(f"{name} already speaks {fault.speaks} on {fault.port}/tcp: choose another 'speaks'")

@@ -58,7 +58,7 @@ def run_vantages(
         mine = {fid: target for fid, (v, target) in assigned.items() if v is vantage}
         if not mine:
             continue
-        unique = sorted(set(mine.values()), key=lambda t: (t.address, t.port, t.protocol, t.source or ""))
+        unique = sorted(set(mine.values()), key=lambda t: (t.address, t.port, t.protocol, t.source or "", t.kind))
         progress(f"probing {len(unique)} targets for {len(mine)} flows from {vantage.name}")
         results = vantage.probe(unique, options)
         for fid, target in mine.items():

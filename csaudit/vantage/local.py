@@ -19,6 +19,7 @@ from collections import Counter, deque
 
 from csaudit.derive import Flow
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
+from csaudit.vantage.protocols import UDP_KINDS
 
 SPARE_FDS = 64  # descriptors kept free for the rest of the process (API client, logs, listeners)
 WAKE_UP = 0.2  # seconds; how often a long wait looks at the stop flag
@@ -35,19 +36,19 @@ class LocalVantage:
     def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
         if flow.probe == "none":
             return next((n for n in flow.notes), "a connect cannot judge this flow")
-        if flow.protocol != "tcp":
-            return "UDP cannot be judged by a connect; it needs a protocol probe"
+        if flow.protocol == "udp" and flow.probe not in UDP_KINDS:
+            return f"UDP cannot be judged by a connect; give the flow a UDP probe kind ({', '.join(sorted(UDP_KINDS))})"
         if not flow.target.address:
             return f"no address known for {flow.target.role} {flow.target.name}"
         if flow.outside and not options.outside:
             return "deny rule for the outside network: run csaudit from outside the management network with --outside"
         if flow.source.role == "user":
-            return ProbeTarget(flow.target.address, flow.port, flow.protocol)
+            return ProbeTarget(flow.target.address, flow.port, flow.protocol, kind=flow.probe)
         if not flow.source.address:
             return f"no address known for {flow.source.role} {flow.source.name}"
         if not self.owns(flow.source.address):
             return f"no vantage for {flow.source.role} {flow.source.name} ({flow.source.address})"
-        return ProbeTarget(flow.target.address, flow.port, flow.protocol, source=flow.source.address)
+        return ProbeTarget(flow.target.address, flow.port, flow.protocol, source=flow.source.address, kind=flow.probe)
 
     def owns(self, address: str) -> bool:
         """Can this machine send from that address? bind() succeeds only for its own."""
@@ -61,8 +62,9 @@ class LocalVantage:
         return self._owned[address]
 
     def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation]:
-        return tcp_connect_many(targets, options.timeout, options.concurrency, options.per_target,
-                                stop=options.stop, deadline=options.deadline)
+        from csaudit.vantage.protocol_probe import probe_with_protocols  # it uses this module's connect engine
+
+        return probe_with_protocols(targets, options)
 
 
 def _family(address: str) -> int:

@@ -1,0 +1,480 @@
+"""What each probe kind sends and how its answer is read: pure functions, bytes in, facts out.
+
+No sockets here (exchange.py drives them) and nothing beyond the standard library, so a remote
+vantage can run the very same code on any host with python3. Every request is the smallest one
+that makes the service show itself; none carries a credential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import struct
+
+# kind -> the service that should answer, in the words of the report
+SERVICE_NAMES = {
+    "ssh": "SSH", "tls": "TLS", "http-api": "the CloudStack API", "mysql": "MySQL",
+    "rpcbind": "rpcbind", "nfs": "NFS", "vnc": "VNC", "dns": "DNS", "ntp": "NTP",
+}
+SERVER_SPEAKS_FIRST = frozenset({"ssh", "mysql", "vnc"})
+UDP_KINDS = frozenset({"rpcbind", "dns", "ntp"})
+TCP_KINDS = frozenset({"ssh", "tls", "http-api", "mysql", "rpcbind", "nfs", "vnc", "dns"})
+MAX_ANSWER = 64 * 1024  # bytes read at most from one service
+EXPIRY_WARNING_DAYS = 30
+# When a server-speaks-first service stays silent, this line makes an HTTP server show itself.
+HTTP_POKE = b"GET / HTTP/1.0\r\n\r\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What one exchange showed about the service behind a port."""
+
+    service: str | None  # what answered: "SSH", "HTTP", ... (None: nothing recognisable)
+    detail: str  # version, certificate facts, registrations
+    matched: bool  # the expected service answered
+    problem: str | None = None  # the right service, but unusable (an expired certificate)
+    warnings: tuple[str, ...] = ()
+    danger: str | None = None  # why it is critical when this service answers where a flow must be closed
+
+
+# ------------------------------------------------------------------ what answered instead
+
+def identify(data: bytes) -> tuple[str | None, str]:
+    """(service, detail) for the first bytes of an unknown answer."""
+    if not data:
+        return None, "nothing was said"
+    if data.startswith(b"SSH-"):
+        return "SSH", _first_line(data)
+    if data.startswith(b"HTTP/"):
+        server = _header(data, b"server")
+        return "HTTP", _first_line(data) + (f", Server: {server}" if server else "")
+    if data.startswith(b"RFB "):
+        return "VNC", _first_line(data)
+    if len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 3:
+        return "TLS", "a TLS record"
+    if len(data) > 5 and data[3] == 0 and data[4] in (0x0A, 0xFF) and 5 < int.from_bytes(data[:3], "little") < 1024:
+        return "MySQL", _mysql_version(data) or "a MySQL packet"
+    if len(data) >= 12 and data[0] & 0x80 and struct.unpack(">I", data[8:12])[0] == 1:
+        return "ONC RPC", "an RPC reply"
+    if len(data) >= 8 and struct.unpack(">I", data[4:8])[0] == 1 and data[8:12] in (b"\x00\x00\x00\x00", b"\x00\x00\x00\x01"):
+        return "ONC RPC", "an RPC reply"
+    if len(data) == 48 and data[0] & 0x07 == 4:
+        return "NTP", f"a mode-4 reply, stratum {data[1]}"
+    if len(data) >= 12 and data[2] & 0x80 and not data[2] & 0x78 and all(c < 256 for c in struct.unpack(">HHHH", data[4:12])):
+        return "DNS", f"a DNS response, rcode {_RCODES.get(data[3] & 0xF, data[3] & 0xF)}"
+    text = data[:60].decode("ascii", "replace")
+    if all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "text", repr(text.strip())
+    return None, f"unrecognised bytes {data[:16].hex()}"
+
+
+def mismatch(kind: str, data: bytes, ending: str | None = "closed", timeout: float | None = None) -> Answer:
+    """The expected service did not answer: say what did, if anything."""
+    expected = SERVICE_NAMES[kind]
+    if not data:
+        if ending == "timeout":
+            return Answer(None, f"nothing answered within {timeout:g} s" if timeout else "nothing answered", False)
+        return Answer(None, f"the server closed the connection without a word of {expected}", False)
+    service, detail = identify(data)
+    if service is None:
+        return Answer(None, f"it answers with {detail}, not {expected}", False)
+    return Answer(service, f"it speaks {service} ({detail}), not {expected}", False)
+
+
+def _other_service(data: bytes, own: str | None = None) -> bool:
+    """Already recognisable as some other protocol than `own`: no need to wait for more bytes."""
+    return identify(data)[0] not in (None, "text", own)
+
+
+def _first_line(data: bytes) -> str:
+    return data.split(b"\n", 1)[0].rstrip(b"\r").decode("ascii", "replace")[:120]
+
+
+def _header(data: bytes, name: bytes) -> str | None:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("latin-1")[:80]
+    return None
+
+
+# ------------------------------------------------------------------ SSH, VNC, MySQL: the server speaks first
+
+def parse_ssh(data: bytes, ending: str | None) -> Answer | None:
+    """RFC 4253 4.2: the identification line, possibly after a few other lines."""
+    lines = data.split(b"\n")
+    for line in lines if ending else lines[:-1]:
+        if line.startswith(b"SSH-"):
+            text = line.rstrip(b"\r").decode("ascii", "replace")
+            software = text.split("-", 2)[2] if text.count("-") >= 2 else text
+            return Answer("SSH", software, True)
+    if ending is None and len(data) < 4096 and not (len(data) >= 4 and _other_service(data, "SSH")):
+        return None
+    return mismatch("ssh", data, ending)
+
+
+def parse_vnc(data: bytes, ending: str | None) -> Answer | None:
+    """RFB 7.1.1: the ProtocolVersion message, "RFB 003.008\\n"."""
+    if data[:4] == b"RFB " and len(data) >= 12:
+        major, _, minor = data[4:11].decode("ascii", "replace").partition(".")
+        return Answer("VNC", f"RFB {major.lstrip('0') or '0'}.{minor.lstrip('0') or '0'}", True)
+    if ending is None and len(data) < 12 and b"RFB ".startswith(data[:4]):
+        return None
+    return mismatch("vnc", data, ending)
+
+
+def _mysql_version(data: bytes) -> str | None:
+    if len(data) > 5 and data[4] == 0x0A:
+        return data[5:].split(b"\x00", 1)[0].decode("ascii", "replace")[:80]
+    return None
+
+
+def parse_mysql(data: bytes, ending: str | None) -> Answer | None:
+    """The protocol-10 Initial Handshake (or an ERR packet when the server refuses this host)."""
+    if len(data) < 5 or (data[4:5] in (b"\x0a", b"\xff") and len(data) < 4 + int.from_bytes(data[:3], "little")):
+        if ending is None and not (len(data) >= 4 and _other_service(data, "MySQL")):
+            return None
+        return mismatch("mysql", data, ending)
+    payload = data[4:4 + int.from_bytes(data[:3], "little")]
+    if data[3] == 0 and payload[:1] == b"\x0a" and b"\x00" in payload[1:]:
+        version = _mysql_version(data) or "?"
+        flavour = "MariaDB" if "mariadb" in version.lower() else "MySQL"
+        return Answer("MySQL", f"{flavour} {version.removeprefix('5.5.5-')} (protocol 10)", True)
+    if payload[:1] == b"\xff" and len(payload) >= 3:
+        code = struct.unpack("<H", payload[1:3])[0]
+        message = payload[9:] if payload[3:4] == b"#" else payload[3:]  # skip the SQL state marker
+        return Answer("MySQL", f"refuses this client: error {code} {message.decode('utf-8', 'replace')[:100]}", True)
+    return mismatch("mysql", data, ending)
+
+
+# ------------------------------------------------------------------ HTTP: listCapabilities without a signature
+
+def http_api_request(host: str, port: int) -> bytes:
+    """listCapabilities with no apiKey and no signature: a signed API refuses it (401), the
+    unauthenticated integration API answers it."""
+    return (f"GET /client/api?command=listCapabilities&response=json HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "User-Agent: csaudit-probe\r\nAccept: application/json\r\nConnection: close\r\n\r\n").encode()
+
+
+def parse_http_api(data: bytes, ending: str | None) -> Answer | None:
+    if ending is None and len(data) < MAX_ANSWER and (data.startswith(b"HTTP/") or b"HTTP/".startswith(data[:5])):
+        return None  # Connection: close: the answer ends when the server closes
+    if not data.startswith(b"HTTP/"):
+        return mismatch("http-api", data, ending)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line = _first_line(head)
+    parts = status_line.split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    try:
+        document = json.loads(body.decode("utf-8", "replace")) if body.strip() else None
+    except ValueError:
+        document = None
+    capability = _capability(document)
+    if status == 200 and capability is not None:
+        version = capability.get("cloudstackversion") or "(version not said)"
+        return Answer("CloudStack integration API", f"CloudStack {version} answers listCapabilities without a signature", True,
+                      danger="the unauthenticated integration API: whoever reaches it runs any command as the system admin")
+    if status == 401:
+        odd = "" if _cloudstack_error(document) else " (but not a CloudStack error document)"
+        return Answer("CloudStack API", f"signed API: HTTP 401 to an unsigned request{odd}", True)
+    server = _header(data, b"server")
+    return Answer("HTTP", f"it speaks HTTP ({status_line}{f', Server: {server}' if server else ''}), "
+                          "but /client/api is not the CloudStack API", False)
+
+
+def _capability(document) -> dict | None:
+    response = document.get("listcapabilitiesresponse") if isinstance(document, dict) else None
+    capability = response.get("capability") if isinstance(response, dict) else None
+    return capability if isinstance(capability, dict) else None
+
+
+def _cloudstack_error(document) -> bool:
+    return isinstance(document, dict) and any(isinstance(v, dict) and "errortext" in v for v in document.values())
+
+
+# ------------------------------------------------------------------ ONC RPC: rpcbind GETPORT, NFS NULL
+
+PORTMAPPER, NFS, MOUNTD = 100000, 100003, 100005
+_IPPROTO_TCP = 6
+_AUTH_NONE = struct.pack(">IIII", 0, 0, 0, 0)  # credential and verifier: no credentials at all
+_XID_NFS_PORT, _XID_MOUNTD_PORT, _XID_NULL = 0x63730001, 0x63730002, 0x63730003
+
+
+def rpc_call(xid: int, program: int, version: int, procedure: int, arguments: bytes = b"") -> bytes:
+    return struct.pack(">IIIIII", xid, 0, 2, program, version, procedure) + _AUTH_NONE + arguments
+
+
+def record(message: bytes) -> bytes:
+    """RFC 5531 11: one last fragment, as RPC over TCP needs."""
+    return struct.pack(">I", 0x80000000 | len(message)) + message
+
+
+def rpcbind_calls() -> list[bytes]:
+    """PMAPPROC_GETPORT (v2, understood by every rpcbind and portmap) for nfs v3 and mountd v3 over TCP."""
+    return [rpc_call(_XID_NFS_PORT, PORTMAPPER, 2, 3, struct.pack(">IIII", NFS, 3, _IPPROTO_TCP, 0)),
+            rpc_call(_XID_MOUNTD_PORT, PORTMAPPER, 2, 3, struct.pack(">IIII", MOUNTD, 3, _IPPROTO_TCP, 0))]
+
+
+def nfs_null_call() -> bytes:
+    return rpc_call(_XID_NULL, NFS, 3, 0)
+
+
+def records(data: bytes) -> list[bytes]:
+    """The complete record-marked RPC messages in a TCP byte stream."""
+    messages, offset = [], 0
+    while len(data) >= offset + 4:
+        size = struct.unpack(">I", data[offset:offset + 4])[0] & 0x7FFFFFFF
+        if len(data) < offset + 4 + size:
+            break
+        messages.append(data[offset + 4:offset + 4 + size])
+        offset += 4 + size
+    return messages
+
+
+def _accepted(reply: bytes, xid: int) -> tuple[int, bytes] | None:
+    """(accept_stat, results) of a MSG_ACCEPTED reply to xid, None if it is not one."""
+    if len(reply) < 24 or struct.unpack(">III", reply[:12]) != (xid, 1, 0):
+        return None
+    verifier_length = struct.unpack(">I", reply[16:20])[0]
+    offset = 20 + (verifier_length + 3) // 4 * 4
+    if len(reply) < offset + 4:
+        return None
+    return struct.unpack(">I", reply[offset:offset + 4])[0], reply[offset + 4:]
+
+
+def parse_rpcbind(messages: list[bytes], data: bytes, ending: str | None) -> Answer | None:
+    """Both GETPORT replies: where nfs and mountd are registered (port 0: not registered)."""
+    ports = {}
+    for xid, program in ((_XID_NFS_PORT, "nfs"), (_XID_MOUNTD_PORT, "mountd")):
+        reply = next((m for m in messages if m[:4] == struct.pack(">I", xid)), None)
+        accepted = _accepted(reply, xid) if reply else None
+        if accepted is not None and accepted[0] == 0 and len(accepted[1]) >= 4:
+            ports[program] = struct.unpack(">I", accepted[1][:4])[0]
+    if len(ports) < 2 and ending is None and not (messages and not ports) and not _other_service(data, "ONC RPC"):
+        return None
+    if "nfs" not in ports:
+        if messages and _accepted(messages[0], struct.unpack(">I", messages[0][:4])[0]) is not None:
+            return Answer("ONC RPC", "an RPC server answers, but not as rpcbind", False)
+        return mismatch("rpcbind", data, ending)
+    said = ", ".join(f"{name} on {port}/tcp" if port else f"{name} not registered" for name, port in ports.items())
+    warnings = () if ports["nfs"] else ("rpcbind does not know nfs on this server: an NFSv3 mount would fail",)
+    return Answer("rpcbind", said, True, warnings=warnings)
+
+
+def parse_nfs(messages: list[bytes], data: bytes, ending: str | None) -> Answer | None:
+    if not messages:
+        return None if ending is None and not _other_service(data, "ONC RPC") else mismatch("nfs", data, ending)
+    accepted = _accepted(messages[0], _XID_NULL)
+    if accepted is None:
+        return mismatch("nfs", data, ending)
+    status, rest = accepted
+    if status == 0:
+        return Answer("NFS", "answers the NFSv3 NULL call", True)
+    if status == 2 and len(rest) >= 8:  # PROG_MISMATCH: NFS, other versions only (an NFSv4-only server)
+        low, high = struct.unpack(">II", rest[:8])
+        return Answer("NFS", f"NFS versions {low}-{high} only (not v3)", True)
+    return Answer("ONC RPC", f"an RPC server answers (accept_stat {status}), but not NFS", False)
+
+
+# ------------------------------------------------------------------ DNS over UDP and TCP
+
+DNS_ID = 0x6373
+_RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
+
+
+def dns_query() -> bytes:
+    """`. IN NS` with recursion desired: every DNS server, authoritative or resolver, answers it."""
+    return struct.pack(">HHHHHH", DNS_ID, 0x0100, 1, 0, 0, 0) + b"\x00" + struct.pack(">HH", 2, 1)
+
+
+def parse_dns(message: bytes | None, data: bytes, ending: str | None) -> Answer | None:
+    if message is None:
+        return None if ending is None and not _other_service(data, "DNS") else mismatch("dns", data, ending)
+    if len(message) < 12:
+        return mismatch("dns", data, ending)
+    ident, flags, _, answers = struct.unpack(">HHHH", message[:8])
+    if ident != DNS_ID or not flags & 0x8000:
+        return mismatch("dns", data, ending)
+    rcode = _RCODES.get(flags & 0xF, str(flags & 0xF))
+    recursion = "recursion available" if flags & 0x0080 else "no recursion"
+    warnings = ("the DNS server refuses our query (REFUSED): it may not serve this client",) if rcode == "REFUSED" else ()
+    return Answer("DNS", f"{rcode}, {answers} answer(s), {recursion}", True, warnings=warnings)
+
+
+def dns_tcp_message(data: bytes) -> bytes | None:
+    if len(data) < 2:
+        return None
+    size = struct.unpack(">H", data[:2])[0]
+    return data[2:2 + size] if len(data) >= 2 + size else None
+
+
+# ------------------------------------------------------------------ NTP (RFC 5905 mode 3)
+
+def ntp_request() -> bytes:
+    """A mode-3 (client) packet, version 4, every other field zero: no timestamps of ours leak."""
+    return bytes([0x23]) + bytes(47)
+
+
+def parse_ntp(data: bytes, ending: str | None) -> Answer | None:
+    if len(data) < 48 or data[0] & 0x07 != 4:
+        return None if ending is None and not data else mismatch("ntp", data, ending)
+    version, stratum = (data[0] >> 3) & 0x07, data[1]
+    if stratum == 0:
+        code = data[12:16].decode("ascii", "replace")
+        return Answer("NTP", f"v{version}, kiss-o'-death {code}", True, warnings=(f"the NTP server says {code} (kiss-o'-death)",))
+    refid = ".".join(str(b) for b in data[12:16]) if stratum > 1 else data[12:16].rstrip(b"\x00").decode("ascii", "replace")
+    warnings = ("the NTP server is not synchronised (stratum 16)",) if stratum >= 16 else ()
+    return Answer("NTP", f"v{version}, stratum {stratum}, reference {refid}", True, warnings=warnings)
+
+
+# ------------------------------------------------------------------ one entry point per direction
+
+def request(kind: str, protocol: str, host: str, port: int) -> list[bytes]:
+    """What to send, in order (TCP: written as one stream; UDP: one datagram each). Empty: listen only."""
+    if kind in SERVER_SPEAKS_FIRST or kind == "tls":
+        return []
+    if kind == "http-api":
+        return [http_api_request(host, port)]
+    if kind == "rpcbind":
+        calls = rpcbind_calls()
+        return calls if protocol == "udp" else [b"".join(record(c) for c in calls)]
+    if kind == "nfs":
+        return [record(nfs_null_call())]
+    if kind == "dns":
+        query = dns_query()
+        return [query] if protocol == "udp" else [struct.pack(">H", len(query)) + query]
+    if kind == "ntp":
+        return [ntp_request()]
+    raise ValueError(f"no request for probe kind {kind!r}")
+
+
+def read_stream(kind: str, data: bytes, ending: str | None) -> Answer | None:
+    """Read a TCP answer so far; None: wait for more (ending is None while the connection is open)."""
+    if kind == "ssh":
+        return parse_ssh(data, ending)
+    if kind == "vnc":
+        return parse_vnc(data, ending)
+    if kind == "mysql":
+        return parse_mysql(data, ending)
+    if kind == "http-api":
+        return parse_http_api(data, ending)
+    if kind == "rpcbind":
+        return parse_rpcbind(records(data), data, ending)
+    if kind == "nfs":
+        return parse_nfs(records(data), data, ending)
+    if kind == "dns":
+        return parse_dns(dns_tcp_message(data), data, ending)
+    raise ValueError(f"probe kind {kind!r} has no TCP reader")
+
+
+def read_datagrams(kind: str, datagrams: list[bytes], ending: str | None) -> Answer | None:
+    """Read the UDP replies so far; None: wait for more."""
+    data = b"".join(datagrams)
+    if kind == "rpcbind":
+        return parse_rpcbind(datagrams, data, ending)
+    if kind == "dns":
+        return parse_dns(next((d for d in datagrams if d[:2] == struct.pack(">H", DNS_ID)), datagrams[0] if datagrams else None),
+                         data, ending)
+    if kind == "ntp":
+        return parse_ntp(next((d for d in datagrams if len(d) >= 48), data), ending)
+    raise ValueError(f"probe kind {kind!r} has no UDP reader")
+
+
+# ------------------------------------------------------------------ TLS certificates (DER, no verification)
+
+_NAME_KEYS = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU"}
+
+
+def _der(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at offset."""
+    tag, length = data[offset], data[offset + 1]
+    offset += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[offset:offset + count], "big")
+        offset += count
+    if offset + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, offset, offset + length
+
+
+def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    items = []
+    while start < end:
+        item = _der(data, start)
+        items.append(item)
+        start = item[2]
+    return items
+
+
+def _oid(raw: bytes) -> str:
+    parts = [raw[0] // 40, raw[0] % 40]
+    value = 0
+    for byte in raw[1:]:
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            parts.append(value)
+            value = 0
+    return ".".join(map(str, parts))
+
+
+def _name(data: bytes, start: int, end: int) -> str:
+    parts = []
+    for _, set_start, set_end in _children(data, start, end):
+        for _, pair_start, pair_end in _children(data, set_start, set_end):
+            (_, oid_start, oid_end), (_, value_start, value_end) = _children(data, pair_start, pair_end)[:2]
+            key = _NAME_KEYS.get(_oid(data[oid_start:oid_end]), _oid(data[oid_start:oid_end]))
+            parts.append(f"{key}={data[value_start:value_end].decode('utf-8', 'replace')}")
+    return ", ".join(parts) or "(empty)"
+
+
+def _time(tag: int, raw: bytes) -> datetime.datetime:
+    text = raw.decode("ascii")
+    layout = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"  # UTCTime or GeneralizedTime
+    return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    subject: str
+    issuer: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+
+
+def parse_certificate(der: bytes) -> Certificate:
+    """Subject, issuer and validity of an X.509 certificate (RFC 5280 4.1), read from DER."""
+    _, cert_start, cert_end = _der(der, 0)
+    _, tbs_start, tbs_end = _children(der, cert_start, cert_end)[0]
+    fields = _children(der, tbs_start, tbs_end)
+    if fields[0][0] == 0xA0:  # explicit [0] version
+        fields = fields[1:]
+    _serial, _algorithm, issuer, validity, subject = fields[:5]
+    not_before, not_after = (_time(tag, der[s:e]) for tag, s, e in _children(der, validity[1], validity[2])[:2])
+    return Certificate(_name(der, subject[1], subject[2]), _name(der, issuer[1], issuer[2]), not_before, not_after)
+
+
+def tls_answer(version: str | None, der: bytes | None, untrusted: str | None, now: datetime.datetime) -> Answer:
+    """The facts of a completed handshake; an expired certificate is a problem, a near expiry a warning.
+
+    An untrusted chain is only reported: private clouds and the lab use self-signed certificates.
+    """
+    if not der:
+        return Answer("TLS", f"{version or 'TLS'} handshake, but no certificate was sent", True)
+    try:
+        cert = parse_certificate(der)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return Answer("TLS", f"{version} handshake; the certificate could not be read", True)
+    days = (cert.not_after - now).total_seconds() / 86400
+    trust = "self-signed" if cert.subject == cert.issuer else f"issuer {cert.issuer}"
+    if untrusted:
+        trust += ", untrusted here" + ("" if "self-signed" in untrusted or "self signed" in untrusted else f" ({untrusted})")
+    detail = f"{version}, {cert.subject}, expires {cert.not_after:%Y-%m-%d}, {trust}"
+    if days < 0:
+        return Answer("TLS", detail, True, problem=f"the certificate expired on {cert.not_after:%Y-%m-%d} ({-days:.0f} days ago)")
+    warnings = (f"the certificate expires in {days:.0f} days ({cert.not_after:%Y-%m-%d})",) if days < EXPIRY_WARNING_DAYS else ()
+    if cert.not_before > now:
+        warnings += (f"the certificate is not valid before {cert.not_before:%Y-%m-%d}",)
+    return Answer("TLS", detail, True, warnings=warnings)
