@@ -13,7 +13,7 @@ from csaudit.inventory import Inventory
 from csaudit.verdict import FlowResult, summarize
 
 REPORT_SCHEMA = "csaudit/report/v1"
-_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33"}
+_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
 def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None) -> dict:
@@ -55,7 +55,14 @@ def _flow_json(result: FlowResult) -> dict:
         "latency_ms": result.latency_ms,
         "notes": list(flow.notes),
         "citation": flow.citation,
+        "waiver": _waiver_json(result.waiver),
     }
+
+
+def _waiver_json(waiver) -> dict | None:
+    if waiver is None:
+        return None
+    return {"reason": waiver.reason, "expires": waiver.expires.isoformat(), "rule": waiver.rule, "flow": waiver.flow}
 
 
 def render_json(document: dict) -> str:
@@ -89,8 +96,16 @@ def _row(result: FlowResult, colour: bool) -> list[str]:
         f"{port}/{flow.protocol}",
         flow.expect,
         status,
-        result.reason if result.status != "pass" else _latency(result),
+        _detail(result),
     ]
+
+
+def _detail(result: FlowResult) -> str:
+    if result.status == "pass":
+        return _latency(result)
+    if result.waiver is not None:
+        return f"waived until {result.waiver.expires}: {result.waiver.reason} ({result.reason})"
+    return result.reason
 
 
 def _endpoint(endpoint) -> str:
