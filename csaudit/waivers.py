@@ -119,7 +119,8 @@ def _entry_spans(lines: list[str]) -> list[tuple[int, int]]:
 
 
 def _key_line(lines: list[str], key: str, first: int, end: int) -> int:
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    name = rf"[\"']?{re.escape(key)}[\"']?"
+    pattern = re.compile(rf"^\s*({name}\s*=|\[+\s*{name}\s*\])")  # `key = ...` or a `[key]` table
     return next((n + 1 for n in range(first, end) if pattern.match(lines[n])), first + 1)
 
 
