@@ -150,12 +150,12 @@ def cmd_flows(args, env: Environment) -> int:
 
 
 def cmd_diff(args, env: Environment) -> int:
-    from csaudit.diff import diff_reports, load_report, render_diff_json, render_diff_text
+    from csaudit.diff import EXIT_CHANGED, diff_reports, load_report, render_diff_json, render_diff_text
 
     diff = diff_reports(load_report(args.old), load_report(args.new), args.old, args.new)
     env.stdout.write(render_diff_json(diff) if args.format == "json" else render_diff_text(diff))
     env.stdout.flush()
-    return 1 if diff.something_changed else int(ExitStatus.OK)
+    return EXIT_CHANGED if diff.something_changed else int(ExitStatus.OK)
 
 
 def cmd_demo(args, env: Environment) -> int:

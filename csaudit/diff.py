@@ -15,6 +15,7 @@ from csaudit.errors import UsageError
 from csaudit.report import REPORT_SCHEMA, render_json
 
 DIFF_SCHEMA = "csaudit/diff/v1"
+EXIT_CHANGED = 1  # `diff` only: something changed (0: nothing did; 2: bad input, as everywhere)
 SECTIONS = ("new_failures", "fixed", "changed", "added", "removed")
 _HEADINGS = {"new_failures": "new failures", "fixed": "fixed", "changed": "changed", "added": "added", "removed": "removed"}
 

@@ -156,7 +156,7 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
         blocked = {f.id: f"zone listing failed: {inventory.zone_errors[_zone_id(inventory, f.zone)]}"
                    for f in flows if _zone_id(inventory, f.zone) in inventory.zone_errors}
         bar = ProgressBar(env.stderr) if env.stderr_isatty else None
-        options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline, progress=bar and bar.update)
+        options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline, progress=bar.update if bar else None)
         with interrupts.probing_phase():
             try:
                 observed, unverified = run_vantages([f for f in flows if f.id not in blocked], vantages(), options,

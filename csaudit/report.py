@@ -11,6 +11,7 @@ from tabulate import tabulate
 from csaudit import __version__
 from csaudit.inventory import Inventory
 from csaudit.verdict import FlowResult, summarize
+from csaudit.waivers import waived_detail
 
 REPORT_SCHEMA = "csaudit/report/v1"
 _COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
@@ -104,7 +105,7 @@ def _detail(result: FlowResult) -> str:
     if result.status == "pass":
         return _latency(result)
     if result.waiver is not None:
-        return f"waived until {result.waiver.expires}: {result.waiver.reason} ({result.reason})"
+        return waived_detail(result.waiver.expires, result.waiver.reason, result.reason)
     return result.reason
 
 

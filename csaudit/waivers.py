@@ -47,6 +47,11 @@ class Waiver:
         return " and ".join(f"{key} {value}" for key, value in (("rule", self.rule), ("flow", self.flow)) if value)
 
 
+def waived_detail(expires, reason: str, failure: str) -> str:
+    """How every format shows a waived flow: the waiver first, then what was seen."""
+    return f"waived until {expires}: {reason} ({failure})"
+
+
 def load_waivers(path: str) -> tuple[Waiver, ...]:
     try:
         with open(path, encoding="utf-8") as handle:

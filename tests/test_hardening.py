@@ -174,8 +174,8 @@ def test_secrets_appear_in_no_output(cli, tmp_path):
             result = cli(*argv)
             outputs += [result.stdout, result.stderr]
         outputs.append((tmp_path / "r.json").read_text())
-        secret, key = lab.secret, lab.key
+        secret, key, ms_address = lab.secret, lab.key, lab.topology.management_servers[0].address
     everything = "\n".join(outputs)
-    assert "F01" in everything and "127.42." in everything
+    assert "F01" in everything and ms_address in everything  # the lab may have moved off 127.42 when it was busy
     assert secret not in everything and key not in everything
     assert "signature=" not in everything.lower() and "apikey=" not in everything.lower()

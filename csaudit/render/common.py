@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import re
 
+from csaudit.waivers import waived_detail
+
 MANAGEMENT_TIER = "management tier"
 # Edge and status colours of the diagrams; "planned" is a flow of a plan (no probe, no status).
 STATUS_COLOURS = {
-    "pass": "#2e7d32",  # green
-    "fail": "#c62828",  # red
-    "error": "#ef6c00",  # orange
-    "unverified": "#9e9e9e",  # grey
-    "waived": "#6a1b9a",  # purple
-    "planned": "#37474f",  # slate
+    "pass": ("#2e7d32", "green"),
+    "fail": ("#c62828", "red"),
+    "error": ("#ef6c00", "orange"),
+    "unverified": ("#9e9e9e", "grey"),
+    "waived": ("#6a1b9a", "purple"),
+    "planned": ("#37474f", "slate"),
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -45,7 +47,7 @@ def detail(flow: dict) -> str:
     waiver = flow.get("waiver")
     reason = flow.get("reason") or ""
     if waiver:
-        return f"waived until {waiver['expires']}: {waiver['reason']} ({reason})"
+        return waived_detail(waiver["expires"], waiver["reason"], reason)
     return reason
 
 

@@ -51,7 +51,7 @@ class Diagram:
 
     def legend(self) -> str:
         used = Counter(e.status for e in self.edges)
-        parts = [f"{status} {_colour_name(status)}" for status in STATUS_COLOURS if used[status]]
+        parts = [f"{status} {name}" for status, (_, name) in STATUS_COLOURS.items() if used[status]]
         return "edges: " + ", ".join(parts) + "; dashed: must be closed"
 
 
@@ -88,10 +88,6 @@ def _group(role: str, zones: Counter) -> str:
     return min(named, key=lambda zone: (-named[zone], zone))
 
 
-def _colour_name(status: str) -> str:
-    return {"pass": "green", "fail": "red", "error": "orange", "unverified": "grey", "waived": "purple", "planned": "slate"}[status]
-
-
 def _by_group_and_role(diagram: Diagram):
     for group in diagram.groups:
         members = [n for n in diagram.nodes if n.group == group]
@@ -114,7 +110,7 @@ def render_mermaid(document: dict) -> str:
     for edge in diagram.edges:
         arrow = "-.->" if edge.deny else "-->"
         lines.append(f'  {edge.source} {arrow}|"{_mermaid_text(edge.label)}"| {edge.target}')
-    for status, colour in STATUS_COLOURS.items():
+    for status, (colour, _) in STATUS_COLOURS.items():
         indexes = [str(i) for i, edge in enumerate(diagram.edges) if edge.status == status]
         if indexes:
             lines.append(f"  linkStyle {','.join(indexes)} stroke:{colour},color:{colour}")
@@ -149,7 +145,7 @@ def render_dot(document: dict) -> str:
             lines.append("    }")
         lines.append("  }")
     for edge in diagram.edges:
-        colour = STATUS_COLOURS[edge.status]
+        colour = STATUS_COLOURS[edge.status][0]
         style = ", style=dashed" if edge.deny else ""
         lines.append(f'  {edge.source} -> {edge.target} [label={_dot_string(edge.label)}, color="{colour}", fontcolor="{colour}"{style}];')
     lines.append("}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from csaudit.render.common import endpoint_label, port_label, printable, zone_label, zone_order
+from csaudit.render.common import detail, endpoint_label, port_label, printable, zone_label, zone_order
 
 _COUNTED = {"fail": "failures", "error": "errors", "unverified": "skipped", "waived": "skipped"}
 
@@ -53,8 +53,7 @@ def _testcase(suite: ET.Element, flow: dict, zone: str) -> None:
     elif status == "unverified":
         ET.SubElement(case, "skipped", message=f"unverified: {reason}")
     elif status == "waived":
-        waiver = flow.get("waiver") or {}
-        ET.SubElement(case, "skipped", message=printable(f"waived until {waiver.get('expires')}: {waiver.get('reason')} ({reason})"))
+        ET.SubElement(case, "skipped", message=printable(detail(flow)))
 
 
 def _facts(flow: dict) -> str:
