@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from csaudit import __version__
@@ -12,8 +11,14 @@ from csaudit.environment import Environment
 from csaudit.errors import CsauditError
 from csaudit.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.lab.cli import add_lab_commands
+from csaudit.outputs import add_report_arguments, check_writable, report_files, write_file, write_report_files
 from csaudit.pipeline import add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
+from csaudit.render import PLAN_FORMATS, REPORT_FORMATS
 
+DIFF_EXIT_CODES = """exit codes:
+  0    nothing changed
+  1    something changed (a new failure, a fixed flow, another change, a flow added or removed)
+  2    bad input (unreadable file, not a csaudit/report/v1 document)"""
 DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
 
 
@@ -37,23 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="audit the cloud: inventory, expected flows, live probes, report",
                          epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_audit_arguments(run)
+    add_audit_arguments(run, formats=REPORT_FORMATS)
+    add_report_arguments(run)
     run.set_defaults(func=cmd_run)
 
     inventory = sub.add_parser("inventory", help="print what the CloudStack API says about the cloud")
     add_audit_arguments(inventory, probes=False)
     inventory.set_defaults(func=cmd_inventory)
 
-    flows = sub.add_parser("flows", help="print the flows csaudit would check, without probing")
-    add_audit_arguments(flows, probes=False)
+    flows = sub.add_parser("flows", help="print the flows csaudit would check, without probing (also as nft/iptables rules)")
+    add_audit_arguments(flows, probes=False, formats=PLAN_FORMATS)
     flows.set_defaults(func=cmd_flows)
 
     demo = sub.add_parser("demo", help="start the embedded demo cloud and audit it",
                           epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--topology", metavar="FILE", help="a topology TOML instead of the bundled demo cloud")
-    demo.add_argument("--format", choices=("table", "json"), default="table")
+    demo.add_argument("--format", choices=REPORT_FORMATS, default="table")
     demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
+    add_report_arguments(demo)
     demo.set_defaults(func=cmd_demo)
+
+    diff = sub.add_parser("diff", help="compare two JSON reports: new failures, fixed flows, changes",
+                          epilog=DIFF_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    diff.add_argument("old", metavar="OLD.json", help="the earlier report (csaudit run --json FILE)")
+    diff.add_argument("new", metavar="NEW.json", help="the later report")
+    diff.add_argument("--format", choices=("text", "json"), default="text")
+    diff.set_defaults(func=cmd_diff)
 
     add_lab_commands(sub)
     return parser
@@ -88,12 +102,7 @@ def _emit(text: str, args, env: Environment) -> None:
     """stdout carries only the report; --output sends it to a file instead."""
     path = getattr(args, "output", None)
     if path:
-        try:
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as exc:
-            raise CsauditError(f"cannot write {path}: {exc.strerror}") from None
-        env.log(f"report written to {os.path.abspath(path)}")
+        write_file(path, text, env)
     else:
         env.stdout.write(text)
         env.stdout.flush()
@@ -106,7 +115,9 @@ def cmd_run(args, env: Environment) -> int:
 
         _emit(dry_run(request, env), args, env)
         return int(ExitStatus.OK)
+    check_writable([*report_files(args).values(), *([args.output] if args.output else [])])
     outcome = run_audit(request, env)
+    write_report_files(outcome, args, env)
     _emit(outcome.render(args.format, env.colour and not args.output), args, env)
     return int(outcome.exit_status(args.strict))
 
@@ -122,23 +133,29 @@ def cmd_inventory(args, env: Environment) -> int:
 
 
 def cmd_flows(args, env: Environment) -> int:
+    import dataclasses
+
     from csaudit.pipeline import plan_flows
-    from csaudit.report import render_flows_table, render_json
+    from csaudit.render import render_plan
+    from csaudit.report import render_flows_table
 
     request = audit_request_from_args(args)
     flows, _, _ = plan_flows(request, env)
-    if args.format == "json":
-        text = render_json({"flows": [_plain(f) for f in flows]})
-    else:
+    if args.format == "table":
         text = render_flows_table(flows)
+    else:
+        text = render_plan(args.format, [dataclasses.asdict(f) for f in flows])
     _emit(text, args, env)
     return int(ExitStatus.OK)
 
 
-def _plain(flow) -> dict:
-    import dataclasses
+def cmd_diff(args, env: Environment) -> int:
+    from csaudit.diff import EXIT_CHANGED, diff_reports, load_report, render_diff_json, render_diff_text
 
-    return dataclasses.asdict(flow)
+    diff = diff_reports(load_report(args.old), load_report(args.new), args.old, args.new)
+    env.stdout.write(render_diff_json(diff) if args.format == "json" else render_diff_text(diff))
+    env.stdout.flush()
+    return EXIT_CHANGED if diff.something_changed else int(ExitStatus.OK)
 
 
 def cmd_demo(args, env: Environment) -> int:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from csaudit.config import ApiConfig
 from csaudit.environment import Environment
+from csaudit.outputs import check_writable, report_files, write_report_files
 from csaudit.pipeline import AuditRequest, run_audit
 from csaudit.probe import ProbeOptions
 from csaudit.verdict import FlowResult
+from csaudit.waivers import load_waivers
 
 
 def run_demo(args, env: Environment) -> int:
     from csaudit.lab import Lab, default_topology, load_topology
 
     topology = load_topology(args.topology) if args.topology else default_topology()
+    waivers = load_waivers(args.waivers) if args.waivers else ()
+    check_writable(report_files(args).values())
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
     with Lab(topology) as lab:
         config = ApiConfig(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
-        outcome = run_audit(AuditRequest(api_config=config, probe=ProbeOptions(timeout=args.timeout)), env)
+        outcome = run_audit(AuditRequest(api_config=config, probe=ProbeOptions(timeout=args.timeout), waivers=waivers), env)
         faults = lab.faults
+    write_report_files(outcome, args, env)
     env.stdout.write(outcome.render(args.format, env.colour))
     # The explanation is prose: keep it out of a JSON stdout.
     explanation_stream = env.stdout if args.format == "table" else env.stderr
@@ -29,7 +34,7 @@ def fault_findings(results: tuple[FlowResult, ...], fault) -> list[FlowResult]:
     """The failed or errored flows that land on the fault's address (and port, when it names one)."""
     return [
         r for r in results
-        if r.status in ("fail", "error")
+        if r.status in ("fail", "error", "waived")
         and r.flow.target.address == fault.address
         and (fault.port is None or (r.flow.port == fault.port and (fault.protocol or r.flow.protocol) == r.flow.protocol))
     ]

@@ -19,6 +19,10 @@ class Environment:
         return getattr(self.stdout, "isatty", lambda: False)()
 
     @property
+    def stderr_isatty(self) -> bool:
+        return getattr(self.stderr, "isatty", lambda: False)()
+
+    @property
     def colour(self) -> bool:
         """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
         return self.stdout_isatty and "NO_COLOR" not in self.env

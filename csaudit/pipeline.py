@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import time
 
 from csaudit.catalogue import load_catalogue
@@ -15,10 +16,13 @@ from csaudit.exitcodes import ExitStatus
 from csaudit.interrupts import Interrupts
 from csaudit.inventory import Inventory, load_inventory, parse_inventory
 from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
-from csaudit.report import render_json, render_table, report_document
+from csaudit.progress import ProgressBar
+from csaudit.render import render_report
+from csaudit.report import render_table, report_document
 from csaudit.vantage import run_vantages
 from csaudit.vantage.local import LocalVantage
 from csaudit.verdict import FlowResult, judge_all, summarize
+from csaudit.waivers import Waiver, apply_waivers, load_waivers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +37,10 @@ class AuditRequest:
     probe: ProbeOptions = ProbeOptions()
     api_config: ApiConfig | None = None  # given directly by the demo; otherwise read from cs config
     deadline: float | None = None  # seconds the whole run may take
+    waivers: tuple[Waiver, ...] = ()
 
 
-def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True) -> None:
+def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True, formats=("table", "json")) -> None:
     parser.add_argument("--zone", action="append", default=[], metavar="ZONE",
                         help="zone name or id to audit (repeatable; default: all). Management-tier flows stay in.")
     parser.add_argument("--endpoint", help="API URL, e.g. http://ms:8080/client/api (key/secret from env or cloudstack.ini; "
@@ -48,7 +53,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True) ->
     parser.add_argument("--cluster-port", type=int, metavar="PORT", help="MS cluster servlet port, if not 9090 (db.properties)")
     parser.add_argument("--api-port", type=int, metavar="PORT", help="MS UI/API port, if not 8080 (server.properties http.port)")
     parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE", help="a flow catalogue TOML instead of the built-in one")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=formats, default="table")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     if probes:
         parser.add_argument("--timeout", type=float, default=2.0, help="seconds a probe waits for an answer (default 2)")
@@ -87,6 +92,7 @@ def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditR
         probe=ProbeOptions(timeout=timeout, concurrency=concurrency, per_target=per_target, outside=getattr(args, "outside", False)),
         api_config=api_config,
         deadline=deadline,
+        waivers=load_waivers(args.waivers) if getattr(args, "waivers", None) else (),
     )
 
 
@@ -121,11 +127,16 @@ class AuditOutcome:
     inventory: Inventory
     zone_ids: frozenset[str] | None
     interrupted: bool = False
+    # one time for every format written by one run, so its files describe the same report
+    generated_at: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+
+    def document(self) -> dict:
+        return report_document(self.results, self.inventory, self.zone_ids, now=self.generated_at)
 
     def render(self, fmt: str, colour: bool = False) -> str:
-        if fmt == "json":
-            return render_json(report_document(self.results, self.inventory, self.zone_ids))
-        return render_table(self.results, colour)
+        if fmt == "table":
+            return render_table(self.results, colour)
+        return render_report(fmt, self.document())
 
     def exit_status(self, strict: bool = False) -> ExitStatus:
         if self.interrupted:
@@ -144,11 +155,17 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
         env.log(f"csaudit: {len(flows)} flows to check")
         blocked = {f.id: f"zone listing failed: {inventory.zone_errors[_zone_id(inventory, f.zone)]}"
                    for f in flows if _zone_id(inventory, f.zone) in inventory.zone_errors}
-        options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline)
+        bar = ProgressBar(env.stderr) if env.stderr_isatty else None
+        options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline, progress=bar.update if bar else None)
         with interrupts.probing_phase():
-            observed, unverified = run_vantages([f for f in flows if f.id not in blocked], vantages(), options,
-                                                progress=lambda m: env.log(f"csaudit: {m}"))
-    results = judge_all(flows, observed, {**unverified, **blocked})
+            try:
+                observed, unverified = run_vantages([f for f in flows if f.id not in blocked], vantages(), options,
+                                                    progress=lambda m: env.log(f"csaudit: {m}"))
+            finally:
+                if bar:
+                    bar.close()
+    results = apply_waivers(judge_all(flows, observed, {**unverified, **blocked}), request.waivers,
+                            datetime.date.today(), warn=env.log)
     if interrupts.stop.is_set():
         env.log("csaudit: interrupted: writing what was measured; the flows not yet probed stay unverified")
     elif deadline is not None and time.monotonic() >= deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 STATES = ("open", "open|filtered", "refused", "timeout", "error")  # open|filtered: UDP, no reply
 
@@ -44,3 +45,4 @@ class ProbeOptions:
     outside: bool = False  # this machine sits outside the management network
     deadline: float | None = None  # time.monotonic() after which no probe starts or waits
     stop: threading.Event | None = dataclasses.field(default=None, compare=False)  # set on Ctrl-C / SIGTERM
+    progress: Callable[[int, int], None] | None = dataclasses.field(default=None, compare=False)  # (done, total) targets

@@ -11,9 +11,10 @@ from tabulate import tabulate
 from csaudit import __version__
 from csaudit.inventory import Inventory
 from csaudit.verdict import FlowResult, summarize
+from csaudit.waivers import waived_detail
 
 REPORT_SCHEMA = "csaudit/report/v1"
-_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33"}
+_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
 def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None) -> dict:
@@ -59,7 +60,14 @@ def _flow_json(result: FlowResult) -> dict:
         "warnings": list(result.warnings),
         "notes": list(flow.notes),
         "citation": flow.citation,
+        "waiver": _waiver_json(result.waiver),
     }
+
+
+def _waiver_json(waiver) -> dict | None:
+    if waiver is None:
+        return None
+    return {"reason": waiver.reason, "expires": waiver.expires.isoformat(), "rule": waiver.rule, "flow": waiver.flow}
 
 
 def render_json(document: dict) -> str:
@@ -107,7 +115,9 @@ def _row(result: FlowResult, colour: bool) -> list[str]:
 
 
 def _detail(result: FlowResult) -> str:
-    """Compact: the reason when not a pass; else what answered (service, version) and how fast."""
+    """Compact: the reason when not a pass (with the waiver when waived); else what answered and how fast."""
+    if result.waiver is not None:
+        return waived_detail(result.waiver.expires, result.waiver.reason, result.reason)
     text = result.reason if result.status != "pass" else _latency(result)
     if result.status == "pass" and result.service:
         text = f"{result.service}: {_shorten(result.detail or '', 80)}, {text}"

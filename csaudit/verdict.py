@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 from csaudit.derive import Flow
 from csaudit.probe import Observation
 
-STATUSES = ("pass", "fail", "unverified", "error")
+if TYPE_CHECKING:
+    from csaudit.waivers import Waiver
+
+# "waived": a failure an operator accepted with a reason until a date (csaudit/waivers.py)
+STATUSES = ("pass", "fail", "unverified", "error", "waived")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -21,6 +26,7 @@ class FlowResult:
     service: str | None = None  # what answered, when a protocol probe ran
     detail: str | None = None
     warnings: tuple[str, ...] = ()
+    waiver: Waiver | None = None  # set only when status is "waived"
 
 
 def judge(flow: Flow, observation: Observation | None, vantage: str | None = None, unverified_reason: str = "") -> FlowResult:

@@ -60,7 +60,7 @@ def offline_run_with_a_failure_exits_1(cli, tmp_path):
     assert flows["F04"]["status"] == "unverified" and flows["F04"]["observed"] is None
     assert set(d01) >= {"id", "rule", "title", "zone", "source", "target", "protocol", "port", "port_end", "expect",
                         "vantage", "status", "observed", "reason", "latency_ms"}
-    assert report["summary"] == {"pass": 1, "fail": 1, "unverified": 4, "error": 0}
+    assert report["summary"] == {"pass": 1, "fail": 1, "unverified": 4, "error": 0, "waived": 0}
 
 
 def test_output_file(cli, tmp_path):

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 
 from csaudit.derive import Flow
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
@@ -112,13 +113,15 @@ def tcp_connect_many(
     per_target: int | None = None,
     stop: threading.Event | None = None,
     deadline: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[ProbeTarget, Observation]:
     """Connect to every target once; each ends as open, refused, timeout or error.
 
     At most `concurrency` connects are in flight (and `per_target` to one address), each is
     abandoned at its own deadline, so the batch ends within ceil(len/concurrency) * timeout.
     When `stop` is set or `deadline` passes, no new connect starts and those in flight are
-    dropped: targets left out of the result were not probed.
+    dropped: targets left out of the result were not probed. `progress(done, total)` hears of
+    each step forward.
     """
     concurrency = fd_budget(concurrency)
     results: dict[ProbeTarget, Observation] = {}
@@ -130,6 +133,7 @@ def tcp_connect_many(
     in_flight: dict[int, tuple[socket.socket, ProbeTarget, float, int]] = {}
     deadlines: list[tuple[float, int, int]] = []  # (deadline, fd, serial): serial tells reused fds apart
     serial = 0
+    total, reported = len(waiting), 0
 
     def finish(fd: int, observation: Observation | None) -> None:
         sock, target, _, _ = in_flight.pop(fd)
@@ -138,6 +142,12 @@ def tcp_connect_many(
         per_address[target.address] -= 1
         if observation is not None:
             results[target] = observation
+
+    def report_progress() -> None:
+        nonlocal reported
+        if progress is not None and len(results) != reported:
+            reported = len(results)
+            progress(reported, total)
 
     def halted() -> bool:
         return (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline)
@@ -168,6 +178,7 @@ def tcp_connect_many(
                 selector.register(sock, selectors.EVENT_WRITE)
                 heapq.heappush(deadlines, (began + timeout, sock.fileno(), serial))
             if not in_flight:
+                report_progress()
                 continue
             wait = min(max(0.0, deadlines[0][0] - time.monotonic()), WAKE_UP)
             for key, _ in selector.select(timeout=wait):
@@ -179,6 +190,7 @@ def tcp_connect_many(
                 _, fd, fd_serial = heapq.heappop(deadlines)
                 if fd in in_flight and in_flight[fd][3] == fd_serial:
                     finish(fd, Observation("timeout", f"no answer within {timeout:g} s (packets dropped?)"))
+            report_progress()
     finally:
         for fd in list(in_flight):
             finish(fd, None)  # halted: not probed, the caller says why

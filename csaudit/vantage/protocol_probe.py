@@ -17,7 +17,7 @@ def probe_with_protocols(targets: list[ProbeTarget], options: ProbeOptions) -> d
     # Flows of different kinds on one address and port share a single connect.
     connect_target = {t: dataclasses.replace(t, kind="tcp") for t in tcp}
     connected = tcp_connect_many(list(dict.fromkeys(connect_target.values())), options.timeout, options.concurrency,
-                                 options.per_target, stop=options.stop, deadline=options.deadline)
+                                 options.per_target, stop=options.stop, deadline=options.deadline, progress=options.progress)
     results: dict[ProbeTarget, Observation] = {}
     talk: list[ProbeTarget] = []
     for target in tcp:
