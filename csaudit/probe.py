@@ -16,6 +16,7 @@ class ProbeTarget:
     port: int
     protocol: str = "tcp"
     source: str | None = None  # bind this address first, so the packet really leaves from it
+    via: str | None = None  # the remote vantage that runs it (ssh:host/NAME); None: the vantage that planned it
 
 
 @dataclasses.dataclass(frozen=True)
