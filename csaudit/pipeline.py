@@ -167,12 +167,12 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
                         vantages=run.vantages, findings=findings)
 
 
-def vantages(inventory: Inventory | None = None, remote: RemoteSettings = RemoteSettings(enabled=False)) -> list:
+def vantages(inventory: Inventory | None = None, remote: RemoteSettings | None = None) -> list:
     """The vantage registry, in order of preference. The SSH vantages come first for the hosts and
     system VMs they stand for, but leave to the local vantage a source address this machine owns
     (it is that machine) unless the --ssh-settings file names the object."""
     local = LocalVantage()
-    if inventory is None or not remote.enabled:
+    if inventory is None or remote is None or not remote.enabled:
         return [local]
     from csaudit.vantage.ssh import SshVantages
 
