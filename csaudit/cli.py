@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--topology", metavar="FILE", help="a topology TOML instead of the bundled demo cloud")
     demo.add_argument("--format", choices=("table", "json"), default="table")
     demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
+    demo.add_argument("--no-remote", action="store_true", help="no SSH vantages (by default, as root, real sshds play some hosts and system VMs)")
     demo.set_defaults(func=cmd_demo)
 
     add_lab_commands(sub)

@@ -80,6 +80,6 @@ def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages:
             needed = [r for r in aimed if r.flow.expect == "open"]
             if needed and not answered:
                 findings.append(Finding("api-up-silent", subject.role, subject.name, subject.api_state,
-                                        f"{what}, but none of the {len(needed)} ports it must have open "
-                                        "accepted a connection"))
+                                        f"{what}, but no connection to it was accepted "
+                                        f"({len(needed)} probed that must be open)"))
     return tuple(findings)
