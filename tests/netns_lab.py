@@ -21,6 +21,7 @@ import ipaddress
 import os
 import pathlib
 import select
+import shutil
 import subprocess
 import sys
 
@@ -169,9 +170,11 @@ class NetnsCloud:
         self._keys()
         self._sshd("kvm01", [(self.ip["kvm01"], 22)], [self.client_public], root_dir=str(self.workdir / "kvm01-root"))
         self._sshd("ms", [(self.ip["ms"], 22)], [self.client_public])
-        self._sshd("ssvm", [(self.linklocal["s-1-VM"], 3922)], [self.cloud_public])
-        self._sshd("cpvm", [(self.linklocal["v-2-VM"], 3922)], [self.cloud_public])
-        self._sshd("vmssvm", [(self.ip["s-5-VM"], 3922)], [self.ms_public])
+        self._sshd("ssvm", [(self.linklocal["s-1-VM"], 3922)], [self.cloud_public], root_dir=self._empty_root("ssvm"))
+        # The CPVM's sessions see no python3 (PATH holds only bash and coreutils): its probes take the bash path.
+        self._sshd("cpvm", [(self.linklocal["v-2-VM"], 3922)], [self.cloud_public], root_dir=self._empty_root("cpvm"),
+                   extra_config=(f"SetEnv PATH={self._bash_only_bin()}",))
+        self._sshd("vmssvm", [(self.ip["s-5-VM"], 3922)], [self.ms_public], root_dir=self._empty_root("vmssvm"))
         self.known_hosts = self.workdir / "known_hosts"
         self.known_hosts.write_text("".join(f"{line}\n" for name in ("kvm01", "ms")
                                             for line in self.sshds[name].known_hosts_lines()))
@@ -208,9 +211,22 @@ class NetnsCloud:
         self.ms_key = str(self.workdir / "ms_id_rsa")
         self.ms_public = sshd.make_key(self.ms_key, "cloud@ms")
 
-    def _sshd(self, node: str, listen, keys, root_dir: str | None = None) -> None:
+    def _empty_root(self, node: str) -> str:
+        """What a system VM's sessions see as /root: nothing of this machine's (no .bashrc, no keys)."""
+        folder = self.workdir / f"{node}-root"
+        folder.mkdir(mode=0o700)
+        return str(folder)
+
+    def _bash_only_bin(self) -> str:
+        folder = self.workdir / "bash-only-bin"
+        folder.mkdir()
+        for tool in ("bash", "timeout", "date", "head"):
+            (folder / tool).symlink_to(shutil.which(tool))
+        return str(folder)
+
+    def _sshd(self, node: str, listen, keys, root_dir: str | None = None, extra_config: tuple[str, ...] = ()) -> None:
         server = sshd.Sshd(str(self.workdir / f"sshd-{node}"), listen, keys,
-                           prefix=["ip", "netns", "exec", self.ns[node]], root_dir=root_dir)
+                           prefix=["ip", "netns", "exec", self.ns[node]], root_dir=root_dir, extra_config=extra_config)
         self.sshds[node] = server
         server.start()
 

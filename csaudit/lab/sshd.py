@@ -50,12 +50,13 @@ class Sshd:
     """
 
     def __init__(self, workdir: str, listen: list[tuple[str, int]], authorized_keys: list[str],
-                 prefix: list[str] | None = None, root_dir: str | None = None):
+                 prefix: list[str] | None = None, root_dir: str | None = None, extra_config: tuple[str, ...] = ()):
         self.workdir = workdir
         self.listen = listen
         self.authorized_keys = authorized_keys
         self.prefix = prefix or []
         self.root_dir = root_dir
+        self.extra_config = extra_config  # more sshd_config lines, e.g. SetEnv PATH=... for a session without python3
         self.log = os.path.join(workdir, "sshd.log")
         self.host_public_key = ""
         self._process: subprocess.Popen | None = None
@@ -77,7 +78,7 @@ class Sshd:
                 f"HostKey {host_key}\nAuthorizedKeysFile {authorized}\nPidFile none\n"
                 "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                 "PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPrintMotd no\n"
-                "AllowTcpForwarding yes\nMaxStartups 100\nLogLevel VERBOSE\n"))
+                "AllowTcpForwarding yes\nMaxStartups 100\nLogLevel VERBOSE\n") + "".join(f"{line}\n" for line in self.extra_config))
         daemon = [SSHD, "-D", "-f", config, "-E", self.log]
         if self.root_dir:
             # Private mount namespace: the bind mount over /root never shows outside this sshd.

@@ -3,7 +3,7 @@
 One command per vantage. It writes nothing and installs nothing on the target: the probe code
 travels inside the command line, the probe list on stdin, and the results come back on stdout,
 one line per probe. It uses python3 where present (a real non-blocking connect, errno kept), else
-bash's /dev/tcp under coreutils `timeout`. Never nc: system VMs and hosts do not all have it.
+bash's /dev/tcp under coreutils `timeout` (also when a python3 is on PATH but does not run). Never nc: system VMs and hosts do not all have it.
 
 Wire format (version 1), one line each:
     stdin:   <index> <address> <port>
@@ -75,7 +75,7 @@ probe() {
   began=$(date +%s%N)
   err=$(timeout "$t" bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$2" "$3" 2>&1 >/dev/null); rc=$?
   ended=$(date +%s%N)
-  err=$(printf '%s' "$err" | tail -n 1); err=${err##*: }
+  err=$(printf '%s' "$err" | head -n 1); err=${err##*: }
   if [ "$rc" = 0 ]; then state=open; err=connected
   elif [ "$rc" = 124 ]; then state=timeout; err="no answer within $t s"
   else case "$err" in *refused*) state=refused ;; *"timed out"*) state=timeout ;; *) state=error ;; esac
@@ -97,7 +97,7 @@ def probe_command(timeout: float, concurrency: int) -> str:
     """The shell command that probes the lines it reads on stdin (POSIX sh: any login shell)."""
     seconds = f"{timeout:g}"
     return (f"P={shlex.quote(PYTHON_PROBE)}; B={shlex.quote(BASH_PROBE)}; "
-            f"if command -v python3 >/dev/null 2>&1; then exec python3 -c \"$P\" {seconds} {concurrency}; "
+            f"if python3 -c 'import selectors' >/dev/null 2>&1; then exec python3 -c \"$P\" {seconds} {concurrency}; "
             f"elif command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; "
             f"then exec bash -c \"$B\" csaudit {seconds} {concurrency}; "
             f"else echo 'csaudit-remote 1 none'; fi")
