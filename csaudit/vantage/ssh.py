@@ -75,7 +75,6 @@ class SshVantages:
         self._owns = owns
         self._remotes: dict[tuple[str, str], Remote | str] = {}
         self._states: dict[str, VantageState] = {}
-        self.connections_opened = 0
         hosts = {host.id: host for host in inventory.hosts}
         for host in inventory.hosts:
             access = settings.host_access(host.name, host.address, host.hypervisor)
@@ -299,7 +298,6 @@ class SshVantages:
             return Unavailable("error", f"SSH to {where} failed: {_text(exc)}")
         except ValueError as exc:  # asyncssh reports unusable option values this way
             return Unavailable("unusable", f"SSH to {where}: {exc}")
-        self.connections_opened += 1
         return conn
 
     # ---------------------------------------------------------------- bookkeeping
