@@ -61,6 +61,12 @@ def test_each_source_gets_its_own_remote_vantage_or_a_reason():
     assert "runs on no host csaudit knows" in fleet.plan(_flow("ssvm", "s-7-VM", f"{NET}.107"), options)
     assert "key missing: no management-server key for system VMs on this machine" in \
         fleet.plan(_flow("ssvm", "s-5-VM", f"{NET}.105"), options)
+    # XenServer: like KVM, from inside dom0's session; the key path is the one on dom0.
+    xen = Inventory(None, None, None, hosts=(Host("x1", "xen01", "z1", None, None, "XenServer", f"{NET}.31", "Up"),),
+                    routers=(Router("r4", "r-4-VM", "z1", "x1", "XenServer", f"{NET}.204", None, None, "Running"),))
+    xen_fleet = SshVantages(xen, RemoteSettings(systemvm_key="/root/.ssh/other.cloud"))
+    hop = xen_fleet._remotes[("vr", "r-4-VM")]
+    assert (hop.kind, hop.host_label, hop.hop_address, hop.hop_key) == ("hop", "ssh:host/xen01", f"{NET}.204", "/root/.ssh/other.cloud")
     # Not a remote source, or nothing a connect can judge: left to the local vantage without comment.
     assert fleet.plan(_flow("user", "this machine", None), options) == ""
     assert fleet.plan(_flow("host", "kvm01", f"{NET}.21", protocol="udp"), options) == ""
