@@ -19,16 +19,16 @@ PREFIX = "csaudit-bench-"
 SUPERNET = ipaddress.ip_network("10.213.0.0/16")
 
 
-def require_netns() -> None:
+def require_netns(what: str = "the netns benchmark") -> None:
     """Fail loudly (never skip) when a prerequisite is missing."""
     missing = [tool for tool in ("ip", "nft") if not shutil.which(tool)]
     if missing:
-        raise RuntimeError(f"{' and '.join(missing)} not installed (apt-get install iproute2 nftables); needed for the netns benchmark")
+        raise RuntimeError(f"{' and '.join(missing)} not installed (apt-get install iproute2 nftables); needed for {what}")
     if os.geteuid() != 0:
-        raise RuntimeError("the netns benchmark needs root (ip netns add, nft); run it as root, as CI does")
+        raise RuntimeError(f"{what} needs root (ip netns add, nft); run it as root, as CI does")
 
 
-def _run(*argv: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def run(*argv: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30, check=False)
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
@@ -36,19 +36,23 @@ def _run(*argv: str, stdin: str | None = None, check: bool = True) -> subprocess
 
 
 def namespaces() -> list[str]:
-    out = _run("ip", "netns", "list", check=False).stdout
+    out = run("ip", "netns", "list", check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-def remove_stale() -> list[str]:
-    """Remove our namespaces whose process is gone (a run killed with SIGKILL). Only ours, by prefix and dead pid."""
+def remove_stale(prefix: str = PREFIX) -> list[str]:
+    """Remove our namespaces whose process is gone (a run killed with SIGKILL), and the processes
+    left inside them. Only ours: names are `<prefix><pid>` or `<prefix><pid>-<part>`, pid dead."""
     removed = []
     for name in namespaces():
-        if not name.startswith(PREFIX) or not name[len(PREFIX):].isdigit():
+        owner = name[len(prefix):].split("-")[0] if name.startswith(prefix) else ""
+        if not owner.isdigit():
             continue
-        pid = int(name[len(PREFIX):])
+        pid = int(owner)
         if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
-            _run("ip", "netns", "del", name, check=False)
+            for inside in run("ip", "netns", "pids", name, check=False).stdout.split():
+                run("kill", "-KILL", inside, check=False)
+            run("ip", "netns", "del", name, check=False)
             removed.append(name)
     return removed
 
@@ -77,7 +81,7 @@ class DropNamespace:
         remove_stale()
         if self.name in namespaces():
             raise RuntimeError(f"netns {self.name} already exists")
-        in_use = _run("ip", "-4", "-o", "addr", "show").stdout
+        in_use = run("ip", "-4", "-o", "addr", "show").stdout
         if f" {self.host_address}/" in in_use or f" {self.address}/" in in_use:
             raise RuntimeError(f"{self.host_address}/{self.prefixlen} is already in use on this machine")
         try:
@@ -91,15 +95,15 @@ class DropNamespace:
         self.remove()
 
     def _create(self) -> None:
-        _run("ip", "netns", "add", self.name)
+        run("ip", "netns", "add", self.name)
         self.created = True
-        _run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.inner_if)
-        _run("ip", "link", "set", self.inner_if, "netns", self.name)
-        _run("ip", "addr", "add", f"{self.host_address}/{self.prefixlen}", "dev", self.host_if)
-        _run("ip", "link", "set", self.host_if, "up")
-        _run("ip", "-n", self.name, "addr", "add", f"{self.address}/{self.prefixlen}", "dev", self.inner_if)
-        _run("ip", "-n", self.name, "link", "set", self.inner_if, "up")
-        _run("ip", "-n", self.name, "link", "set", "lo", "up")
+        run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.inner_if)
+        run("ip", "link", "set", self.inner_if, "netns", self.name)
+        run("ip", "addr", "add", f"{self.host_address}/{self.prefixlen}", "dev", self.host_if)
+        run("ip", "link", "set", self.host_if, "up")
+        run("ip", "-n", self.name, "addr", "add", f"{self.address}/{self.prefixlen}", "dev", self.inner_if)
+        run("ip", "-n", self.name, "link", "set", self.inner_if, "up")
+        run("ip", "-n", self.name, "link", "set", "lo", "up")
         rules = (
             "table inet csaudit_bench {\n"
             "  chain input {\n"
@@ -108,19 +112,19 @@ class DropNamespace:
             "  }\n"
             "}\n"
         )
-        _run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=rules)
+        run("ip", "netns", "exec", self.name, "nft", "-f", "-", stdin=rules)
         # Safety: the inside address must be reached over our veth, never over a real route.
-        route = _run("ip", "-4", "-o", "route", "get", self.address).stdout
+        route = run("ip", "-4", "-o", "route", "get", self.address).stdout
         if f" dev {self.host_if} " not in f"{route} ":
             raise RuntimeError(f"{self.address} would not go over {self.host_if} ({route.strip()}); refusing to probe")
 
     def remove(self) -> None:
         """Delete the namespace (its nft table and its veth end go with it) and our host veth end."""
         if self.created or self.name in namespaces():
-            _run("ip", "netns", "del", self.name, check=False)
-        if _run("ip", "link", "show", self.host_if, check=False).returncode == 0:
-            _run("ip", "link", "del", self.host_if, check=False)
+            run("ip", "netns", "del", self.name, check=False)
+        if run("ip", "link", "show", self.host_if, check=False).returncode == 0:
+            run("ip", "link", "del", self.host_if, check=False)
         self.created = False
 
     def exists(self) -> bool:
-        return self.name in namespaces() or _run("ip", "link", "show", self.host_if, check=False).returncode == 0
+        return self.name in namespaces() or run("ip", "link", "show", self.host_if, check=False).returncode == 0

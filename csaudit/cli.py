@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--format", choices=REPORT_FORMATS, default="table")
     demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
     add_report_arguments(demo)
+    demo.add_argument("--no-remote", action="store_true", help="no SSH vantages (by default, as root, real sshds play some hosts and system VMs)")
     demo.set_defaults(func=cmd_demo)
 
     diff = sub.add_parser("diff", help="compare two JSON reports: new failures, fixed flows, changes",

@@ -2,32 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from csaudit.config import ApiConfig
 from csaudit.environment import Environment
 from csaudit.outputs import check_writable, report_files, write_report_files
-from csaudit.pipeline import AuditRequest, run_audit
+from csaudit.pipeline import AuditOutcome, AuditRequest, run_audit
 from csaudit.probe import ProbeOptions
 from csaudit.verdict import FlowResult
 from csaudit.waivers import load_waivers
 
 
 def run_demo(args, env: Environment) -> int:
-    from csaudit.lab import Lab, default_topology, load_topology
+    from csaudit.lab import default_topology, load_topology
 
     topology = load_topology(args.topology) if args.topology else default_topology()
     waivers = load_waivers(args.waivers) if args.waivers else ()
     check_writable(report_files(args).values())
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
-    with Lab(topology) as lab:
-        config = ApiConfig(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
-        outcome = run_audit(AuditRequest(api_config=config, probe=ProbeOptions(timeout=args.timeout), waivers=waivers), env)
-        faults = lab.faults
+    outcome, faults, remote_note = _audit_demo_cloud(topology, args, env, waivers)
     write_report_files(outcome, args, env)
     env.stdout.write(outcome.render(args.format, env.colour))
     # The explanation is prose: keep it out of a JSON stdout.
     explanation_stream = env.stdout if args.format == "table" else env.stderr
-    explanation_stream.write(explain_faults(outcome.results, faults))
+    explanation_stream.write(explain_faults(outcome.results, faults, remote_note, outcome.findings))
     return int(outcome.exit_status())
+
+
+def _audit_demo_cloud(topology, args, env: Environment, waivers=()) -> tuple[AuditOutcome, tuple, list[str]]:
+    """With root and OpenSSH's sshd, some hosts and system VMs are real SSH vantages; else local only."""
+    from csaudit.lab import Lab, sshd
+    from csaudit.lab.remote import RemoteVantages, plan_remote
+
+    problem = "--no-remote" if getattr(args, "no_remote", False) else sshd.available()
+    plan = plan_remote(topology) if problem is None else None
+    if plan is not None:
+        with Lab(topology, served_elsewhere=plan.served_elsewhere) as lab, RemoteVantages(plan) as remote:
+            try:
+                settings = remote.start(lab.topology)
+            except RuntimeError as exc:
+                problem = f"sshd did not start: {exc}"
+            else:
+                env.log("csaudit: remote vantages: real sshd for " + "; ".join(remote.describe()))
+                outcome = run_audit(_request(lab, args, waivers, settings), env)
+                return outcome, lab.faults, ["Remote vantages (real OpenSSH sshd on 127.x):", *remote.describe()]
+    with Lab(topology) as lab:
+        outcome = run_audit(_request(lab, args, waivers), env)
+        return outcome, lab.faults, [f"Remote vantages: not shown ({problem}); every probe ran from this machine."]
+
+
+def _request(lab, args, waivers=(), remote=None) -> AuditRequest:
+    config = ApiConfig(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
+    request = AuditRequest(api_config=config, probe=ProbeOptions(timeout=args.timeout), waivers=waivers)
+    return dataclasses.replace(request, remote=remote) if remote is not None else request
 
 
 def fault_findings(results: tuple[FlowResult, ...], fault) -> list[FlowResult]:
@@ -40,8 +67,11 @@ def fault_findings(results: tuple[FlowResult, ...], fault) -> list[FlowResult]:
     ]
 
 
-def explain_faults(results: tuple[FlowResult, ...], faults) -> str:
-    lines = ["", "Planted faults in the demo cloud, and where the report shows them:"]
+def explain_faults(results: tuple[FlowResult, ...], faults, remote_note: list[str] = (), findings=()) -> str:
+    lines = [""]
+    if remote_note:
+        lines += [remote_note[0], *(f"  - {line}" for line in remote_note[1:]), ""]
+    lines.append("Planted faults in the demo cloud, and where the report shows them:")
     explained: set[str] = set()
     by_entry: dict[int, list] = {}
     for fault in faults:
@@ -50,9 +80,12 @@ def explain_faults(results: tuple[FlowResult, ...], faults) -> str:
         found = [r for part in parts for r in fault_findings(results, part)]
         explained.update(r.flow.id for r in found)
         lines.append(f"  {fault_id}. [{parts[0].kind}] {parts[0].description}")
-        if found:
+        noticed = [f for f in findings if f.name in {part.object_name for part in parts}]
+        if found or noticed:
             for result in sorted(found, key=lambda r: r.flow.id):
-                lines.append(f"       found: {result.flow.id} -> {result.status} ({result.observed})")
+                lines.append(f"       found: {result.flow.id} -> {result.status} ({result.observed}) from {result.vantage}")
+            for finding in noticed:
+                lines.append(f"       finding: {finding.message}")
         else:
             lines.append("       NOT FOUND by this run")
     others = [r for r in results if r.status in ("fail", "error") and r.flow.id not in explained]
@@ -60,5 +93,6 @@ def explain_faults(results: tuple[FlowResult, ...], faults) -> str:
     unverified = sum(r.status == "unverified" for r in results)
     if unverified:
         lines.append(f"  {unverified} flows stay unverified: UDP probes without a reply (unconfirmed), flows a connect cannot judge,"
-                     " and deny rules that need a vantage outside the management network (--outside).")
+                     " deny rules that need a vantage outside the management network (--outside), and flows whose"
+                     " vantage could not be reached.")
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ import time
 
 from csaudit.catalogue import load_catalogue
 from csaudit.config import ApiConfig, load_api_config
+from csaudit.crosscheck import Finding, cross_check
 from csaudit.derive import derive_flows, select_zones
 from csaudit.environment import Environment
 from csaudit.errors import UsageError
@@ -19,8 +20,9 @@ from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
 from csaudit.progress import ProgressBar
 from csaudit.render import render_report
 from csaudit.report import render_table, report_document
-from csaudit.vantage import run_vantages
+from csaudit.vantage import VantageState, run_vantages
 from csaudit.vantage.local import LocalVantage
+from csaudit.vantage.ssh_settings import RemoteSettings, add_remote_arguments, remote_settings_from_args
 from csaudit.verdict import FlowResult, judge_all, summarize
 from csaudit.waivers import Waiver, apply_waivers, load_waivers
 
@@ -38,6 +40,7 @@ class AuditRequest:
     api_config: ApiConfig | None = None  # given directly by the demo; otherwise read from cs config
     deadline: float | None = None  # seconds the whole run may take
     waivers: tuple[Waiver, ...] = ()
+    remote: RemoteSettings = RemoteSettings(enabled=False)  # SSH vantages; the CLI turns them on (--no-remote: off)
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True, formats=("table", "json")) -> None:
@@ -67,6 +70,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True, fo
         parser.add_argument("--outside", action="store_true",
                             help="this machine is outside the management network: also check the deny rules meant for it")
         parser.add_argument("--strict", action="store_true", help="exit 1 also when a flow is unverified or in error")
+        add_remote_arguments(parser)
 
 
 def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditRequest:
@@ -93,6 +97,7 @@ def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditR
         api_config=api_config,
         deadline=deadline,
         waivers=load_waivers(args.waivers) if getattr(args, "waivers", None) else (),
+        remote=remote_settings_from_args(args),
     )
 
 
@@ -127,15 +132,18 @@ class AuditOutcome:
     inventory: Inventory
     zone_ids: frozenset[str] | None
     interrupted: bool = False
+    vantages: tuple[VantageState, ...] = ()
+    findings: tuple[Finding, ...] = ()
     # one time for every format written by one run, so its files describe the same report
     generated_at: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
     def document(self) -> dict:
-        return report_document(self.results, self.inventory, self.zone_ids, now=self.generated_at)
+        return report_document(self.results, self.inventory, self.zone_ids, now=self.generated_at,
+                               vantages=self.vantages, findings=self.findings)
 
     def render(self, fmt: str, colour: bool = False) -> str:
         if fmt == "table":
-            return render_table(self.results, colour)
+            return render_table(self.results, colour, vantages=self.vantages, findings=self.findings)
         return render_report(fmt, self.document())
 
     def exit_status(self, strict: bool = False) -> ExitStatus:
@@ -159,24 +167,33 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
         options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline, progress=bar.update if bar else None)
         with interrupts.probing_phase():
             try:
-                observed, unverified = run_vantages([f for f in flows if f.id not in blocked], vantages(), options,
-                                                    progress=lambda m: env.log(f"csaudit: {m}"))
+                run = run_vantages([f for f in flows if f.id not in blocked], vantages(inventory, request.remote), options,
+                                   progress=lambda m: env.log(f"csaudit: {m}"))
             finally:
                 if bar:
                     bar.close()
-    results = apply_waivers(judge_all(flows, observed, {**unverified, **blocked}), request.waivers,
+    results = apply_waivers(judge_all(flows, run.observed, {**run.unverified, **blocked}), request.waivers,
                             datetime.date.today(), warn=env.log)
+    findings = cross_check(inventory, results, run.vantages)
     if interrupts.stop.is_set():
         env.log("csaudit: interrupted: writing what was measured; the flows not yet probed stay unverified")
     elif deadline is not None and time.monotonic() >= deadline:
         env.log("csaudit: the --deadline passed: writing what was measured; the flows not yet probed stay unverified")
     env.log("csaudit: " + ", ".join(f"{n} {s}" for s, n in summarize(results).items()))
-    return AuditOutcome(results, inventory, zone_ids, interrupted=interrupts.stop.is_set())
+    return AuditOutcome(results, inventory, zone_ids, interrupted=interrupts.stop.is_set(),
+                        vantages=run.vantages, findings=findings)
 
 
-def vantages() -> list:
-    """The vantage registry, in order of preference."""
-    return [LocalVantage()]
+def vantages(inventory: Inventory | None = None, remote: RemoteSettings | None = None) -> list:
+    """The vantage registry, in order of preference. The SSH vantages come first for the hosts and
+    system VMs they stand for, but leave to the local vantage a source address this machine owns
+    (it is that machine) unless the --ssh-settings file names the object."""
+    local = LocalVantage()
+    if inventory is None or remote is None or not remote.enabled:
+        return [local]
+    from csaudit.vantage.ssh import SshVantages
+
+    return [SshVantages(inventory, remote, owns=local.owns), local]
 
 
 def _zone_id(inventory: Inventory, zone_name: str | None) -> str | None:
@@ -190,9 +207,9 @@ def dry_run(request: AuditRequest, env: Environment) -> str:
 
     from csaudit.vantage import plan_probes
 
-    flows, _, _ = plan_flows(request, env)
-    assigned, unverified = plan_probes(flows, vantages(), request.probe)
-    rows = [[vantage.name, target.source or "-", f"{target.address}:{target.port}/{target.protocol}", target.kind, fid]
+    flows, inventory, _ = plan_flows(request, env)
+    assigned, unverified = plan_probes(flows, vantages(inventory, request.remote), request.probe)
+    rows = [[target.via or vantage.name, target.source or "-", f"{target.address}:{target.port}/{target.protocol}", target.kind, fid]
             for fid, (vantage, target) in sorted(assigned.items(), key=lambda item: (item[1][1].address, item[1][1].port, item[0]))]
     unique = len({target for _, target in assigned.values()})
     text = tabulate(rows, headers=["vantage", "bind", "target", "probe", "flow"], tablefmt="simple")

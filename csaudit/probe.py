@@ -18,6 +18,7 @@ class ProbeTarget:
     protocol: str = "tcp"
     source: str | None = None  # bind this address first, so the packet really leaves from it
     kind: str = "tcp"  # the probe kind (catalogue `probe`): which service must answer
+    via: str | None = None  # the remote vantage that runs it (ssh:host/NAME); None: the vantage that planned it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,7 +17,9 @@ REPORT_SCHEMA = "csaudit/report/v1"
 _COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
-def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None) -> dict:
+def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None,
+                    vantages=(), findings=()) -> dict:
+    """`vantages` (VantageState) and `findings` (crosscheck.Finding) are extra keys of v1."""
     now = now or datetime.datetime.now(datetime.UTC)
     zones = [z for z in inventory.zones if zone_ids is None or z.id in zone_ids]
     return {
@@ -28,6 +30,11 @@ def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_
         "zones": [_zone_json(z, inventory) for z in zones],
         "flows": [_flow_json(r) for r in results],
         "summary": summarize(results),
+        "vantages": [{"name": v.name, "state": v.state, "probes": v.probes, "reason": v.reason,
+                      "object": {"role": v.role, "name": v.object_name} if v.role else None, "engine": v.engine}
+                     for v in vantages],
+        "findings": [{"kind": f.kind, "object": {"role": f.role, "name": f.name}, "api_state": f.api_state,
+                      "message": f.message} for f in findings],
     }
 
 
@@ -83,15 +90,21 @@ def render_json(document: dict) -> str:
 
 
 
-def render_table(results: tuple[FlowResult, ...], colour: bool = False) -> str:
-    """One table per zone and source role, then a summary line."""
+def render_table(results: tuple[FlowResult, ...], colour: bool = False, vantages=(), findings=()) -> str:
+    """One table per zone and source role, the vantages and the findings, then a summary line."""
     blocks = []
     ordered = sorted(results, key=lambda r: (r.flow.zone or "", r.flow.source.role))
     for (zone, role), group in groupby(ordered, key=lambda r: (r.flow.zone or "", r.flow.source.role)):
         rows = [_row(r, colour) for r in group]
         heading = f"{zone or 'management tier'} / from {role}"
-        table = tabulate(rows, headers=["flow", "source", "target", "port/proto", "expect", "result", "detail"], tablefmt="simple")
+        table = tabulate(rows, headers=["flow", "source", "target", "port/proto", "expect", "vantage", "result", "detail"],
+                         tablefmt="simple")
         blocks.append(f"== {heading}\n{table}")
+    if vantages:
+        rows = [[v.name, v.state, v.probes, v.reason or (f"ran with {v.engine}" if v.engine else "")] for v in vantages]
+        blocks.append("== vantages\n" + tabulate(rows, headers=["vantage", "state", "probes", "detail"], tablefmt="simple"))
+    if findings:
+        blocks.append("== findings (the API and the network disagree)\n" + "\n".join(f"- {f.message}" for f in findings))
     summary = summarize(results)
     blocks.append("summary: " + ", ".join(f"{count} {status}" for status, count in summary.items()))
     return "\n\n".join(blocks) + "\n"
@@ -109,6 +122,7 @@ def _row(result: FlowResult, colour: bool) -> list[str]:
         _endpoint(flow.target),
         f"{port}/{flow.protocol}",
         flow.expect,
+        result.vantage or "-",
         status,
         _detail(result),
     ]

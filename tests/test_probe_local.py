@@ -95,7 +95,8 @@ def test_flows_sharing_a_probe_are_probed_once(listener):
             return super().probe(targets, options)
 
     vantage = Counting()
-    observed, unverified = run_vantages(flows, [vantage], ProbeOptions(timeout=1))
+    run = run_vantages(flows, [vantage], ProbeOptions(timeout=1))
+    observed, unverified = run.observed, run.unverified
     assert len(vantage.batches) == 1 and len(vantage.batches[0]) == 1
     assert {fid: obs.state for fid, (_, obs) in observed.items()} == {flows[0].id: "open", "other": "open"}
     assert unverified == {}

@@ -27,12 +27,14 @@ class Lab:
             CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret).listZones()
     """
 
-    def __init__(self, topology: Topology | None = None, *, max_relocations: int = MAX_RELOCATIONS):
+    def __init__(self, topology: Topology | None = None, *, max_relocations: int = MAX_RELOCATIONS,
+                 served_elsewhere: frozenset[tuple[str, int]] = frozenset()):
         self.requested = topology if topology is not None else default_topology()
         self.topology = self.requested  # what is served; differs after a relocation
         self.key = self.requested.api_key or secrets.token_urlsafe(64)
         self.secret = self.requested.secret_key or secrets.token_urlsafe(64)
         self._max_relocations = max_relocations
+        self.served_elsewhere = served_elsewhere  # (object name, tcp port) a real daemon serves instead (lab.remote)
         self._service: ApiService | None = None
         self._api: ApiServer | None = None
         self._listeners: Listeners | None = None
@@ -80,8 +82,9 @@ class Lab:
     def _start_on(self, topology: Topology) -> None:
         service = ApiService(topology, self.key, self.secret)
         api = ApiServer(service)
-        listeners = Listeners(planned_services(topology), topology.database.version) \
-            if topology.listeners else None
+        services = [s for s in planned_services(topology)
+                    if s.protocol != "tcp" or (s.object_name, s.port) not in self.served_elsewhere]
+        listeners = Listeners(services, topology.database.version) if topology.listeners else None
         try:
             for server in topology.management_servers:
                 api.bind(server.address, API_PORT, integration=False)

@@ -6,6 +6,8 @@ stands for (or why it cannot), then probes them in one batch.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -19,8 +21,29 @@ class Vantage(Protocol):
     def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
         """The probe that checks this flow from here, or the reason this vantage cannot."""
 
-    def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation]:
-        """Run the probes; every target gets an observation."""
+    def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation | str]:
+        """Run the probes: an observation per target, or the reason it could not run (its flows
+        stay unverified). A target left out was not reached before a stop or the deadline."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VantageState:
+    """One place probes ran from, for the report's vantage summary and the API cross-check."""
+
+    name: str  # local, ssh:host/NAME, ssh:systemvm/NAME
+    state: str  # ok | unreachable | denied | unusable | error | not-run
+    probes: int  # probes it ran
+    reason: str = ""
+    role: str | None = None  # the object it stands for (host, ssvm, cpvm, vr), for the cross-check
+    object_name: str | None = None
+    engine: str | None = None  # what ran the probes remotely: python3, bash
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeRun:
+    observed: dict[str, tuple[str, Observation]]  # flow id -> (vantage name, observation)
+    unverified: dict[str, str]  # flow id -> why it stays unverified
+    vantages: tuple[VantageState, ...] = ()
 
 
 def plan_probes(
@@ -38,7 +61,7 @@ def plan_probes(
                 break
             reasons.append(plan)
         else:
-            unverified[flow.id] = "; ".join(reasons) or "no vantage"
+            unverified[flow.id] = "; ".join(r for r in reasons if r) or "no vantage"
     return assigned, unverified
 
 
@@ -47,26 +70,36 @@ def run_vantages(
     vantages: list[Vantage],
     options: ProbeOptions,
     progress: Callable[[str], None] = lambda _: None,
-) -> tuple[dict[str, tuple[str, Observation]], dict[str, str]]:
-    """Probe every flow from the first vantage that can stand for its source.
-
-    Returns (flow id -> (vantage name, observation)) and (flow id -> reason it stays unverified).
-    """
+) -> ProbeRun:
+    """Probe every flow from the first vantage that can stand for its source."""
     assigned, unverified = plan_probes(flows, vantages, options)
     observed: dict[str, tuple[str, Observation]] = {}
+    states: list[VantageState] = []
     for vantage in vantages:
         mine = {fid: target for fid, (v, target) in assigned.items() if v is vantage}
         if not mine:
             continue
-        unique = sorted(set(mine.values()), key=lambda t: (t.address, t.port, t.protocol, t.source or "", t.kind))
+        unique = sorted(set(mine.values()), key=lambda t: (t.via or "", t.address, t.port, t.protocol, t.source or "", t.kind))
         progress(f"probing {len(unique)} targets for {len(mine)} flows from {vantage.name}")
         results = vantage.probe(unique, options)
         for fid, target in mine.items():
-            if target in results:
-                observed[fid] = (vantage.name, results[target])
+            result = results.get(target)
+            if isinstance(result, Observation):
+                observed[fid] = (target.via or vantage.name, result)
             else:
-                unverified[fid] = not_probed_reason(options)
-    return observed, unverified
+                unverified[fid] = result or not_probed_reason(options)
+        own_states = getattr(vantage, "states", None)
+        states.extend(own_states() if own_states else _states_of(vantage.name, unique, results))
+    return ProbeRun(observed, unverified, tuple(states))
+
+
+def _states_of(name: str, targets: list[ProbeTarget], results: dict) -> list[VantageState]:
+    """A vantage that keeps no state of its own: ok when it observed anything."""
+    ran = sum(isinstance(results.get(t), Observation) for t in targets)
+    reasons = Counter(r for r in results.values() if isinstance(r, str))
+    if ran or not reasons:
+        return [VantageState(name, "ok" if ran else "not-run", ran)]
+    return [VantageState(name, "error", 0, reasons.most_common(1)[0][0])]
 
 
 def not_probed_reason(options: ProbeOptions) -> str:

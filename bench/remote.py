@@ -1,0 +1,99 @@
+"""`python -m bench.remote` (root, /usr/sbin/sshd): what remote vantages cost.
+
+Real sshds (16 addresses each: OpenSSH's MAX_LISTEN_SOCKS) listen on N loopback addresses 127.89.P.1..N (P from the pid), each playing a KVM
+host named in the SSH settings; one listener at 127.89.P.250 plays the MS. Every host gets M probes
+(the open port, and refused ones on other addresses). The time is `SshVantages.probe()`: SSH connection,
+one remote command per vantage, results parsed. sshd's log counts the logins (one per vantage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import time
+
+from tabulate import tabulate
+
+from csaudit.inventory import Cluster, Host, Inventory, Zone
+from csaudit.lab import sshd
+from csaudit.probe import ProbeOptions, ProbeTarget
+from csaudit.vantage.ssh import SshVantages
+from csaudit.vantage.ssh_settings import RemoteSettings
+
+
+def _free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, servers: list[sshd.Sshd],
+            key: str, known_hosts: str, open_port: int, closed_port: int) -> tuple[float, int, int]:
+    names = [f"h{i}" for i in range(1, hosts + 1)]
+    inventory = Inventory(None, None, None, zones=(Zone("z", "z"),), clusters=(Cluster("c", "c", "z", None, "KVM"),),
+                          hosts=tuple(Host(n, n, "z", None, "c", "KVM", f"{net}.{i}", "Up") for i, n in enumerate(names, 1)))
+    settings = RemoteSettings(connect_timeout=10, concurrency=concurrency, file=(
+        ("defaults", (("key", key), ("known_hosts", known_hosts), ("user", "root"))),
+        *((f"host.{n}", ()) for n in names)))
+    fleet = SshVantages(inventory, settings)
+    # Probe j: the open port for even j, else a refused one on another address, so no two coincide.
+    targets = [ProbeTarget(f"{net}.250", open_port, via=f"ssh:host/{n}") if j % 2 == 0 else
+               ProbeTarget(f"{net}.{100 + j % 100}", closed_port + j // 100, via=f"ssh:host/{n}")
+               for n in names for j in range(probes)]
+    targets = list(dict.fromkeys(targets))
+    before = sum(len(server.logins()) for server in servers)
+    began = time.perf_counter()
+    results = fleet.probe(targets, ProbeOptions(timeout=2))
+    elapsed = time.perf_counter() - began
+    states = [fleet_state.state for fleet_state in fleet.states()]
+    if states.count("ok") != hosts or len(results) != len(targets):
+        raise RuntimeError(f"not every vantage answered: {states}")
+    return elapsed, sum(len(server.logins()) for server in servers) - before, len(targets)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.remote", description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args(argv)
+    problem = sshd.available()
+    if problem:
+        print(f"bench.remote: {problem}", file=sys.stderr)
+        return 2
+    net = f"127.89.{os.getpid() % 250}"
+    with tempfile.TemporaryDirectory(prefix="csaudit-bench-ssh-") as work:
+        key = os.path.join(work, "id")
+        public = sshd.make_key(key)
+        addresses = [f"{net}.{i}" for i in range(1, max(args.hosts) + 1)]
+        servers = [sshd.Sshd(os.path.join(work, f"sshd{i}"), [(a, 22) for a in addresses[i:i + 16]], [public])
+                   for i in range(0, len(addresses), 16)]
+        listener = socket.socket()
+        listener.bind((f"{net}.250", 0))
+        listener.listen(4096)
+        closed_port = _free_port(f"{net}.250")
+        try:
+            for server in servers:
+                server.start()
+            known_hosts = os.path.join(work, "known_hosts")
+            with open(known_hosts, "w", encoding="ascii") as handle:
+                handle.write("".join(f"{line}\n" for server in servers for line in server.known_hosts_lines()))
+            rows = []
+            for hosts in args.hosts:
+                for concurrency in args.concurrency:
+                    for probes in (2, 200) if hosts == 1 else (2,):
+                        seconds, logins, count = measure(hosts, probes, concurrency, net, work, servers, key, known_hosts,
+                                                         listener.getsockname()[1], closed_port)
+                        rows.append([hosts, count, concurrency, f"{seconds:.2f}", f"{seconds / hosts * 1000:.0f}", logins])
+        finally:
+            for server in servers:
+                server.stop()
+            listener.close()
+    print(tabulate(rows, headers=["vantages", "probes", "--ssh-concurrency", "seconds", "ms per vantage", "SSH logins"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

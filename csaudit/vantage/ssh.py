@@ -1,0 +1,339 @@
+"""Remote vantages over SSH: hypervisor hosts, and system VMs (SSVM, CPVM, routers) on port 3922.
+
+Who stands for a flow's source (flows.md §2):
+  host                    ssh:host/NAME      SSH to the host's management IP (22 unless configured).
+  system VM on KVM/LXC/   ssh:systemvm/NAME  from inside that host's session, as CloudStack does:
+  XenServer                                  ssh -p 3922 -i /root/.ssh/id_rsa.cloud root@<link-local>.
+  system VM on VMware/    ssh:systemvm/NAME  straight to its private (control) IP on 3922 with the
+  Hyper-V                                    management server's key, optionally through a jump host.
+
+One SSH connection per host carries its own probes and those of every system VM it runs; one per
+directly reached system VM; one per jump host. Each vantage's probes go in a single remote command
+(remote_script). A vantage that cannot be reached leaves its flows unverified with the exact reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+
+import asyncssh
+
+from csaudit.derive import Flow
+from csaudit.inventory import Inventory
+from csaudit.probe import Observation, ProbeOptions, ProbeTarget
+from csaudit.vantage import VantageState
+from csaudit.vantage.remote_script import (
+    SYSTEMVM_PORT,
+    SYSTEMVM_USER,
+    batch_bound,
+    hop_command,
+    parse_output,
+    probe_command,
+    probe_input,
+)
+from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
+
+REMOTE_ROLES = ("host", "ssvm", "cpvm", "vr")
+THROUGH_HOST = frozenset({"kvm", "lxc", "xenserver"})  # system VMs reached over the host's link-local bridge
+DIRECT = frozenset({"vmware", "hyperv"})  # the MS opens 3922 itself
+CHANNELS_PER_CONNECTION = 8  # OpenSSH's MaxSessions defaults to 10 sessions per connection
+REMOTE_CONCURRENCY = 32  # connects in flight inside one remote command
+WAKE_UP = 0.2  # seconds; how often the run looks at the stop flag and the deadline
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    """One remote vantage and how to get there."""
+
+    label: str  # ssh:host/NAME or ssh:systemvm/NAME
+    role: str
+    name: str
+    kind: str  # host | hop (through its host) | direct
+    access: SshAccess | None = None  # host, direct
+    host_label: str | None = None  # hop: the host whose session carries it
+    hop_address: str | None = None  # hop: the link-local control IP
+    hop_key: str | None = None  # hop: the key's path on the host
+
+
+@dataclasses.dataclass(frozen=True)
+class Unavailable:
+    state: str  # unreachable | denied | unusable | error | not-run
+    reason: str
+
+
+class SshVantages:
+    """Every remote vantage of the cloud, planned per flow and run together in one event loop."""
+
+    name = "ssh"
+
+    def __init__(self, inventory: Inventory, settings: RemoteSettings, owns: Callable[[str], bool] = lambda _: False):
+        self.settings = settings
+        self._owns = owns
+        self._remotes: dict[tuple[str, str], Remote | str] = {}
+        self._states: dict[str, VantageState] = {}
+        hosts = {host.id: host for host in inventory.hosts}
+        for host in inventory.hosts:
+            access = settings.host_access(host.name, host.address, host.hypervisor)
+            self._remotes[("host", host.name)] = access if isinstance(access, str) else \
+                Remote(f"ssh:host/{host.name}", "host", host.name, "host", access=access)
+        for vm in inventory.system_vms:
+            self._remotes[(vm.role, vm.name)] = self._system_vm(vm.role, vm.name, vm.hypervisor, vm.host_id,
+                                                                vm.linklocal_ip, vm.private_ip, hosts)
+        for router in inventory.routers:
+            # A router's control IP (linklocalip) is link-local on KVM/Xen, a pod private IP on VMware.
+            self._remotes[("vr", router.name)] = self._system_vm("vr", router.name, router.hypervisor, router.host_id,
+                                                                 router.linklocal_ip, router.linklocal_ip, hosts)
+        self._by_label = {r.label: r for r in self._remotes.values() if isinstance(r, Remote)}
+
+    def _system_vm(self, role, name, hypervisor, host_id, linklocal, private, hosts) -> Remote | str:
+        host = hosts.get(host_id)
+        kind = (hypervisor or (host.hypervisor if host else None) or "").lower()
+        label = f"ssh:systemvm/{name}"
+        if kind in THROUGH_HOST:
+            if host is None:
+                return f"{role} {name} runs on no host csaudit knows (host id {host_id}), and only that host can reach it"
+            host_remote = self._remotes.get(("host", host.name))
+            if not isinstance(host_remote, Remote):
+                return f"only its host {host.name} can reach {name}, and: {host_remote}"
+            address = self.settings.hop_address(name, linklocal)
+            if not address:
+                return f"no link-local control address known for {role} {name}"
+            return Remote(label, role, name, "hop", host_label=host_remote.label, hop_address=address,
+                          hop_key=self.settings.systemvm_key_on_host(name, kind))
+        if kind in DIRECT:
+            access = self.settings.direct_access(name, private, kind)
+            return access if isinstance(access, str) else Remote(label, role, name, "direct", access=access)
+        if kind == "simulator":
+            return f"{role} {name} runs on the CloudStack simulator, which has no SSH"
+        return f"{role} {name}: no SSH path known for hypervisor {hypervisor or 'unknown'}"
+
+    # ---------------------------------------------------------------- Vantage protocol
+    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
+        """"" means "not mine, no comment": the local vantage says why for generic cases (UDP, ...)."""
+        if flow.source.role not in REMOTE_ROLES or flow.probe == "none" or flow.protocol != "tcp" \
+                or not flow.target.address or flow.outside:
+            return ""
+        remote = self._remotes.get((flow.source.role, flow.source.name))
+        if remote is None:
+            return ""
+        if isinstance(remote, str):
+            return f"no SSH vantage: {remote}"
+        # This machine owning the source address means it is that machine: a local probe is from the
+        # true source with no credentials. An object named in --ssh-settings is probed over SSH anyway.
+        if flow.source.address and self._owns(flow.source.address) and not self.settings.named(remote.role, remote.name):
+            return ""
+        return ProbeTarget(flow.target.address, flow.port, "tcp", via=remote.label)
+
+    def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation | str]:
+        groups: dict[str, list[ProbeTarget]] = {}
+        for target in targets:
+            groups.setdefault(target.via or "", []).append(target)
+        results: dict[ProbeTarget, Observation | str] = {}
+        self._states = {}
+        asyncio.run(self._run(groups, options, results))
+        return results
+
+    def states(self) -> list[VantageState]:
+        return [self._states[label] for label in sorted(self._states)]
+
+    # ---------------------------------------------------------------- the run
+    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict) -> None:
+        by_host: dict[str, tuple[list[ProbeTarget], list[tuple[Remote, list[ProbeTarget]]]]] = {}
+        direct: list[tuple[Remote, list[ProbeTarget]]] = []
+        for label, targets in groups.items():
+            remote = self._by_label.get(label)
+            if remote is None:
+                results.update(dict.fromkeys(targets, f"unknown vantage {label}"))
+            elif remote.kind == "host":
+                by_host.setdefault(label, ([], []))[0].extend(targets)
+            elif remote.kind == "hop":
+                by_host.setdefault(remote.host_label, ([], []))[1].append((remote, targets))
+            else:
+                direct.append((remote, targets))
+        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        jumps = _JumpHosts(self)
+        work = [self._host_session(self._by_label[label], own, hops, options, results, slots, jumps)
+                for label, (own, hops) in sorted(by_host.items())]
+        work += [self._direct_session(remote, targets, options, results, slots, jumps) for remote, targets in direct]
+        everything = asyncio.ensure_future(asyncio.gather(*work))
+        try:
+            while not everything.done():
+                await asyncio.wait({everything}, timeout=WAKE_UP)
+                if _halted(options) and not everything.done():
+                    everything.cancel()  # the targets not yet answered stay out of `results`: not probed
+                    break
+            if everything.done() and not everything.cancelled():
+                everything.result()
+        finally:
+            try:
+                await everything
+            except asyncio.CancelledError:
+                pass
+            await jumps.close()
+
+    async def _host_session(self, host: Remote, own: list[ProbeTarget], hops: list[tuple[Remote, list[ProbeTarget]]],
+                            options: ProbeOptions, results: dict, slots: asyncio.Semaphore, jumps: _JumpHosts) -> None:
+        async with slots:
+            conn = await self._connect(host.access, jumps)
+            if isinstance(conn, Unavailable):
+                self._fail(host, own, conn, results)
+                for remote, targets in hops:
+                    self._fail(remote, targets, Unavailable("not-run", f"only its host {host.name} can reach it, and "
+                                                                       f"{host.label} is {conn.state}: {conn.reason}"), results)
+                return
+            async with conn:
+                channels = asyncio.Semaphore(CHANNELS_PER_CONNECTION)
+                await asyncio.gather(
+                    self._batch(conn, host, own, options, results, channels),
+                    *(self._batch(conn, remote, targets, options, results, channels, through=host) for remote, targets in hops))
+
+    async def _direct_session(self, remote: Remote, targets: list[ProbeTarget], options: ProbeOptions, results: dict,
+                              slots: asyncio.Semaphore, jumps: _JumpHosts) -> None:
+        async with slots:
+            conn = await self._connect(remote.access, jumps)
+            if isinstance(conn, Unavailable):
+                self._fail(remote, targets, conn, results)
+                return
+            async with conn:
+                await self._batch(conn, remote, targets, options, results, asyncio.Semaphore(1))
+
+    async def _batch(self, conn, remote: Remote, targets: list[ProbeTarget], options: ProbeOptions, results: dict,
+                     channels: asyncio.Semaphore, through: Remote | None = None) -> None:
+        """One remote command for all of this vantage's probes; one result line per probe."""
+        concurrency = max(1, min(options.concurrency, REMOTE_CONCURRENCY))
+        bound = batch_bound(len(targets), options.timeout, concurrency)
+        command = probe_command(options.timeout, concurrency)
+        if through is not None:
+            command = hop_command(command, remote.hop_address, remote.hop_key, self.settings.connect_timeout, bound)
+            bound += self.settings.connect_timeout + 5
+        async with channels:
+            try:
+                done = await conn.run(command, input=probe_input(targets), check=False, timeout=bound,
+                                      encoding="utf-8", errors="replace")
+                stdout, stderr, status = done.stdout or "", done.stderr or "", done.exit_status
+            except asyncssh.TimeoutError as exc:  # keep what came back before the bound
+                stdout, stderr, status = exc.stdout or "", exc.stderr or "", None
+            except (asyncssh.Error, OSError) as exc:
+                self._fail(remote, targets, Unavailable("error", f"the SSH session broke: {_text(exc)}"), results)
+                return
+        answer = parse_output(stdout, targets, options.timeout)
+        if answer.engine is None or answer.engine == "none":
+            problem = self._why_no_answer(remote, through, answer, stderr, status, bound)
+            self._fail(remote, targets, problem, results)
+            return
+        results.update(answer.observations)
+        missing = [t for t in targets if t not in answer.observations]
+        results.update(dict.fromkeys(missing, f"{remote.label} gave no result for it within {bound:g} s"))
+        self._record(remote, "ok", len(answer.observations), "", answer.engine)
+
+    def _why_no_answer(self, remote: Remote, through: Remote | None, answer, stderr: str, status, bound: float) -> Unavailable:
+        last = " ".join(stderr.strip().splitlines()[-1:]) or f"exit status {status}"
+        if answer.engine == "none":
+            return Unavailable("unusable", f"neither python3 nor bash with coreutils timeout on {remote.name}")
+        if through is None:
+            return Unavailable("error", f"the probe command failed on {remote.name}: {last}")
+        where = f"{SYSTEMVM_USER}@{remote.hop_address}:{SYSTEMVM_PORT} from {through.name}"
+        if answer.hop_problem == "key-missing":
+            return Unavailable("unusable", f"key missing: {remote.hop_key} does not exist on {through.name}")
+        if answer.hop_problem == "key-unreadable":
+            return Unavailable("unusable", f"key {remote.hop_key} on {through.name} is not readable by the SSH user")
+        if answer.hop_problem == "no-ssh-client":
+            return Unavailable("unusable", f"no ssh client on {through.name}")
+        if status == 124 or status is None:
+            return Unavailable("error", f"{where}: no answer within {bound:g} s")
+        lowered = stderr.lower()
+        if "permission denied" in lowered:
+            return Unavailable("denied", f"auth refused by {where} (key {remote.hop_key})")
+        for words in ("connection refused", "timed out", "no route to host", "network is unreachable", "host is unreachable"):
+            if words in lowered:
+                return Unavailable("unreachable", f"{where}: {last.split(': ')[-1]}")
+        return Unavailable("error", f"{where}: ssh exit status {status}: {last}")
+
+    # ---------------------------------------------------------------- connections
+    async def _connect(self, access: SshAccess, jumps: _JumpHosts, tunnel=None):
+        """An SSH connection, or why not (the exact reason goes to the report)."""
+        where = access.describe()
+        if access.key and not os.path.isfile(access.key):
+            return Unavailable("unusable", f"key missing: {access.key} does not exist on this machine")
+        if tunnel is None and access.jump_host:
+            tunnel = await jumps.get(access.jump_host)
+            if isinstance(tunnel, Unavailable):
+                return Unavailable(tunnel.state, f"jump host {access.jump_host}: {tunnel.reason}")
+        options: dict = {"connect_timeout": self.settings.connect_timeout, "login_timeout": self.settings.connect_timeout}
+        if access.port:
+            options["port"] = access.port
+        if access.user:
+            options["username"] = access.user
+        if access.key:
+            options["client_keys"] = [access.key]
+            options["agent_path"] = None  # exactly the key asked for
+        if not access.check_host_key:
+            options["known_hosts"] = None  # system VMs: see remote_script.hop_command and README
+        elif access.known_hosts:
+            options["known_hosts"] = access.known_hosts
+        if tunnel is not None:
+            options["tunnel"] = tunnel
+        try:
+            conn = await asyncssh.connect(access.address, **options)
+        except asyncssh.PermissionDenied:
+            return Unavailable("denied", f"auth refused by {where}")
+        except asyncssh.HostKeyNotVerifiable as exc:
+            return Unavailable("denied", f"host key of {where} not trusted ({_text(exc)}); check its fingerprint "
+                                         "and add it to known_hosts (csaudit never adds one)")
+        except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
+            return Unavailable("unusable", f"cannot use key {access.key}: {_text(exc)} (load it into ssh-agent "
+                                           "and leave --ssh-key out)")
+        except ConnectionRefusedError:
+            return Unavailable("unreachable", f"host unreachable: {where} refused the connection (no sshd listening?)")
+        except TimeoutError:
+            return Unavailable("unreachable", f"host unreachable: no answer from {where} within "
+                                              f"{self.settings.connect_timeout:g} s")
+        except OSError as exc:
+            return Unavailable("unreachable", f"host unreachable: {where}: {exc.strerror or exc}")
+        except asyncssh.Error as exc:
+            return Unavailable("error", f"SSH to {where} failed: {_text(exc)}")
+        except ValueError as exc:  # asyncssh reports unusable option values this way
+            return Unavailable("unusable", f"SSH to {where}: {exc}")
+        return conn
+
+    # ---------------------------------------------------------------- bookkeeping
+    def _record(self, remote: Remote, state: str, probes: int, reason: str = "", engine: str | None = None) -> None:
+        self._states[remote.label] = VantageState(remote.label, state, probes, reason, remote.role, remote.name, engine)
+
+    def _fail(self, remote: Remote, targets: list[ProbeTarget], problem: Unavailable, results: dict) -> None:
+        self._record(remote, problem.state, 0, problem.reason)
+        results.update(dict.fromkeys(targets, f"{remote.label} {problem.state}: {problem.reason}"))
+
+
+class _JumpHosts:
+    """One connection per jump host, shared by every connection that goes through it."""
+
+    def __init__(self, owner: SshVantages):
+        self._owner = owner
+        self._open: dict[str, asyncio.Future] = {}
+
+    async def get(self, jump_host: str):
+        if jump_host not in self._open:
+            access = self._owner.settings.jump_access(jump_host)
+            self._open[jump_host] = asyncio.ensure_future(self._owner._connect(access, self))
+        return await asyncio.shield(self._open[jump_host])
+
+    async def close(self) -> None:
+        for future in self._open.values():
+            if future.done() and not future.cancelled() and not isinstance(future.result(), Unavailable):
+                future.result().close()
+            elif not future.done():
+                future.cancel()
+
+
+def _halted(options: ProbeOptions) -> bool:
+    return (options.stop is not None and options.stop.is_set()) or \
+        (options.deadline is not None and time.monotonic() >= options.deadline)
+
+
+def _text(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", "") or exc).strip() or type(exc).__name__

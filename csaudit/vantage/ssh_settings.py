@@ -1,0 +1,218 @@
+"""How csaudit reaches its remote vantages: options, an optional settings file, OpenSSH defaults.
+
+Precedence, most specific last wins: the user's OpenSSH config (~/.ssh/config, applied by asyncssh
+to whatever is left unset) < [defaults] < [<hypervisor>] < [host.<name>] / [systemvm.<name>] of the
+--ssh-settings file < command-line options. Secrets never pass through here: only key *paths*.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+
+from csaudit.errors import ConfigError
+from csaudit.vantage.remote_script import DEFAULT_SYSTEMVM_KEY_ON_HOST, SYSTEMVM_PORT, SYSTEMVM_USER
+
+# The MS's own key for system VMs on VMware/Hyper-V, where the MS opens 3922 itself (flows.md §2).
+MS_SYSTEMVM_KEYS = ("~cloud/.ssh/id_rsa", "/var/cloudstack/management/.ssh/id_rsa",
+                    "/var/lib/cloudstack/management/.ssh/id_rsa",
+                    "/usr/share/cloudstack-common/scripts/vm/systemvm/id_rsa.cloud")
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_REMOTE_CONCURRENCY = 16  # vantages worked on at once
+
+_SECTION_KEYS = frozenset({"user", "key", "port", "jump_host", "known_hosts", "systemvm_key", "systemvm_known_hosts"})
+_OBJECT_KEYS = frozenset({"address", "port", "user", "key", "jump_host", "known_hosts", "systemvm_key"})
+HYPERVISORS = ("kvm", "lxc", "xenserver", "vmware", "hyperv", "simulator")
+
+
+@dataclasses.dataclass(frozen=True)
+class SshAccess:
+    """One SSH connection from this machine. None means: as the user's OpenSSH config says."""
+
+    address: str
+    port: int | None = None
+    user: str | None = None
+    key: str | None = None  # a private key file on this machine; None: ~/.ssh/id_* and the agent
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts (or the config's UserKnownHostsFile)
+    check_host_key: bool = True
+    jump_host: str | None = None  # [user@]host[:port]
+
+    def describe(self) -> str:
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.address}{port}" + (f" via {self.jump_host}" if self.jump_host else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteSettings:
+    enabled: bool = True
+    user: str | None = None
+    key: str | None = None
+    port: int | None = None
+    jump_host: str | None = None
+    known_hosts: str | None = None
+    systemvm_key: str | None = None  # on the host (KVM, XenServer)
+    vmware_systemvm_key: str | None = None  # on this machine (VMware, Hyper-V)
+    systemvm_known_hosts: str | None = None  # check VMware system VMs' host keys against this file
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    concurrency: int = DEFAULT_REMOTE_CONCURRENCY
+    file: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # section -> items, from --ssh-settings
+
+    # ---------------------------------------------------------------- lookups
+    def section(self, name: str) -> dict:
+        return dict(dict(self.file).get(name, ()))
+
+    def named(self, role: str, name: str) -> bool:
+        """Did the operator name this object in the settings file? Then SSH wins over a local probe."""
+        return f"{'host' if role == 'host' else 'systemvm'}.{name}" in dict(self.file)
+
+    def _layers(self, hypervisor: str | None, entry: str) -> dict:
+        merged = self.section("defaults")
+        merged.update(self.section((hypervisor or "").lower()))
+        merged.update(self.section(entry))
+        return merged
+
+    def host_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | str:
+        layers = self._layers(hypervisor, f"host.{name}")
+        address = layers.get("address") or address
+        if not address:
+            return f"no management address known for host {name}"
+        return SshAccess(
+            address=address,
+            port=self.port or layers.get("port"),
+            user=self.user or layers.get("user"),
+            key=_path(self.key or layers.get("key")),
+            known_hosts=_path(self.known_hosts or layers.get("known_hosts")),
+            jump_host=self.jump_host or layers.get("jump_host"),
+        )
+
+    def systemvm_key_on_host(self, name: str, hypervisor: str | None) -> str:
+        return self.systemvm_key or self._layers(hypervisor, f"systemvm.{name}").get("systemvm_key") or DEFAULT_SYSTEMVM_KEY_ON_HOST
+
+    def hop_address(self, name: str, linklocal: str | None) -> str | None:
+        return self.section(f"systemvm.{name}").get("address") or linklocal
+
+    def direct_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | str:
+        """A system VM on VMware/Hyper-V: straight to its private IP on 3922 with the MS key."""
+        layers = self._layers(hypervisor, f"systemvm.{name}")
+        entry = self.section(f"systemvm.{name}")
+        address = entry.get("address") or address
+        if not address:
+            return f"no private address known for system VM {name}"
+        key = _path(self.vmware_systemvm_key or layers.get("systemvm_key"))
+        if key is None:
+            key = next((p for p in map(_path, MS_SYSTEMVM_KEYS) if p and os.path.exists(p)), None)
+            if key is None:
+                return ("key missing: no management-server key for system VMs on this machine "
+                        f"({', '.join(MS_SYSTEMVM_KEYS)}); give one with --vmware-systemvm-key")
+        known_hosts = _path(self.systemvm_known_hosts or layers.get("systemvm_known_hosts"))
+        return SshAccess(address=address, port=entry.get("port") or SYSTEMVM_PORT, user=SYSTEMVM_USER, key=key,
+                         known_hosts=known_hosts, check_host_key=known_hosts is not None,
+                         jump_host=self.jump_host or layers.get("jump_host"))
+
+    def jump_access(self, jump_host: str) -> SshAccess:
+        user, _, rest = jump_host.rpartition("@")
+        host, port = _split_port(rest)
+        layers = self.section("defaults")
+        return SshAccess(address=host, port=port, user=user or self.user or layers.get("user"),
+                         key=_path(self.key or layers.get("key")),
+                         known_hosts=_path(self.known_hosts or layers.get("known_hosts")))
+
+
+def _path(value) -> str | None:
+    return os.path.expanduser(value) if value else None
+
+
+def _split_port(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):  # [v6 address]:port
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    else:
+        host, port = text, ""
+    if port and not port.isdigit():
+        raise ConfigError(f"jump host {text!r}: the port must be a number")
+    return host, int(port) if port else None
+
+
+def load_settings_file(path: str) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
+    """Read and check the --ssh-settings TOML; every mistake is one ConfigError (exit 2)."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the SSH settings {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    sections: list[tuple[str, tuple[tuple[str, object], ...]]] = []
+    for name, table in data.items():
+        if name in ("host", "systemvm"):
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{path}: [{name}] must hold tables such as [{name}.NAME]")
+            for object_name, entry in table.items():
+                sections.append((f"{name}.{object_name}", _checked(entry, _OBJECT_KEYS, f"[{name}.{object_name}]", path)))
+        elif name == "defaults" or name.lower() in HYPERVISORS:
+            sections.append((name.lower(), _checked(table, _SECTION_KEYS, f"[{name}]", path)))
+        else:
+            raise ConfigError(f"{path}: unknown section [{name}]; use [defaults], a hypervisor "
+                              f"({', '.join(HYPERVISORS)}), [host.NAME] or [systemvm.NAME]")
+    return tuple(sections)
+
+
+def _checked(table, allowed: frozenset[str], where: str, path: str) -> tuple[tuple[str, object], ...]:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{path}: {where} must be a table")
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError(f"{path}: {where}: unknown key '{key}' (known: {', '.join(sorted(allowed))})")
+        if key == "port":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+                raise ConfigError(f"{path}: {where}: port must be a number from 1 to 65535")
+        elif not isinstance(value, str) or not value:
+            raise ConfigError(f"{path}: {where}: {key} must be a non-empty string")
+    return tuple(sorted(table.items()))
+
+
+def add_remote_arguments(parser) -> None:
+    group = parser.add_argument_group(
+        "remote vantages", "probe flows from their true source: hosts over SSH, system VMs over port 3922 (see README)")
+    group.add_argument("--no-remote", action="store_true", help="no SSH: probe only from this machine")
+    group.add_argument("--ssh-user", metavar="USER", help="user on the hosts (default: ~/.ssh/config, else your user name)")
+    group.add_argument("--ssh-key", metavar="FILE", help="private key for the hosts and the jump host (default: ~/.ssh/id_* and ssh-agent)")
+    group.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port of the hosts (default: ~/.ssh/config, else 22)")
+    group.add_argument("--jump-host", metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
+    group.add_argument("--ssh-known-hosts", metavar="FILE", help="known_hosts for the hosts and the jump host (default: ~/.ssh/known_hosts); unknown keys are refused")
+    group.add_argument("--systemvm-key", metavar="PATH_ON_HOST",
+                       help="on KVM/XenServer hosts, the key that opens their system VMs on 3922 (default /root/.ssh/id_rsa.cloud)")
+    group.add_argument("--vmware-systemvm-key", metavar="FILE",
+                       help="on this machine, the management server's key for VMware/Hyper-V system VMs (default ~cloud/.ssh/id_rsa)")
+    group.add_argument("--systemvm-known-hosts", metavar="FILE", help="check VMware system VMs' host keys against FILE (default: not checked, as CloudStack)")
+    group.add_argument("--ssh-settings", metavar="FILE", help="TOML with SSH access per hypervisor and per host (see README)")
+    group.add_argument("--ssh-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
+                       help=f"seconds to set up one SSH connection (default {DEFAULT_CONNECT_TIMEOUT:g})")
+    group.add_argument("--ssh-concurrency", type=int, default=DEFAULT_REMOTE_CONCURRENCY, metavar="N",
+                       help=f"remote vantages worked on at once (default {DEFAULT_REMOTE_CONCURRENCY})")
+
+
+def remote_settings_from_args(args) -> RemoteSettings:
+    from csaudit.errors import UsageError
+
+    if getattr(args, "no_remote", True):
+        return RemoteSettings(enabled=False)
+    port = args.ssh_port
+    if port is not None and not 0 < port < 65536:
+        raise UsageError("--ssh-port must be a port from 1 to 65535")
+    if args.ssh_timeout <= 0 or args.ssh_concurrency < 1:
+        raise UsageError("--ssh-timeout must be above 0 and --ssh-concurrency at least 1")
+    if args.jump_host:
+        _split_port(args.jump_host.rpartition("@")[2])
+    return RemoteSettings(
+        enabled=True, user=args.ssh_user, key=_path(args.ssh_key), port=port, jump_host=args.jump_host,
+        known_hosts=_path(args.ssh_known_hosts), systemvm_key=args.systemvm_key,
+        vmware_systemvm_key=_path(args.vmware_systemvm_key), systemvm_known_hosts=_path(args.systemvm_known_hosts),
+        connect_timeout=args.ssh_timeout, concurrency=args.ssh_concurrency,
+        file=load_settings_file(args.ssh_settings) if args.ssh_settings else (),
+    )

@@ -1,0 +1,115 @@
+"""The remote side of csaudit's SSH vantages, run here for real: the probe command under sh, its
+python3 and bash engines against real loopback sockets, the hop's own checks, and the parser."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from csaudit.probe import ProbeTarget
+from csaudit.vantage.remote_script import BASH_PROBE, hop_command, parse_output, probe_command, probe_input
+from tests.conftest import free_port
+
+
+def _run(argv, targets, env=None):
+    done = subprocess.run(argv, input=probe_input(targets), capture_output=True, text=True, timeout=60, env=env)
+    return parse_output(done.stdout, targets, 1.0), done
+
+
+def _four_targets(listener, filtered_port):
+    return [ProbeTarget("127.0.0.1", listener()), ProbeTarget("127.0.0.1", free_port()),
+            ProbeTarget("127.0.0.1", filtered_port()), ProbeTarget("no-such-host.invalid", 80)]
+
+
+def _only_tools(tmp_path, *tools):
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in tools:
+        (folder / tool).symlink_to(shutil.which(tool))
+    return {"PATH": str(folder)}
+
+
+def test_python_engine_keeps_the_four_states(listener, filtered_port):
+    targets = _four_targets(listener, filtered_port)
+    answer, _ = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets)
+    assert answer.engine == "python3"
+    assert [answer.observations[t].state for t in targets] == ["open", "refused", "timeout", "error"]
+    assert "cannot resolve no-such-host.invalid" in answer.observations[targets[3]].reason
+    assert answer.observations[targets[0]].latency_ms is not None
+
+
+def test_bash_engine_keeps_the_four_states(listener, filtered_port):
+    targets = _four_targets(listener, filtered_port)
+    answer, _ = _run(["bash", "-c", BASH_PROBE, "csaudit", "1", "8"], targets)
+    assert answer.engine == "bash"
+    assert [answer.observations[t].state for t in targets] == ["open", "refused", "timeout", "error"]
+
+
+def test_without_python3_the_command_falls_back_to_bash(tmp_path, listener):
+    targets = [ProbeTarget("127.0.0.1", listener()), ProbeTarget("127.0.0.1", free_port())]
+    answer, _ = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=_only_tools(tmp_path, "bash", "timeout", "date", "head"))
+    assert answer.engine == "bash"
+    assert [answer.observations[t].state for t in targets] == ["open", "refused"]
+
+
+def test_without_python3_or_bash_the_command_says_so(tmp_path, listener):
+    targets = [ProbeTarget("127.0.0.1", listener())]
+    answer, done = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=_only_tools(tmp_path, "date"))
+    assert answer.engine == "none" and answer.observations == {}
+    assert done.returncode == 0
+
+
+def test_the_hop_reports_a_missing_key_before_any_connection(tmp_path):
+    command = hop_command(probe_command(1.0, 4), "127.0.0.1", str(tmp_path / "id_rsa.cloud"), 1, 5)
+    answer, done = _run(["/bin/sh", "-c", command], [ProbeTarget("127.0.0.1", 1)])
+    assert answer.hop_problem == "key-missing" and answer.engine is None
+    assert done.stdout.strip() == "csaudit-hop key-missing"
+
+
+def test_the_hop_reports_an_unreadable_key():
+    # Root reads every file, so as root the hop runs as `nobody` (setpriv, util-linux) on a key
+    # it may see but not read.
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="csaudit-key-", dir="/tmp")
+    try:
+        os.chmod(folder, 0o755)
+        key = os.path.join(folder, "id_rsa.cloud")
+        with open(key, "w") as handle:
+            handle.write("x")
+        os.chmod(key, 0)
+        command = ["/bin/sh", "-c", hop_command("true", "127.0.0.1", key, 1, 5)]
+        if os.geteuid() == 0:
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        answer, _ = _run(command, [])
+        assert answer.hop_problem == "key-unreadable"
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_parser_ignores_what_is_not_its_own():
+    targets = [ProbeTarget("10.0.0.1", 22), ProbeTarget("10.0.0.2", 22)]
+    stdout = "\n".join([
+        "Welcome to a host with a chatty login",
+        "csaudit-remote 2 future-engine",  # another wire version: not ours
+        "csaudit-remote 1 python3",
+        "csaudit-probe 0 open 1.5 connected",
+        "csaudit-probe 7 open 1.5 connected",  # no such probe
+        "csaudit-probe 1 exploded 1 what",  # no such state
+        "csaudit-probe x open 1 connected",
+    ])
+    answer = parse_output(stdout, targets, 2.0)
+    assert answer.engine == "python3"
+    assert list(answer.observations) == [targets[0]]
+    assert answer.observations[targets[0]].latency_ms == 1.5
+
+
+def test_the_probe_list_travels_on_stdin_and_nothing_secret_on_the_command_line():
+    command = probe_command(2.0, 16)
+    assert "10.1.2.3" not in command
+    assert probe_input([ProbeTarget("10.1.2.3", 2049)]) == "0 10.1.2.3 2049\n"
+    hop = hop_command(command, "169.254.3.4", "/root/.ssh/id_rsa.cloud", 3, 30)
+    assert "-i /root/.ssh/id_rsa.cloud" in hop and "UserKnownHostsFile=/dev/null" in hop and "BatchMode=yes" in hop
+    assert "root@169.254.3.4" in hop and "-p 3922" in hop
