@@ -19,7 +19,7 @@ import time
 
 from tabulate import tabulate
 
-from bench import nmap
+from bench import nmap, scale
 from bench.loopback import LoopbackTargets
 from bench.netns import DropNamespace, require_netns
 from csaudit.probe import ProbeOptions
@@ -112,16 +112,6 @@ def filtered(count: int, concurrencies: list[int], timeout: float, with_nmap: bo
     return rows, correct, notes
 
 
-def discovery_at_scale() -> list:
-    # ---- PART 3 PLACEHOLDER (issue 8, part 3: discovery at scale) ---------------------------------
-    # To be built once `csaudit lab generate` (the embedded simulated cloud, being built elsewhere) lands:
-    # 10 zones, 2,000 hosts, 5,000 routers + system VMs per zone; report API requests (the simulator
-    # counts them), wall time and peak RSS of `csaudit run` over all zones with local probes.
-    # Targets: requests <= pages at pagesize 500 + 15, no per-object calls; < 30 s; peak RSS < 300 MB.
-    # -----------------------------------------------------------------------------------------------
-    return [["discovery at scale: 10 zones, 2,000 hosts, 5,000 routers/zone (part 3)", "not built yet", "", "", "requests, < 30 s, < 300 MB", "pending", ""]]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5, help="repetitions of engine vs nmap (default 5)")
@@ -133,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"concurrencies for the filtered benchmark, comma separated (default {DEFAULTS.concurrency},512,1024)")
     parser.add_argument("--timeout", type=float, default=DEFAULTS.timeout, help=f"probe timeout for the filtered benchmark (default {DEFAULTS.timeout:g})")
     parser.add_argument("--nmap-filtered", action="store_true", help="also time nmap on the filtered targets (slow: minutes)")
-    parser.add_argument("--only", choices=("nmap", "filtered"), help="run one benchmark")
+    parser.add_argument("--only", choices=("nmap", "filtered", "scale"), help="run one benchmark")
+    parser.add_argument("--zones", type=int, default=10, help="discovery at scale: zones (default 10)")
+    parser.add_argument("--hosts", type=int, default=2000, help="discovery at scale: hosts per zone (default 2,000)")
+    parser.add_argument("--routers", type=int, default=5000, help="discovery at scale: routers per zone (default 5,000)")
     args = parser.parse_args(argv)
     if not 1 <= args.reps <= 50 or not 1 <= args.filtered <= 20000 or not 0.05 <= args.timeout <= 30:
         parser.error("reps 1-50, filtered 1-20000, timeout 0.05-30 s")
@@ -157,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             rows += more
             correct &= ok
             notes += extra
-        if args.only is None:
-            rows += discovery_at_scale()
+        if args.only in (None, "scale"):
+            more, ok, extra = scale.rows(args.zones, args.hosts, args.routers)
+            rows += more
+            correct &= ok
+            notes += extra
     except RuntimeError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
