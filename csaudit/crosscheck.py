@@ -59,10 +59,14 @@ def _subjects(inventory: Inventory) -> list[_Subject]:
 
 def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages: tuple[VantageState, ...]) -> tuple[Finding, ...]:
     by_object = {(v.role, v.object_name): v for v in vantages if v.role}
+    by_address: dict[str, list[FlowResult]] = {}  # one pass over the results, not one per object
+    for result in results:
+        if result.observed is not None:
+            by_address.setdefault(result.flow.target.address, []).append(result)
     findings = []
     for subject in _subjects(inventory):
         vantage = by_object.get((subject.role, subject.name))
-        aimed = [r for r in results if r.flow.target.address in subject.addresses and r.observed is not None]
+        aimed = [r for address in sorted(subject.addresses) for r in by_address.get(address, ())]
         answered = sorted({f"{r.flow.target.address}:{r.flow.port}" for r in aimed if r.observed == "open"})
         what = f"the API says {subject.role} {subject.name} is {subject.api_state}"
         if subject.up and vantage is not None and vantage.state == "unreachable":
