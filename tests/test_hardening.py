@@ -179,3 +179,38 @@ def test_secrets_appear_in_no_output(cli, tmp_path):
     assert "F01" in everything and ms_address in everything
     assert secret not in everything and key not in everything
     assert "signature=" not in everything.lower() and "apikey=" not in everything.lower()
+
+
+def test_per_target_cap_holds_on_the_wire(filtered_port):
+    """Sample the kernel's SYN-SENT sockets while probing ten dropped ports of one address."""
+    import threading
+
+    address = f"127.14.{os.getpid() % 250}.9"
+    ports = [filtered_port(address) for _ in range(10)]
+    source = f"127.14.{os.getpid() % 250}.77"  # the probes' own source: the fixture's fillers do not use it
+
+    def hexed(ip: str) -> str:
+        return "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+
+    peak, done = 0, threading.Event()
+
+    def syn_sent() -> int:
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in table][1:]
+        return sum(1 for row in rows if row[1].startswith(hexed(source) + ":") and row[2].startswith(hexed(address) + ":") and row[3] == "02")
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, syn_sent())
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        results = tcp_connect_many([ProbeTarget(address, p, source=source) for p in ports], timeout=0.4, concurrency=64, per_target=3)
+    finally:
+        done.set()
+        sampler.join()
+    assert {r.state for r in results.values()} == {"timeout"} and len(results) == 10
+    assert 1 <= peak <= 3
