@@ -15,7 +15,7 @@ from csaudit.environment import Environment
 from csaudit.errors import UsageError
 from csaudit.exitcodes import ExitStatus
 from csaudit.interrupts import Interrupts
-from csaudit.inventory import Inventory, load_inventory, parse_inventory
+from csaudit.inventory import Database, Inventory, load_inventory, parse_inventory
 from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
 from csaudit.progress import ProgressBar
 from csaudit.render import render_report
@@ -105,8 +105,6 @@ def collect_inventory(request: AuditRequest, env: Environment, deadline: float |
     if request.inventory_file:
         inventory = load_inventory(request.inventory_file)
         if request.db_host:
-            from csaudit.inventory import Database
-
             inventory = dataclasses.replace(inventory, database=Database("database", request.db_host, "--db-host"))
         return inventory
     from csaudit.api import CloudStackApi, fetch_raw_cloud
