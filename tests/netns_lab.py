@@ -25,7 +25,8 @@ import shutil
 import subprocess
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/ is not an installed package
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench/ is not an installed package
 
 from bench.netns import namespaces, remove_stale, require_netns, run  # noqa: E402
 from csaudit.inventory import (  # noqa: E402
@@ -45,9 +46,19 @@ from csaudit.lab import sshd  # noqa: E402
 PREFIX = "csa5-"
 LISTENER = r"""
 import socket, sys, threading
-sockets = []
+from csaudit.lab.listeners import Listeners
+from csaudit.lab.services import Service
+# Ports whose flows carry a protocol probe speak that protocol (the lab's own servers), so a remote
+# vantage's probe meets the right service; the others just accept.
+KINDS = {8250: "tls", 16514: "tls", 111: "rpcbind", 2049: "nfs", 5900: "rfb"}
+sockets = []; services = []
 for spec in sys.argv[1:]:
     address, port = spec.rsplit(":", 1)
+    if int(port) in KINDS:
+        services.append(Service("netns", "lab", address, int(port), "tcp", KINDS[int(port)]))
+        if KINDS[int(port)] == "rpcbind":
+            services.append(Service("netns", "lab", address, int(port), "udp", "rpcbind"))
+        continue
     sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((address, int(port))); sock.listen(64); sockets.append(sock)
 # The MS API port answers like a signed CloudStack API (401 to an unsigned request), so the
@@ -71,8 +82,10 @@ def serve(sock):
         answer(conn, port)
 for sock in sockets:
     threading.Thread(target=serve, args=(sock,), daemon=True).start()
+lab = Listeners(services); lab.bind_all(); lab.start()
 print("ready", flush=True)
 sys.stdin.read()  # serve until the test closes stdin, or dies
+lab.stop()
 """
 
 
@@ -207,6 +220,7 @@ class NetnsCloud:
 
     def _listen(self, node: str, *specs: str) -> None:
         process = subprocess.Popen(["ip", "netns", "exec", self.ns[node], sys.executable, "-c", LISTENER, *specs],
+                                   env={**os.environ, "PYTHONPATH": str(REPO)},
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._listeners.append(process)
         ready, _, _ = select.select([process.stdout], [], [], 10)

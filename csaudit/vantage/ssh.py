@@ -26,6 +26,7 @@ from csaudit.derive import Flow
 from csaudit.inventory import Inventory
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
 from csaudit.vantage import VantageState
+from csaudit.vantage.protocols import UDP_KINDS
 from csaudit.vantage.remote_script import (
     SYSTEMVM_PORT,
     SYSTEMVM_USER,
@@ -114,8 +115,8 @@ class SshVantages:
     # ---------------------------------------------------------------- Vantage protocol
     def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
         """"" means "not mine, no comment": the local vantage says why for generic cases (UDP, ...)."""
-        if flow.source.role not in REMOTE_ROLES or flow.probe == "none" or flow.protocol != "tcp" \
-                or not flow.target.address or flow.outside:
+        if flow.source.role not in REMOTE_ROLES or flow.probe == "none" or not flow.target.address or flow.outside \
+                or (flow.protocol == "udp" and flow.probe not in UDP_KINDS) or flow.protocol not in ("tcp", "udp"):
             return ""
         remote = self._remotes.get((flow.source.role, flow.source.name))
         if remote is None:
@@ -126,7 +127,8 @@ class SshVantages:
         # true source with no credentials. An object named in --ssh-settings is probed over SSH anyway.
         if flow.source.address and self._owns(flow.source.address) and not self.settings.named(remote.role, remote.name):
             return ""
-        return ProbeTarget(flow.target.address, flow.port, "tcp", via=remote.label)
+        # The protocol probe runs remotely where python3 does (remote_script); under bash, a connect.
+        return ProbeTarget(flow.target.address, flow.port, flow.protocol, kind=flow.probe, via=remote.label)
 
     def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation | str]:
         groups: dict[str, list[ProbeTarget]] = {}
@@ -205,7 +207,7 @@ class SshVantages:
                      channels: asyncio.Semaphore, through: Remote | None = None) -> None:
         """One remote command for all of this vantage's probes; one result line per probe."""
         concurrency = max(1, min(options.concurrency, REMOTE_CONCURRENCY))
-        bound = batch_bound(len(targets), options.timeout, concurrency)
+        bound = batch_bound(len(targets), options.timeout, concurrency, sum(t.kind != "tcp" for t in targets))
         command = probe_command(options.timeout, concurrency)
         if through is not None:
             command = hop_command(command, remote.hop_address, remote.hop_key, self.settings.connect_timeout, bound)
@@ -226,7 +228,8 @@ class SshVantages:
             self._fail(remote, targets, problem, results)
             return
         results.update(answer.observations)
-        missing = [t for t in targets if t not in answer.observations]
+        results.update({t: f"{remote.label}: {why}" for t, why in answer.unchecked.items()})
+        missing = [t for t in targets if t not in answer.observations and t not in answer.unchecked]
         results.update(dict.fromkeys(missing, f"{remote.label} gave no result for it within {bound:g} s"))
         self._record(remote, "ok", len(answer.observations), "", answer.engine)
 
