@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 from csaudit.lab.apiservice import ApiService, Response
+from csaudit.lab.wakeup import Waker
 
 log = logging.getLogger("csaudit.lab")
 
@@ -148,7 +149,7 @@ class ApiServer:
         self._thread: threading.Thread | None = None
         self._pool: WorkerPool | None = None
         self._handlers: dict[bool, type] = {}
-        self._wake_reader, self._wake_writer = socket.socketpair()  # stop() interrupts select()
+        self._waker = Waker()
 
     def bind(self, address: str, port: int, integration: bool) -> None:
         sock = bind_listener(address, port)
@@ -167,7 +168,7 @@ class ApiServer:
         with selectors.DefaultSelector() as selector:
             for sock, integration in self._sockets:
                 selector.register(sock, selectors.EVENT_READ, integration)
-            selector.register(self._wake_reader, selectors.EVENT_READ, None)
+            selector.register(self._waker.reader, selectors.EVENT_READ, None)
             while not self._stop.is_set():
                 for key, _ in selector.select(_SELECT_SECONDS):
                     if key.data is None:
@@ -210,14 +211,8 @@ class ApiServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, cut open connections (so no worker waits on an idle client), join."""
-        self._stop.set()
-        try:
-            self._wake_writer.send(b"x")
-        except OSError:
-            pass
-        if self._thread is not None:
-            self._thread.join(timeout)
-        for sock in (*(s for s, _ in self._sockets), self._wake_reader, self._wake_writer):
+        self._waker.stop_loop(self._stop, self._thread, timeout)
+        for sock in (*(s for s, _ in self._sockets), *self._waker.sockets()):
             sock.close()
         self._sockets.clear()
         with self._active_lock:

@@ -21,6 +21,7 @@ from importlib import resources
 from csaudit.errors import ConfigError
 from csaudit.lab import protocols
 from csaudit.lab.services import Service
+from csaudit.lab.wakeup import Waker
 
 log = logging.getLogger("csaudit.lab")
 
@@ -67,7 +68,7 @@ class Listeners:
         self._tls: ssl.SSLContext | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._waker = Waker()
         self._next_connection_id = 1
 
     # ------------------------------------------------------------ setup
@@ -127,25 +128,19 @@ class Listeners:
                         service.address, service.port)
 
     def start(self) -> None:
-        self._selector.register(self._wake_reader, selectors.EVENT_READ, ("wake", None))
+        self._selector.register(self._waker.reader, selectors.EVENT_READ, ("wake", None))
         self._thread = threading.Thread(target=self._loop, name="lab-listeners", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        try:
-            self._wake_writer.send(b"x")
-        except OSError:
-            pass
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self._waker.stop_loop(self._stop, self._thread, timeout)
         self.close()
 
     def close(self) -> None:
         """Close every socket (also after a failed bind_all, before start)."""
         for connection in list(self._connections.values()):
             self._drop(connection)
-        for sock in (*self._listening, *self._filtered, self._wake_reader, self._wake_writer):
+        for sock in (*self._listening, *self._filtered, *self._waker.sockets()):
             try:
                 sock.close()
             except OSError:
