@@ -8,6 +8,7 @@ import re
 import tomllib
 
 from csaudit.errors import ConfigError
+from csaudit.textfile import read_text
 
 ROLES = frozenset(
     {
@@ -100,10 +101,7 @@ def default_catalogue_text() -> str:
 
 def load_catalogue(path: str | None = None) -> tuple[Rule, ...]:
     origin = path or "built-in catalogue.toml"
-    try:
-        content = default_catalogue_text() if path is None else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read catalogue {path}: {exc.strerror}") from None
+    content = default_catalogue_text() if path is None else read_text(path, "catalogue", ConfigError)
     return parse_catalogue(content, origin)
 
 

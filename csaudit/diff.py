@@ -13,6 +13,7 @@ import json
 
 from csaudit.errors import UsageError
 from csaudit.report import REPORT_SCHEMA, render_json
+from csaudit.textfile import read_text
 
 DIFF_SCHEMA = "csaudit/diff/v1"
 EXIT_CHANGED = 1  # `diff` only: something changed (0: nothing did; 2: bad input, as everywhere)
@@ -46,13 +47,9 @@ class ReportDiff:
 
 def load_report(path: str) -> dict:
     """A csaudit/report/v1 document, or one UsageError that says what is wrong with the file."""
+    text = read_text(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a csaudit report (not UTF-8 text)") from None
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not a csaudit report (not JSON: {exc.msg} at line {exc.lineno})") from None
     if not isinstance(document, dict) or document.get("schema") != REPORT_SCHEMA:

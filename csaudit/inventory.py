@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from csaudit.errors import UsageError
+from csaudit.textfile import read_text
 
 INVENTORY_SCHEMA = "csaudit/inventory/v1"
 
@@ -521,11 +522,9 @@ def _object(cls, item: Any, name: str):
 
 
 def load_inventory(path: str) -> Inventory:
+    text = read_text(path, "inventory")
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as exc:
-        raise UsageError(f"cannot read inventory {path}: {exc.strerror}") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     return inventory_from_dict(data, path)

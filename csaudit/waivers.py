@@ -21,6 +21,7 @@ import tomllib
 from collections.abc import Callable, Iterable
 
 from csaudit.errors import ConfigError
+from csaudit.textfile import read_text
 from csaudit.verdict import FlowResult
 
 _KEYS = ("rule", "flow", "reason", "expires")
@@ -53,14 +54,7 @@ def waived_detail(expires, reason: str, failure: str) -> str:
 
 
 def load_waivers(path: str) -> tuple[Waiver, ...]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read waivers {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
-    return parse_waivers(text, path)
+    return parse_waivers(read_text(path, "waivers", ConfigError), path)
 
 
 def parse_waivers(text: str, origin: str = "waivers") -> tuple[Waiver, ...]:

@@ -112,3 +112,15 @@ def test_malformed_raw_lists_are_rejected_or_tolerated():
         parse_inventory({"hosts": "nope"})
     assert parse_inventory({"hosts": [None, 3, {"id": "h", "type": "Routing"}]}).hosts[0].id == "h"
     assert inventory_from_dict(inventory_to_dict(parse_inventory({}))) == parse_inventory({})
+
+
+def test_files_that_are_not_utf8_are_one_clear_error(cli, tmp_path):
+    """Inventory, catalogue, waivers and reports share one reader: a binary file is exit 2, not a traceback."""
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00not text")
+    for argv in (["run", "--inventory", str(binary)],
+                 ["flows", "--catalogue", str(binary), "--inventory", str(binary)],
+                 ["diff", str(binary), str(binary)]):
+        result = cli(*argv)
+        assert result.exit_code == 2, argv
+        assert result.stderr.strip().endswith(f"{binary}: not UTF-8 text") and "Traceback" not in result.stderr
