@@ -9,6 +9,7 @@ pagesize 500, wall time, and the child's peak RSS.
 from __future__ import annotations
 
 import math
+import re
 import os
 import resource
 import subprocess
@@ -58,7 +59,7 @@ def discovery_at_scale(zones: int, hosts: int, routers: int, timeout: float = 1.
         elapsed = time.perf_counter() - started
         requests = sum(lab.requests.values()) - before
         peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        flows = next((line.split()[1] for line in child.stderr.splitlines() if line.endswith("flows to check")), "?")
+        flows = next((line.split()[1] for line in child.stderr.splitlines() if re.match(r"csaudit: \d+ flows: ", line)), "?")
         api = CloudStackApi(ApiConfig(lab.endpoint, key=lab.key, secret=lab.secret))
         zone_rows = api.list_all("listZones", "zone")
         vmware = {c.get("zoneid") for c in api.list_all("listClusters", "cluster") if c.get("hypervisortype") == "VMware"}

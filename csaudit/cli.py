@@ -99,13 +99,17 @@ def _setup_logging(env: Environment, verbose: bool) -> None:
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-def _emit(text: str, args, env: Environment) -> None:
-    """stdout carries only the report; --output sends it to a file instead."""
+def _emit(content, args, env: Environment) -> None:
+    """stdout carries only the report; --output sends it to a file instead. `content`: the text, or
+    a function that writes it to a file object."""
     path = getattr(args, "output", None)
     if path:
-        write_file(path, text, env)
+        write_file(path, content, env)
     else:
-        env.stdout.write(text)
+        if isinstance(content, str):
+            env.stdout.write(content)
+        else:
+            content(env.stdout)
         env.stdout.flush()
 
 
@@ -119,7 +123,7 @@ def cmd_run(args, env: Environment) -> int:
     check_writable([*report_files(args).values(), *([args.output] if args.output else [])])
     outcome = run_audit(request, env)
     write_report_files(outcome, args, env)
-    _emit(outcome.render(args.format, env.colour and not args.output), args, env)
+    _emit(lambda out: outcome.write(args.format, out, env.colour and not args.output), args, env)
     return int(outcome.exit_status(args.strict))
 
 

@@ -30,6 +30,7 @@ class Finding:
 
 @dataclasses.dataclass(frozen=True)
 class _Subject:
+    zone_id: str | None
     role: str
     name: str
     api_state: str
@@ -42,22 +43,24 @@ def _subjects(inventory: Inventory) -> list[_Subject]:
     subjects = []
     for host in inventory.hosts:
         state = (host.state or "").lower()
-        subjects.append(_Subject("host", host.name, host.state or "unknown", state in HOST_UP, state in HOST_DOWN,
+        subjects.append(_Subject(host.zone_id, "host", host.name, host.state or "unknown", state in HOST_UP, state in HOST_DOWN,
                                  frozenset(a for a in (host.address,) if a)))
     for vm in inventory.system_vms:
         state, agent = (vm.state or "").lower(), (vm.agent_state or "").lower()
         text = f"{vm.state or 'unknown'}" + (f" (agent {vm.agent_state})" if vm.agent_state else "")
-        subjects.append(_Subject(vm.role, vm.name, text, state in VM_UP and agent not in AGENT_DOWN,
+        subjects.append(_Subject(vm.zone_id, vm.role, vm.name, text, state in VM_UP and agent not in AGENT_DOWN,
                                  state in VM_DOWN or agent in AGENT_DOWN,
                                  frozenset(a for a in (vm.private_ip, vm.linklocal_ip, vm.public_ip) if a)))
     for router in inventory.routers:
         state = (router.state or "").lower()
-        subjects.append(_Subject("vr", router.name, router.state or "unknown", state in VM_UP, state in VM_DOWN,
+        subjects.append(_Subject(router.zone_id, "vr", router.name, router.state or "unknown", state in VM_UP, state in VM_DOWN,
                                  frozenset(a for a in (router.linklocal_ip, router.guest_ip, router.public_ip) if a)))
     return subjects
 
 
-def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages: tuple[VantageState, ...]) -> tuple[Finding, ...]:
+def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages: tuple[VantageState, ...],
+                zone_id: str | None = None) -> tuple[Finding, ...]:
+    """`zone_id`: check only that zone's objects (a run checks zone by zone); None: all."""
     by_object = {(v.role, v.object_name): v for v in vantages if v.role}
     by_address: dict[str, list[FlowResult]] = {}  # one pass over the results, not one per object
     for result in results:
@@ -65,6 +68,8 @@ def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages:
             by_address.setdefault(result.flow.target.address, []).append(result)
     findings = []
     for subject in _subjects(inventory):
+        if zone_id is not None and subject.zone_id != zone_id:
+            continue
         vantage = by_object.get((subject.role, subject.name))
         aimed = [r for address in sorted(subject.addresses) for r in by_address.get(address, ())]
         answered = sorted({f"{r.flow.target.address}:{r.flow.port}" for r in aimed if r.observed == "open"})

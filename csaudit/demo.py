@@ -9,7 +9,6 @@ from csaudit.environment import Environment
 from csaudit.outputs import check_writable, report_files, write_report_files
 from csaudit.pipeline import AuditOutcome, AuditRequest, run_audit
 from csaudit.probe import ProbeOptions
-from csaudit.verdict import FlowResult
 from csaudit.waivers import load_waivers
 
 
@@ -22,10 +21,10 @@ def run_demo(args, env: Environment) -> int:
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
     outcome, faults, remote_note = _audit_demo_cloud(topology, args, env, waivers)
     write_report_files(outcome, args, env)
-    env.stdout.write(outcome.render(args.format, env.colour))
+    outcome.write(args.format, env.stdout, env.colour)
     # The explanation is prose: keep it out of a JSON stdout.
     explanation_stream = env.stdout if args.format == "table" else env.stderr
-    explanation_stream.write(explain_faults(outcome.results, faults, remote_note, outcome.findings))
+    explanation_stream.write(explain_faults(list(outcome.results), faults, remote_note, outcome.findings))
     return int(outcome.exit_status())
 
 
@@ -57,17 +56,17 @@ def _request(lab, args, waivers=(), remote=None) -> AuditRequest:
     return dataclasses.replace(request, remote=remote) if remote is not None else request
 
 
-def fault_findings(results: tuple[FlowResult, ...], fault) -> list[FlowResult]:
-    """The failed or errored flows that land on the fault's address (and port, when it names one)."""
+def fault_findings(results: list[dict], fault) -> list[dict]:
+    """The failed or errored flows (report dicts) that land on the fault's address (and port, when it names one)."""
     return [
         r for r in results
-        if r.status in ("fail", "error", "waived")
-        and r.flow.target.address == fault.address
-        and (fault.port is None or (r.flow.port == fault.port and (fault.protocol or r.flow.protocol) == r.flow.protocol))
+        if r["status"] in ("fail", "error", "waived")
+        and r["target"]["address"] == fault.address
+        and (fault.port is None or (r["port"] == fault.port and (fault.protocol or r["protocol"]) == r["protocol"]))
     ]
 
 
-def explain_faults(results: tuple[FlowResult, ...], faults, remote_note: list[str] = (), findings=()) -> str:
+def explain_faults(results: list[dict], faults, remote_note: list[str] = (), findings=()) -> str:
     lines = [""]
     if remote_note:
         lines += [remote_note[0], *(f"  - {line}" for line in remote_note[1:]), ""]
@@ -78,19 +77,19 @@ def explain_faults(results: tuple[FlowResult, ...], faults, remote_note: list[st
         by_entry.setdefault(fault.fault_id, []).append(fault)
     for fault_id, parts in sorted(by_entry.items()):
         found = [r for part in parts for r in fault_findings(results, part)]
-        explained.update(r.flow.id for r in found)
+        explained.update(r["id"] for r in found)
         lines.append(f"  {fault_id}. [{parts[0].kind}] {parts[0].description}")
         noticed = [f for f in findings if f.name in {part.object_name for part in parts}]
         if found or noticed:
-            for result in sorted(found, key=lambda r: r.flow.id):
-                lines.append(f"       found: {result.flow.id} -> {result.status} ({result.observed}) from {result.vantage}")
+            for result in sorted(found, key=lambda r: r["id"]):
+                lines.append(f"       found: {result['id']} -> {result['status']} ({result['observed']}) from {result['vantage']}")
             for finding in noticed:
                 lines.append(f"       finding: {finding.message}")
         else:
             lines.append("       NOT FOUND by this run")
-    others = [r for r in results if r.status in ("fail", "error") and r.flow.id not in explained]
-    lines.append("  Other failures: " + (", ".join(r.flow.id for r in others) if others else "none"))
-    unverified = sum(r.status == "unverified" for r in results)
+    others = [r["id"] for r in results if r["status"] in ("fail", "error") and r["id"] not in explained]
+    lines.append("  Other failures: " + (", ".join(others) if others else "none"))
+    unverified = sum(r["status"] == "unverified" for r in results)
     if unverified:
         lines.append(f"  {unverified} flows stay unverified: UDP probes without a reply (unconfirmed), flows a connect cannot judge,"
                      " deny rules that need a vantage outside the management network (--outside), and flows whose"

@@ -124,16 +124,51 @@ def derive_flows(
     port_options: dict[str, int] | None = None,
 ) -> tuple[Flow, ...]:
     """`port_options` holds ports the API cannot tell (api-port, db-port, cluster-port)."""
+    rules = tuple(rules)
+    return tuple(flow for zone_id, part in audit_units(inventory, zone_ids)
+                 for flow in derive_unit_flows(rules, part, zone_id, port_options))
+
+
+# Inventory fields whose objects belong to one zone (system VMs are shared by every part: see audit_units).
+ZONED_FIELDS = ("pods", "clusters", "hosts", "routers", "image_stores", "storage_pools", "vcenters")
+
+
+def audit_units(inventory: Inventory, zone_ids: frozenset[str] | None = ALL_ZONES) -> list[tuple[str | None, Inventory]]:
+    """The parts a run audits one after the other, in report order: the management tier (zone None),
+    then each zone by name. A cloud of 20,000 hosts has half a million flows; done zone by zone,
+    memory holds one zone's flows at a time. A part's inventory holds its zone's objects, the
+    objects without a zone, and every system VM (an SSVM copies templates from other zones' SSVMs)."""
+    by_zone: dict[str | None, dict[str, list]] = {}
+    for field in ZONED_FIELDS:
+        for item in getattr(inventory, field):
+            by_zone.setdefault(item.zone_id, {}).setdefault(field, []).append(item)
+    names = {z.id: z.name for z in inventory.zones}
+    known = (by_zone.keys() | names.keys()) - {None}
+    chosen = sorted((z for z in known if zone_ids is ALL_ZONES or z in zone_ids), key=lambda z: (names.get(z, z), z))
+    shared = by_zone.get(None, {})
+
+    def part(zone_id: str | None) -> Inventory:
+        own = by_zone.get(zone_id, {}) if zone_id is not None else {}
+        return dataclasses.replace(inventory, **{f: (*own.get(f, ()), *shared.get(f, ())) for f in ZONED_FIELDS})
+
+    return [(zone_id, part(zone_id)) for zone_id in (None, *chosen)]
+
+
+def derive_unit_flows(
+    rules: tuple[Rule, ...],
+    inventory: Inventory,
+    zone_id: str | None,
+    port_options: dict[str, int] | None = None,
+) -> tuple[Flow, ...]:
+    """The flows of one part of the cloud (audit_units): those whose zone, the source's or else the
+    target's, is `zone_id` (None: the management tier, flows between objects without a zone)."""
     nodes = build_nodes(inventory)
     port_options = port_options or {}
-    zone_names = {z.id: z.name for z in inventory.zones}
+    zone_name = {z.id: z.name for z in inventory.zones}.get(zone_id, zone_id)
     flows: dict[str, Flow] = {}
     for rule in rules:
         for source, target in _pairs(rule, nodes):
-            if not _applies(rule, source, target, inventory):
-                continue
-            zone_id = source.zone_id or target.zone_id
-            if zone_ids is not ALL_ZONES and zone_id is not None and zone_id not in zone_ids:
+            if (source.zone_id or target.zone_id) != zone_id or not _applies(rule, source, target, inventory):
                 continue
             ports, port_note = _ports(rule, inventory, zone_id, port_options)
             notes = tuple(n for n in (source.address_note, target.address_note, port_note, rule.note) if n)
@@ -143,7 +178,7 @@ def derive_flows(
                         id=f"{rule.id}:{source.name}->{target.name}:{port}/{protocol}",
                         rule=rule.id,
                         title=rule.title,
-                        zone=zone_names.get(zone_id, zone_id),
+                        zone=zone_name,
                         source=Endpoint(source.role, source.name, source.address(rule.source_address)),
                         target=Endpoint(target.role, target.name, target.address(rule.target_address)),
                         protocol=protocol,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
+from typing import TextIO
 
 from csaudit.environment import Environment
 from csaudit.errors import CsauditError, UsageError
@@ -33,10 +35,14 @@ def check_writable(paths) -> None:
             raise UsageError(f"cannot write {path}: " + ("it is a folder" if os.path.isdir(path) else "permission denied"))
 
 
-def write_file(path: str, text: str, env: Environment) -> None:
+def write_file(path: str, content: str | Callable[[TextIO], None], env: Environment) -> None:
+    """`content`: the text, or a function that writes it to the open file (a large report streams)."""
     try:
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            if isinstance(content, str):
+                handle.write(content)
+            else:
+                content(handle)
     except OSError as exc:
         raise CsauditError(f"cannot write {path}: {exc.strerror}") from None
     env.log(f"csaudit: report written to {os.path.abspath(path)}")
@@ -44,4 +50,4 @@ def write_file(path: str, text: str, env: Environment) -> None:
 
 def write_report_files(outcome, args, env: Environment) -> None:
     for fmt, path in report_files(args).items():
-        write_file(path, outcome.render(fmt), env)
+        write_file(path, lambda handle, fmt=fmt: outcome.write(fmt, handle), env)

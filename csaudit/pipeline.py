@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import io
 import time
+from collections import Counter
+from typing import TextIO
 
 from csaudit.catalogue import load_catalogue
 from csaudit.config import ApiConfig, load_api_config
 from csaudit.crosscheck import Finding, cross_check
-from csaudit.derive import derive_flows, select_zones
+from csaudit.derive import audit_units, derive_flows, derive_unit_flows, select_zones
 from csaudit.environment import Environment
 from csaudit.errors import UsageError
 from csaudit.exitcodes import ExitStatus
@@ -19,12 +22,13 @@ from csaudit.inventory import Database, Inventory, load_inventory, parse_invento
 from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
 from csaudit.progress import ProgressBar
 from csaudit.render import render_report
-from csaudit.report import render_table, report_document
-from csaudit.vantage import VantageState, run_vantages
+from csaudit.report import report_head, write_json, write_table
+from csaudit.resultlog import ResultLog
+from csaudit.vantage import VantageState, merge_states, run_vantages
 from csaudit.vantage.local import LocalVantage
 from csaudit.vantage.ssh_settings import RemoteSettings, add_remote_arguments, remote_settings_from_args
-from csaudit.verdict import FlowResult, judge_all, summarize
-from csaudit.waivers import Waiver, apply_waivers, load_waivers
+from csaudit.verdict import judge_all
+from csaudit.waivers import Waiver, load_waivers, waive, warn_expired
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +130,7 @@ def plan_flows(request: AuditRequest, env: Environment, deadline: float | None =
 
 @dataclasses.dataclass(frozen=True)
 class AuditOutcome:
-    results: tuple[FlowResult, ...]
+    results: ResultLog  # the judged flows as report lines, on disk: a large cloud's do not fit in memory
     inventory: Inventory
     zone_ids: frozenset[str] | None
     interrupted: bool = False
@@ -135,51 +139,80 @@ class AuditOutcome:
     # one time for every format written by one run, so its files describe the same report
     generated_at: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
 
+    def head(self) -> dict:
+        return report_head(self.inventory, self.zone_ids, now=self.generated_at, summary=self.results.summary,
+                           vantages=self.vantages, findings=self.findings)
+
     def document(self) -> dict:
-        return report_document(self.results, self.inventory, self.zone_ids, now=self.generated_at,
-                               vantages=self.vantages, findings=self.findings)
+        return {**self.head(), "flows": list(self.results)}
+
+    def write(self, fmt: str, out: TextIO, colour: bool = False) -> None:
+        """The JSON report and the table stream from the result log; the other formats are built
+        from the whole document in memory."""
+        if fmt == "json":
+            write_json(self.head(), self.results.lines(), out)
+        elif fmt == "table":
+            write_table(iter(self.results), out, self.results.summary, colour, vantages=self.vantages, findings=self.findings)
+        else:
+            out.write(render_report(fmt, self.document()))
 
     def render(self, fmt: str, colour: bool = False) -> str:
-        if fmt == "table":
-            return render_table(self.results, colour, vantages=self.vantages, findings=self.findings)
-        return render_report(fmt, self.document())
+        buffer = io.StringIO()
+        self.write(fmt, buffer, colour)
+        return buffer.getvalue()
 
     def exit_status(self, strict: bool = False) -> ExitStatus:
         if self.interrupted:
             return ExitStatus.INTERRUPTED
-        summary = summarize(self.results)
+        summary = self.results.summary
         if summary["fail"] or (strict and (summary["unverified"] or summary["error"])):
             return ExitStatus.FLOWS_FAILED
         return ExitStatus.OK
 
 
 def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
+    """Zone by zone (derive.audit_units): derive, probe, judge, then append to the result log, so
+    memory holds one zone's flows at a time however large the cloud."""
     deadline = time.monotonic() + request.deadline if request.deadline else None
     interrupts = Interrupts()
+    log = ResultLog()
+    states: list[VantageState] = []
+    findings: list[Finding] = []
+    expired_hits: Counter[Waiver] = Counter()
+    today = datetime.date.today()
     with interrupts.installed():
-        flows, inventory, zone_ids = plan_flows(request, env, deadline)
-        env.log(f"csaudit: {len(flows)} flows to check")
-        blocked = {f.id: f"zone listing failed: {inventory.zone_errors[_zone_id(inventory, f.zone)]}"
-                   for f in flows if _zone_id(inventory, f.zone) in inventory.zone_errors}
+        rules = load_catalogue(request.catalogue_file)
+        inventory = collect_inventory(request, env, deadline)
+        zone_ids = select_zones(inventory, request.zones)
+        registry = vantages(inventory, request.remote)
         bar = ProgressBar(env.stderr) if env.stderr_isatty else None
         options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline, progress=bar.update if bar else None)
         with interrupts.probing_phase():
             try:
-                run = run_vantages([f for f in flows if f.id not in blocked], vantages(inventory, request.remote), options,
-                                   progress=lambda m: env.log(f"csaudit: {m}"))
+                for zone_id, part in audit_units(inventory, zone_ids):
+                    flows = derive_unit_flows(rules, part, zone_id, dict(request.port_options))
+                    label = _zone_label(inventory, zone_id)
+                    env.log(f"csaudit: {label}: {len(flows)} flows to check")
+                    error = inventory.zone_errors.get(zone_id)
+                    blocked = {f.id: f"zone listing failed: {error}" for f in flows} if error else {}
+                    run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
+                    results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}), request.waivers,
+                                    today, expired_hits)
+                    if zone_id is not None:
+                        findings.extend(cross_check(part, results, run.vantages, zone_id))
+                    states.extend(run.vantages)
+                    log.append(results)
             finally:
                 if bar:
                     bar.close()
-    results = apply_waivers(judge_all(flows, run.observed, {**run.unverified, **blocked}), request.waivers,
-                            datetime.date.today(), warn=env.log)
-    findings = cross_check(inventory, results, run.vantages)
+    warn_expired(request.waivers, today, expired_hits, env.log)
     if interrupts.stop.is_set():
         env.log("csaudit: interrupted: writing what was measured; the flows not yet probed stay unverified")
     elif deadline is not None and time.monotonic() >= deadline:
         env.log("csaudit: the --deadline passed: writing what was measured; the flows not yet probed stay unverified")
-    env.log("csaudit: " + ", ".join(f"{n} {s}" for s, n in summarize(results).items()))
-    return AuditOutcome(results, inventory, zone_ids, interrupted=interrupts.stop.is_set(),
-                        vantages=run.vantages, findings=findings)
+    env.log(f"csaudit: {len(log)} flows: " + ", ".join(f"{n} {s}" for s, n in log.summary.items()))
+    return AuditOutcome(log, inventory, zone_ids, interrupted=interrupts.stop.is_set(),
+                        vantages=merge_states(states), findings=tuple(findings))
 
 
 def vantages(inventory: Inventory | None = None, remote: RemoteSettings | None = None) -> list:
@@ -194,9 +227,11 @@ def vantages(inventory: Inventory | None = None, remote: RemoteSettings | None =
     return [SshVantages(inventory, remote, owns=local.owns), local]
 
 
-def _zone_id(inventory: Inventory, zone_name: str | None) -> str | None:
-    zone = next((z for z in inventory.zones if z.name == zone_name), None)
-    return zone.id if zone else None
+def _zone_label(inventory: Inventory, zone_id: str | None) -> str:
+    if zone_id is None:
+        return "management tier"
+    zone = inventory.zone_by_id(zone_id)
+    return f"zone {zone.name if zone else zone_id}"
 
 
 def dry_run(request: AuditRequest, env: Environment) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import io
 import json
+from collections.abc import Iterable
 from itertools import groupby
+from typing import TextIO
 
 from tabulate import tabulate
 
@@ -17,9 +20,9 @@ REPORT_SCHEMA = "csaudit/report/v1"
 _COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
-def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_ids=None, now=None,
-                    vantages=(), findings=()) -> dict:
-    """`vantages` (VantageState) and `findings` (crosscheck.Finding) are extra keys of v1."""
+def report_head(inventory: Inventory, zone_ids=None, now=None, summary=None, vantages=(), findings=()) -> dict:
+    """The report document without its flows (those stream from a ResultLog when a run is large).
+    `vantages` (VantageState) and `findings` (crosscheck.Finding) are extra keys of v1."""
     now = now or datetime.datetime.now(datetime.UTC)
     zones = [z for z in inventory.zones if zone_ids is None or z.id in zone_ids]
     return {
@@ -28,8 +31,7 @@ def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_
         "generated_at": now.isoformat(timespec="seconds"),
         "cloud": {"endpoint": inventory.endpoint, "version": inventory.version, "api_mode": inventory.api_mode},
         "zones": [_zone_json(z, inventory) for z in zones],
-        "flows": [_flow_json(r) for r in results],
-        "summary": summarize(results),
+        "summary": summary if summary is not None else summarize(()),
         "vantages": [{"name": v.name, "state": v.state, "probes": v.probes, "reason": v.reason,
                       "object": {"role": v.role, "name": v.object_name} if v.role else None, "engine": v.engine}
                      for v in vantages],
@@ -38,12 +40,19 @@ def report_document(results: tuple[FlowResult, ...], inventory: Inventory, zone_
     }
 
 
+def report_document(results, inventory: Inventory, zone_ids=None, now=None, vantages=(), findings=()) -> dict:
+    """The whole document from FlowResults held in memory (small runs, tests)."""
+    results = tuple(results)
+    head = report_head(inventory, zone_ids, now, summarize(results), vantages, findings)
+    return {**head, "flows": [flow_json(r) for r in results]}
+
+
 def _zone_json(zone, inventory: Inventory) -> dict:
     error = inventory.zone_errors.get(zone.id)
     return {"id": zone.id, "name": zone.name, "state": "error" if error else "ok", **({"error": error} if error else {})}
 
 
-def _flow_json(result: FlowResult) -> dict:
+def flow_json(result: FlowResult) -> dict:
     flow = result.flow
     return {
         "id": flow.id,
@@ -78,64 +87,76 @@ def _waiver_json(waiver) -> dict | None:
 
 
 def render_json(document: dict) -> str:
-    """Indented at the top, one line per flow: readable, diffable, and fast for 500,000 flows
-    (json's C encoder only runs without indent)."""
     if not isinstance(document.get("flows"), list):
         return json.dumps(document, indent=2) + "\n"
-    head = {k: v for k, v in document.items() if k != "flows"}
-    opening = json.dumps(head, indent=2)[:-2] + ",\n" if head else "{\n"  # without the closing "\n}"
-    flows = ",\n".join("    " + json.dumps(flow) for flow in document["flows"])
-    body = f"[\n{flows}\n  ]" if flows else "[]"
-    return f'{opening}  "flows": {body}\n}}\n'
+    buffer = io.StringIO()
+    write_json({k: v for k, v in document.items() if k != "flows"}, (json.dumps(f) for f in document["flows"]), buffer)
+    return buffer.getvalue()
 
 
+def write_json(head: dict, flow_lines: Iterable[str], out: TextIO) -> None:
+    """Indented at the top, then one line per flow (each already JSON text): readable, diffable, and
+    fast for 500,000 flows (json's C encoder only runs without indent). Flows are written as they
+    come, so a large report never sits in memory whole."""
+    out.write(json.dumps(head, indent=2)[:-2] + ",\n" if head else "{\n")  # without the closing "\n}"
+    out.write('  "flows": [')
+    separator = "\n    "
+    for line in flow_lines:
+        out.write(separator + line)
+        separator = ",\n    "
+    out.write("]\n}\n" if separator == "\n    " else "\n  ]\n}\n")
 
-def render_table(results: tuple[FlowResult, ...], colour: bool = False, vantages=(), findings=()) -> str:
-    """One table per zone and source role, the vantages and the findings, then a summary line."""
-    blocks = []
+
+def render_table(results, colour: bool = False, vantages=(), findings=()) -> str:
+    """The table of FlowResults held in memory (small runs, tests); see write_table."""
+    results = tuple(results)
     ordered = sorted(results, key=lambda r: (r.flow.zone or "", r.flow.source.role))
-    for (zone, role), group in groupby(ordered, key=lambda r: (r.flow.zone or "", r.flow.source.role)):
-        rows = [_row(r, colour) for r in group]
-        heading = f"{zone or 'management tier'} / from {role}"
-        table = tabulate(rows, headers=["flow", "source", "target", "port/proto", "expect", "vantage", "result", "detail"],
-                         tablefmt="simple")
-        blocks.append(f"== {heading}\n{table}")
+    buffer = io.StringIO()
+    write_table((flow_json(r) for r in ordered), buffer, summarize(results), colour, vantages, findings)
+    return buffer.getvalue()
+
+
+def write_table(flows: Iterable[dict], out: TextIO, summary: dict, colour: bool = False, vantages=(), findings=()) -> None:
+    """One table per zone and source role, the vantages and the findings, then a summary line.
+    `flows` are report dicts in report order (by zone, then source role): each table is written
+    as soon as its rows are read, so memory holds one table at a time."""
+    for (zone, role), group in groupby(flows, key=lambda f: (f["zone"] or "", f["source"]["role"])):
+        table = tabulate([_row(f, colour) for f in group], tablefmt="simple",
+                         headers=["flow", "source", "target", "port/proto", "expect", "vantage", "result", "detail"])
+        out.write(f"== {zone or 'management tier'} / from {role}\n{table}\n\n")
     if vantages:
         rows = [[v.name, v.state, v.probes, v.reason or (f"ran with {v.engine}" if v.engine else "")] for v in vantages]
-        blocks.append("== vantages\n" + tabulate(rows, headers=["vantage", "state", "probes", "detail"], tablefmt="simple"))
+        out.write("== vantages\n" + tabulate(rows, headers=["vantage", "state", "probes", "detail"], tablefmt="simple") + "\n\n")
     if findings:
-        blocks.append("== findings (the API and the network disagree)\n" + "\n".join(f"- {f.message}" for f in findings))
-    summary = summarize(results)
-    blocks.append("summary: " + ", ".join(f"{count} {status}" for status, count in summary.items()))
-    return "\n\n".join(blocks) + "\n"
+        out.write("== findings (the API and the network disagree)\n" + "\n".join(f"- {f.message}" for f in findings) + "\n\n")
+    out.write("summary: " + ", ".join(f"{count} {status}" for status, count in summary.items()) + "\n")
 
 
-def _row(result: FlowResult, colour: bool) -> list[str]:
-    flow = result.flow
-    status = result.status
+def _row(flow: dict, colour: bool) -> list[str]:
+    status = flow["status"]
     if colour:
         status = f"\x1b[{_COLOURS[status]}m{status}\x1b[0m"
-    port = f"{flow.port}-{flow.port_end}" if flow.port_end else str(flow.port)
     return [
-        f"{flow.rule} {flow.title}",
-        _endpoint(flow.source),
-        _endpoint(flow.target),
-        f"{port}/{flow.protocol}",
-        flow.expect,
-        result.vantage or "-",
+        f"{flow['rule']} {flow['title']}",
+        _endpoint(flow["source"]["name"], flow["source"]["address"]),
+        _endpoint(flow["target"]["name"], flow["target"]["address"]),
+        f"{_ports(flow['port'], flow['port_end'])}/{flow['protocol']}",
+        flow["expect"],
+        flow["vantage"] or "-",
         status,
-        _detail(result),
+        _detail(flow),
     ]
 
 
-def _detail(result: FlowResult) -> str:
+def _detail(flow: dict) -> str:
     """Compact: the reason when not a pass (with the waiver when waived); else what answered and how fast."""
-    if result.waiver is not None:
-        return waived_detail(result.waiver.expires, result.waiver.reason, result.reason)
-    text = result.reason if result.status != "pass" else _latency(result)
-    if result.status == "pass" and result.service:
-        text = f"{result.service}: {_shorten(result.detail or '', 80)}, {text}"
-    for warning in result.warnings:
+    waiver = flow["waiver"]
+    if waiver is not None:
+        return waived_detail(waiver["expires"], waiver["reason"], flow["reason"])
+    text = flow["reason"] if flow["status"] != "pass" else _latency(flow)
+    if flow["status"] == "pass" and flow["service"]:
+        text = f"{flow['service']}: {_shorten(flow['detail'] or '', 80)}, {text}"
+    for warning in flow["warnings"]:
         text += f" [warning: {_shorten(warning, 90)}]"
     return text
 
@@ -144,13 +165,17 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def _endpoint(endpoint) -> str:
-    return f"{endpoint.name} ({endpoint.address})" if endpoint.address and endpoint.address != endpoint.name else endpoint.name
+def _endpoint(name: str, address: str | None) -> str:
+    return f"{name} ({address})" if address and address != name else name
 
 
-def _latency(result: FlowResult) -> str:
-    observed = result.observed or ""
-    return f"{observed} in {result.latency_ms:g} ms" if result.latency_ms is not None else observed
+def _ports(first: int, last: int | None) -> str:
+    return f"{first}-{last}" if last else str(first)
+
+
+def _latency(flow: dict) -> str:
+    observed = flow["observed"] or ""
+    return f"{observed} in {flow['latency_ms']:g} ms" if flow["latency_ms"] is not None else observed
 
 
 def render_inventory_table(inventory: Inventory) -> str:
@@ -182,6 +207,6 @@ def render_inventory_table(inventory: Inventory) -> str:
 def render_flows_table(flows) -> str:
     rows = []
     for flow in flows:
-        port = f"{flow.port}-{flow.port_end}" if flow.port_end else str(flow.port)
-        rows.append([flow.zone or "", f"{flow.rule} {flow.title}", _endpoint(flow.source), _endpoint(flow.target), f"{port}/{flow.protocol}", flow.expect])
+        rows.append([flow.zone or "", f"{flow.rule} {flow.title}", _endpoint(flow.source.name, flow.source.address),
+                     _endpoint(flow.target.name, flow.target.address), f"{_ports(flow.port, flow.port_end)}/{flow.protocol}", flow.expect])
     return tabulate(rows, headers=["zone", "flow", "source", "target", "port/proto", "expect"], tablefmt="simple") + f"\n{len(rows)} flows\n"

@@ -18,6 +18,7 @@ import datetime
 import fnmatch
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from csaudit.errors import ConfigError
@@ -130,15 +131,34 @@ def apply_waivers(
     warn: Callable[[str], None] = lambda _: None,
 ) -> tuple[FlowResult, ...]:
     """Failures matched by a waiver still in force become `waived`; expired waivers only warn."""
-    results = tuple(results)
+    expired_hits: Counter[Waiver] = Counter()
+    waived = waive(results, waivers, today, expired_hits)
+    warn_expired(waivers, today, expired_hits, warn)
+    return waived
+
+
+def waive(results: Iterable[FlowResult], waivers: tuple[Waiver, ...], today: datetime.date,
+          expired_hits: Counter[Waiver]) -> tuple[FlowResult, ...]:
+    """apply_waivers for one part of a run: counts what expired waivers match into `expired_hits`,
+    so the run warns once, with the total, at its end (warn_expired)."""
     active = [w for w in waivers if not w.expired(today)]
-    for waiver in waivers:
-        if waiver.expired(today):
-            hits = sum(r.status == "fail" and waiver.matches(r) for r in results)
-            warn(f"csaudit: warning: {waiver.where}: the waiver for {waiver.describe()} expired on {waiver.expires} "
-                 f"and no longer applies ({hits} failure{'s' if hits != 1 else ''} it matches count again)")
+    expired = [w for w in waivers if w.expired(today)]
     waived = []
     for result in results:
-        waiver = next((w for w in active if result.status == "fail" and w.matches(result)), None)
+        if result.status != "fail":
+            waived.append(result)
+            continue
+        for waiver in expired:
+            expired_hits[waiver] += waiver.matches(result)
+        waiver = next((w for w in active if w.matches(result)), None)
         waived.append(dataclasses.replace(result, status="waived", waiver=waiver) if waiver else result)
     return tuple(waived)
+
+
+def warn_expired(waivers: tuple[Waiver, ...], today: datetime.date, expired_hits: Counter[Waiver],
+                 warn: Callable[[str], None]) -> None:
+    for waiver in waivers:
+        if waiver.expired(today):
+            hits = expired_hits[waiver]
+            warn(f"csaudit: warning: {waiver.where}: the waiver for {waiver.describe()} expired on {waiver.expires} "
+                 f"and no longer applies ({hits} failure{'s' if hits != 1 else ''} it matches count again)")

@@ -402,9 +402,9 @@ def test_every_exchange_closes_its_connection(openssh):
 
 
 def test_observation_fields_reach_the_json_report(openssh):
-    from csaudit.report import _flow_json
+    from csaudit.report import flow_json
 
     address, port = openssh
-    row = _flow_json(verdict(ProbeTarget(address, port, kind="ssh")))
+    row = flow_json(verdict(ProbeTarget(address, port, kind="ssh")))
     assert row["service"] == "SSH" and row["detail"].startswith("OpenSSH_") and row["probe"] == "ssh"
     assert row["warnings"] == [] and dataclasses.is_dataclass(verdict(ProbeTarget(address, port, kind="ssh")))

@@ -93,6 +93,21 @@ def run_vantages(
     return ProbeRun(observed, unverified, tuple(states))
 
 
+def merge_states(states: Iterable[VantageState]) -> tuple[VantageState, ...]:
+    """One state per vantage over a run audited zone by zone: the local vantage works in every zone.
+    Probes add up; ok wins over a failure, and a failure over not-run. SSH vantages first, by name."""
+    merged: dict[str, VantageState] = {}
+    rank = {"ok": 0, "not-run": 2}
+    for state in states:
+        old = merged.get(state.name)
+        if old is None:
+            merged[state.name] = state
+            continue
+        best = min(old, state, key=lambda s: rank.get(s.state, 1))
+        merged[state.name] = dataclasses.replace(best, probes=old.probes + state.probes)
+    return tuple(sorted(merged.values(), key=lambda s: (s.name == "local", s.name)))
+
+
 def _states_of(name: str, targets: list[ProbeTarget], results: dict) -> list[VantageState]:
     """A vantage that keeps no state of its own: ok when it observed anything."""
     ran = sum(isinstance(results.get(t), Observation) for t in targets)

@@ -1,0 +1,69 @@
+"""The judged flows of a run, kept on disk as report lines while the run goes on.
+
+A cloud of 20,000 hosts has over half a million flows, and held as objects they take gigabytes.
+The pipeline judges one zone at a time and appends its results here, already as the JSON lines of
+the report's `flows`; memory keeps only the counts. Renderers read the lines back, each reader with
+its own position, so two can run at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+
+from csaudit.errors import CsauditError
+from csaudit.report import flow_json
+from csaudit.verdict import STATUSES, FlowResult
+
+READ_CHUNK = 1 << 20
+
+
+class ResultLog:
+    def __init__(self):
+        self.summary = dict.fromkeys(STATUSES, 0)
+        self._size = 0
+        self._count = 0
+        try:
+            self._file = tempfile.TemporaryFile()  # unlinked at once: nothing is left behind, even on a crash
+        except OSError as exc:
+            raise CsauditError(f"cannot create a temporary file for the results ({tempfile.gettempdir()}): {exc.strerror}") from None
+
+    def append(self, results: Iterable[FlowResult]) -> None:
+        lines = []
+        for result in results:
+            self.summary[result.status] += 1
+            lines.append(json.dumps(flow_json(result)))
+        if not lines:
+            return
+        data = ("\n".join(lines) + "\n").encode()
+        try:
+            self._file.write(data)
+            self._file.flush()
+        except OSError as exc:
+            raise CsauditError(f"cannot keep the results in a temporary file ({tempfile.gettempdir()}): {exc.strerror}") from None
+        self._size += len(data)
+        self._count += len(lines)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def lines(self) -> Iterator[str]:
+        """Each flow as its JSON text, in the order appended."""
+        fd, offset, rest = self._file.fileno(), 0, b""
+        while offset < self._size:
+            chunk = os.pread(fd, min(READ_CHUNK, self._size - offset), offset)
+            if not chunk:
+                break
+            offset += len(chunk)
+            *complete, rest = (rest + chunk).split(b"\n")
+            for line in complete:
+                yield line.decode()
+
+    def __iter__(self) -> Iterator[dict]:
+        """Each flow as its report dict."""
+        return (json.loads(line) for line in self.lines())
+
+    def close(self) -> None:
+        self._file.close()
