@@ -29,7 +29,7 @@ class Node:
     address_note: str | None = None  # how the default address was found, when not obvious
 
     def address(self, kind: str) -> str | None:
-        return dict(self.addresses).get(kind)
+        return next((address for name, address in self.addresses if name == kind), None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +166,14 @@ def derive_unit_flows(
     port_options = port_options or {}
     zone_name = {z.id: z.name for z in inventory.zones}.get(zone_id, zone_id)
     flows: dict[str, Flow] = {}
+    endpoints: dict[tuple[int, str], Endpoint] = {}  # one per object (by identity) and address kind, shared by its flows
+
+    def endpoint(node: Node, kind: str) -> Endpoint:
+        key = (id(node), kind)
+        if key not in endpoints:
+            endpoints[key] = Endpoint(node.role, node.name, node.address(kind))
+        return endpoints[key]
+
     for rule in rules:
         for source, target in _pairs(rule, nodes):
             if (source.zone_id or target.zone_id) != zone_id or not _applies(rule, source, target, inventory):
@@ -179,8 +187,8 @@ def derive_unit_flows(
                         rule=rule.id,
                         title=rule.title,
                         zone=zone_name,
-                        source=Endpoint(source.role, source.name, source.address(rule.source_address)),
-                        target=Endpoint(target.role, target.name, target.address(rule.target_address)),
+                        source=endpoint(source, rule.source_address),
+                        target=endpoint(target, rule.target_address),
                         protocol=protocol,
                         port=port.first,
                         port_end=port.last,
@@ -236,11 +244,25 @@ def _candidates(pairing: str, targets: list[Node]):
             by_host.setdefault(target.host_id, []).append(target)
         return lambda source: by_host.get(source.id, [])
     if pairing == "zone":
-        by_zone: dict[str | None, list[Node]] = {}
+        in_zone: dict[str | None, list[Node]] = {}  # every target of a zone
+        unclustered: dict[str | None, list[Node]] = {}  # a zone's targets outside any cluster
+        in_cluster: dict[tuple[str | None, str], list[Node]] = {}
         for target in targets:
-            by_zone.setdefault(target.zone_id, []).append(target)
-        zoneless = by_zone.get(None, [])
-        return lambda source: targets if source.zone_id is None else zoneless + by_zone.get(source.zone_id, [])
+            in_zone.setdefault(target.zone_id, []).append(target)
+            if target.cluster_id is None:
+                unclustered.setdefault(target.zone_id, []).append(target)
+            else:
+                in_cluster.setdefault((target.zone_id, target.cluster_id), []).append(target)
+        zoneless = in_zone.get(None, [])
+
+        def candidates(source: Node) -> list[Node]:
+            if source.zone_id is None:
+                return targets
+            if source.cluster_id is None:
+                return zoneless + in_zone.get(source.zone_id, [])
+            # a host pairs with its own cluster's primary storage, not with the zone's 500 others
+            return zoneless + unclustered.get(source.zone_id, []) + in_cluster.get((source.zone_id, source.cluster_id), [])
+        return candidates
     return lambda source: targets
 
 

@@ -18,7 +18,7 @@ from csaudit.environment import Environment
 from csaudit.errors import UsageError
 from csaudit.exitcodes import ExitStatus
 from csaudit.interrupts import Interrupts
-from csaudit.inventory import Database, Inventory, load_inventory, parse_inventory
+from csaudit.inventory import ROW_FIELDS, Database, Inventory, load_inventory, parse_inventory
 from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
 from csaudit.progress import ProgressBar
 from csaudit.render import render_report
@@ -116,7 +116,7 @@ def collect_inventory(request: AuditRequest, env: Environment, deadline: float |
     config = request.api_config or load_api_config(request.endpoint, request.region)
     env.log(f"csaudit: reading {config.public_endpoint} ({config.api_mode} API)")
     api = CloudStackApi(config, deadline=deadline)
-    raw = fetch_raw_cloud(api, progress=lambda m: env.log(f"csaudit: {m}"))
+    raw = fetch_raw_cloud(api, progress=lambda m: env.log(f"csaudit: {m}"), fields=ROW_FIELDS)
     env.log(f"csaudit: {api.requests_sent} API requests")
     return parse_inventory(raw, endpoint=config.public_endpoint, api_mode=config.api_mode, db_host=request.db_host)
 

@@ -258,6 +258,43 @@ def test_udp_port_unreachable_is_refused():
     assert (result.status, result.observed) == ("fail", "refused") and "port unreachable" in result.reason
 
 
+def test_udp_exchanges_run_together_and_a_request_lost_once_is_sent_again(wrong_service):
+    """One batch mixes refused, silent and answering UDP targets (one thread, non-blocking sockets);
+    a relay drops the first NTP request it gets, so only the resend can be answered."""
+    ntp = wrong_service("ntp", 123, "udp")
+    address = unique_address(126)
+    silent = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(30)]
+    relay = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for sock in (*silent, relay):
+            sock.bind((address, 0))
+        relay.settimeout(5)
+
+        def drop_the_first_then_relay():
+            relay.recvfrom(512)  # lost
+            request, client = relay.recvfrom(512)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as upstream:
+                upstream.settimeout(2)
+                upstream.sendto(request, (ntp, 123))
+                relay.sendto(upstream.recv(512), client)
+
+        helper = threading.Thread(target=drop_the_first_then_relay, daemon=True)
+        helper.start()
+        refused = [ProbeTarget(address, realservers.free_port(address, socket.SOCK_DGRAM), "udp", kind="dns") for _ in range(30)]
+        quiet = [ProbeTarget(address, s.getsockname()[1], "udp", kind="ntp") for s in silent]
+        answering = [ProbeTarget(ntp, 123, "udp", kind="ntp"), ProbeTarget(address, relay.getsockname()[1], "udp", kind="ntp")]
+        results = probe(*refused, *quiet, *answering, timeout=1.0)
+        helper.join(5)
+    finally:
+        for sock in (*silent, relay):
+            sock.close()
+    assert {results[t].state for t in refused} == {"refused"}
+    assert {results[t].state for t in quiet} == {"open|filtered"}
+    for target in answering:
+        assert (results[target].state, results[target].service) == ("open", "NTP")
+    assert results[answering[1]].latency_ms >= 500  # answered after the resend, at half the timeout
+
+
 # ------------------------------------------------------------------ rpcbind (real, in a private network namespace)
 
 @pytest.fixture(scope="module")

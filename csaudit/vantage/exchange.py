@@ -19,10 +19,11 @@ import threading
 import time
 
 from csaudit.vantage import protocols
+from csaudit.vantage.local import fd_budget
 from csaudit.vantage.protocols import Answer
+from csaudit.vantage.udp import udp_exchange_many
 
 MAX_THREADS = 64  # exchanges in flight at once (each is one short conversation)
-RESEND_AFTER = 0.5  # fraction of the timeout after which an unanswered UDP request is sent again, once
 POKE_AFTER = 0.5  # fraction of the timeout a server-speaks-first service may stay silent before we poke it
 
 
@@ -48,8 +49,10 @@ def exchange_many(targets, timeout: float, concurrency: int = MAX_THREADS,
     def run(target):
         return None if halted() else exchange(target, timeout)
 
-    results = {}
     targets = list(dict.fromkeys(targets))
+    udp = [t for t in targets if t.protocol == "udp"]
+    results = udp_exchange_many(udp, timeout, fd_budget(concurrency), halted, Exchange) if udp else {}
+    targets = [t for t in targets if t.protocol != "udp"]
     if not targets:
         return results
     workers = max(1, min(concurrency, MAX_THREADS, len(targets)))
@@ -63,7 +66,7 @@ def exchange_many(targets, timeout: float, concurrency: int = MAX_THREADS,
 def exchange(target, timeout: float, now: datetime.datetime | None = None) -> Exchange:
     try:
         if target.protocol == "udp":
-            return _udp(target, timeout)
+            return udp_exchange_many([target], timeout, 1, lambda: False, Exchange)[target]
         if target.kind == "tls":
             return _tls(target, timeout, now or datetime.datetime.now(datetime.UTC))
         return _tcp(target, timeout)
@@ -266,49 +269,5 @@ def _poke(target, timeout: float) -> bytes:
         return sock.recv(4096)
     except OSError:
         return b""
-    finally:
-        sock.close()
-
-
-# ------------------------------------------------------------------ UDP
-
-def _udp(target, timeout: float) -> Exchange:
-    sock = socket.socket(_family(target.address), socket.SOCK_DGRAM)
-    try:
-        if target.source:
-            sock.bind((target.source, 0))
-        sock.connect((target.address, target.port))  # connected: an ICMP port unreachable comes back as ECONNREFUSED
-        requests = protocols.request(target.kind, "udp", target.address, target.port)
-        began = time.monotonic()
-        end, resend_at = began + timeout, began + timeout * RESEND_AFTER
-        for datagram in requests:
-            sock.send(datagram)
-        datagrams: list[bytes] = []
-        answer, latency = None, None
-        while answer is None:
-            now = time.monotonic()
-            if now >= end:
-                break
-            if resend_at is not None and not datagrams and now >= resend_at:
-                for datagram in requests:  # one retry: a single lost datagram must not decide
-                    sock.send(datagram)
-                resend_at = None
-            wake = min(end, resend_at) if resend_at is not None and not datagrams else end
-            sock.settimeout(max(0.001, wake - now))
-            try:
-                datagram = sock.recv(65535)
-            except TimeoutError:
-                continue
-            except ConnectionRefusedError:
-                return Exchange("refused", f"{target.address}:{target.port}/udp: port unreachable (ICMP): nothing listens")
-            latency = latency or round((time.monotonic() - began) * 1000, 2)
-            datagrams.append(datagram)
-            answer = protocols.read_datagrams(target.kind, datagrams, None)
-            if answer is None and len(datagrams) >= 8:
-                break
-        if not datagrams:
-            return Exchange("open|filtered", f"no reply within {timeout:g} s over UDP: open or filtered, unconfirmed")
-        answer = answer or protocols.read_datagrams(target.kind, datagrams, "timeout")
-        return Exchange("open", f"{target.address}:{target.port}/udp replied", answer, latency)
     finally:
         sock.close()

@@ -7,11 +7,10 @@ Non-blocking connect_ex + epoll rather than asyncio streams: measured on this ki
 from __future__ import annotations
 
 import errno
-import heapq
 import ipaddress
 import os
 import resource
-import selectors
+import select
 import socket
 import threading
 import time
@@ -77,10 +76,12 @@ def _family(address: str) -> int:
 
 def _resolve(address: str) -> tuple[int, str] | str:
     """An IP literal as is; a name through the resolver (once per name)."""
-    try:
-        return _family(address), str(ipaddress.ip_address(address))
-    except ValueError:
-        pass
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, address)
+            return family, address
+        except OSError:
+            pass
     try:
         info = socket.getaddrinfo(address, None, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -121,7 +122,8 @@ def tcp_connect_many(
     abandoned at its own deadline, so the batch ends within ceil(len/concurrency) * timeout.
     When `stop` is set or `deadline` passes, no new connect starts and those in flight are
     dropped: targets left out of the result were not probed. `progress(done, total)` hears of
-    each step forward.
+    each step forward. The loop uses epoll directly: at 500,000 connects a run, the selectors
+    module's bookkeeping cost more than the system calls.
     """
     concurrency = fd_budget(concurrency)
     results: dict[ProbeTarget, Observation] = {}
@@ -129,25 +131,20 @@ def tcp_connect_many(
     waiting = deque(dict.fromkeys(targets))
     deferred: deque[ProbeTarget] = deque()  # their address is at its per_target cap
     per_address: Counter[str] = Counter()
-    selector = selectors.DefaultSelector()
+    poller = select.epoll()
     in_flight: dict[int, tuple[socket.socket, ProbeTarget, float, int]] = {}
-    deadlines: list[tuple[float, int, int]] = []  # (deadline, fd, serial): serial tells reused fds apart
+    deadlines: deque[tuple[float, int, int]] = deque()  # (deadline, fd, serial), in start order: one timeout for all
     serial = 0
     total, reported = len(waiting), 0
+    timed_out = f"no answer within {timeout:g} s (packets dropped?)"
 
     def finish(fd: int, observation: Observation | None) -> None:
         sock, target, _, _ = in_flight.pop(fd)
-        selector.unregister(sock)
+        poller.unregister(fd)
         sock.close()
         per_address[target.address] -= 1
         if observation is not None:
             results[target] = observation
-
-    def report_progress() -> None:
-        nonlocal reported
-        if progress is not None and len(results) != reported:
-            reported = len(results)
-            progress(reported, total)
 
     def halted() -> bool:
         return (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() >= deadline)
@@ -162,9 +159,9 @@ def tcp_connect_many(
                 if per_target and per_address[target.address] >= per_target:
                     deferred.append(target)
                     continue
-                if target.address not in resolved:
-                    resolved[target.address] = _resolve(target.address)
-                where = resolved[target.address]
+                where = resolved.get(target.address)
+                if where is None:
+                    where = resolved[target.address] = _resolve(target.address)
                 if isinstance(where, str):
                     results[target] = Observation("error", where)
                     continue
@@ -172,36 +169,37 @@ def tcp_connect_many(
                 if started is None:
                     continue
                 sock, began = started
+                fd = sock.fileno()
                 serial += 1
-                in_flight[sock.fileno()] = (sock, target, began, serial)
+                in_flight[fd] = (sock, target, began, serial)
                 per_address[target.address] += 1
-                selector.register(sock, selectors.EVENT_WRITE)
-                heapq.heappush(deadlines, (began + timeout, sock.fileno(), serial))
-            if not in_flight:
-                report_progress()
-                continue
-            wait = min(max(0.0, deadlines[0][0] - time.monotonic()), WAKE_UP)
-            for key, _ in selector.select(timeout=wait):
-                _, target, began, _ = in_flight[key.fd]
-                code = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                finish(key.fd, _observation(code, target, time.monotonic() - began, timeout))
-            now = time.monotonic()
-            while deadlines and deadlines[0][0] <= now:
-                _, fd, fd_serial = heapq.heappop(deadlines)
-                if fd in in_flight and in_flight[fd][3] == fd_serial:
-                    finish(fd, Observation("timeout", f"no answer within {timeout:g} s (packets dropped?)"))
-            report_progress()
+                poller.register(fd, select.EPOLLOUT)
+                deadlines.append((began + timeout, fd, serial))
+            if in_flight:
+                wait = min(max(0.0, deadlines[0][0] - time.monotonic()), WAKE_UP)
+                for fd, _ in poller.poll(wait):
+                    sock, target, began, _ = in_flight[fd]
+                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    finish(fd, _observation(code, target, time.monotonic() - began, timeout))
+                now = time.monotonic()
+                while deadlines and (deadlines[0][0] <= now or deadlines[0][1] not in in_flight
+                                     or in_flight[deadlines[0][1]][3] != deadlines[0][2]):
+                    _, fd, fd_serial = deadlines.popleft()
+                    if fd in in_flight and in_flight[fd][3] == fd_serial:
+                        finish(fd, Observation("timeout", timed_out))
+            if progress is not None and len(results) != reported:
+                reported = len(results)
+                progress(reported, total)
     finally:
         for fd in list(in_flight):
             finish(fd, None)  # halted: not probed, the caller says why
-        selector.close()
+        poller.close()
     return results
 
 
 def _start(target: ProbeTarget, where: tuple[int, str], results: dict) -> tuple[socket.socket, float] | None:
     family, address = where
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
     if target.source:
         try:
             sock.bind((target.source, 0))

@@ -3,8 +3,6 @@ get the short protocol exchange that tells which service answers."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
 from csaudit.vantage.exchange import Exchange, exchange_many
 from csaudit.vantage.local import tcp_connect_many
@@ -15,7 +13,7 @@ def probe_with_protocols(targets: list[ProbeTarget], options: ProbeOptions) -> d
     tcp = [t for t in targets if t.protocol == "tcp"]
     udp = [t for t in targets if t.protocol == "udp"]
     # Flows of different kinds on one address and port share a single connect.
-    connect_target = {t: dataclasses.replace(t, kind="tcp") for t in tcp}
+    connect_target = {t: t if t.kind == "tcp" else ProbeTarget(t.address, t.port, "tcp", t.source) for t in tcp}
     connected = tcp_connect_many(list(dict.fromkeys(connect_target.values())), options.timeout, options.concurrency,
                                  options.per_target, stop=options.stop, deadline=options.deadline, progress=options.progress)
     results: dict[ProbeTarget, Observation] = {}
