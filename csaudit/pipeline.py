@@ -11,6 +11,7 @@ from collections import Counter
 from typing import TextIO
 
 from csaudit.catalogue import load_catalogue
+from csaudit.collector import collector_paused
 from csaudit.config import ApiConfig, load_api_config
 from csaudit.crosscheck import Finding, cross_check
 from csaudit.derive import audit_units, derive_flows, derive_unit_flows, select_zones
@@ -190,18 +191,18 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
         with interrupts.probing_phase():
             try:
                 for zone_id, part in audit_units(inventory, zone_ids):
-                    flows = derive_unit_flows(rules, part, zone_id, dict(request.port_options))
-                    label = _zone_label(inventory, zone_id)
-                    env.log(f"csaudit: {label}: {len(flows)} flows to check")
-                    error = inventory.zone_errors.get(zone_id)
-                    blocked = {f.id: f"zone listing failed: {error}" for f in flows} if error else {}
-                    run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
-                    results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}), request.waivers,
-                                    today, expired_hits)
-                    if zone_id is not None:
-                        findings.extend(cross_check(part, results, run.vantages, zone_id))
-                    states.extend(run.vantages)
-                    log.append(results)
+                    with collector_paused():  # csaudit/collector.py
+                        flows = derive_unit_flows(rules, part, zone_id, dict(request.port_options))
+                        env.log(f"csaudit: {_zone_label(inventory, zone_id)}: {len(flows)} flows to check")
+                        error = inventory.zone_errors.get(zone_id)
+                        blocked = {f.id: f"zone listing failed: {error}" for f in flows} if error else {}
+                        run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
+                        results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}), request.waivers,
+                                        today, expired_hits)
+                        if zone_id is not None:
+                            findings.extend(cross_check(part, results, run.vantages, zone_id))
+                        states.extend(run.vantages)
+                        log.append(results)
             finally:
                 if bar:
                     bar.close()

@@ -9,6 +9,7 @@ its own position, so two can run at once.
 from __future__ import annotations
 
 import json
+import json.encoder
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,22 @@ from csaudit.report import flow_json
 from csaudit.verdict import STATUSES, FlowResult
 
 READ_CHUNK = 1 << 20
+WRITE_BATCH = 2000  # lines
+
+
+def _line_encoder():
+    """json.dumps for one flow, with json's C encoder built once instead of once per call: at
+    500,000 flows that rebuild was a third of the encoding time. json.dumps where there is no C encoder."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return json.dumps
+    defaults = json.JSONEncoder()
+    encode = make(None, defaults.default, json.encoder.encode_basestring_ascii, None,
+                  defaults.key_separator, defaults.item_separator, False, False, True)
+    return lambda value: "".join(encode(value, 0))
+
+
+encode_line = _line_encoder()
 
 
 class ResultLog:
@@ -31,10 +48,17 @@ class ResultLog:
             raise CsauditError(f"cannot create a temporary file for the results ({tempfile.gettempdir()}): {exc.strerror}") from None
 
     def append(self, results: Iterable[FlowResult]) -> None:
-        lines = []
+        batch: list[str] = []
         for result in results:
             self.summary[result.status] += 1
-            lines.append(json.dumps(flow_json(result)))
+            batch.append(encode_line(flow_json(result)))
+            if len(batch) >= WRITE_BATCH:
+                self._write(batch)
+                batch = []
+        self._write(batch)
+
+    def _write(self, lines: list[str]) -> None:
+        """A batch at a time: a zone's 60,000 lines joined at once would be 40 MB of text, twice."""
         if not lines:
             return
         data = ("\n".join(lines) + "\n").encode()

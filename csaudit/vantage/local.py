@@ -140,8 +140,7 @@ def tcp_connect_many(
 
     def finish(fd: int, observation: Observation | None) -> None:
         sock, target, _, _ = in_flight.pop(fd)
-        poller.unregister(fd)
-        sock.close()
+        sock.close()  # closing also takes it out of the epoll set: no unregister call needed
         per_address[target.address] -= 1
         if observation is not None:
             results[target] = observation

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import asyncssh
 
+from csaudit.collector import collector_running
 from csaudit.derive import Flow
 from csaudit.inventory import Inventory
 from csaudit.probe import Observation, ProbeOptions, ProbeTarget
@@ -136,7 +137,8 @@ class SshVantages:
             groups.setdefault(target.via or "", []).append(target)
         results: dict[ProbeTarget, Observation | str] = {}
         self._states = {}
-        asyncio.run(self._run(groups, options, results))
+        with collector_running():  # the pipeline pauses it, but asyncio and asyncssh objects make cycles
+            asyncio.run(self._run(groups, options, results))
         return results
 
     def states(self) -> list[VantageState]:

@@ -1,0 +1,37 @@
+"""The result log: a run's judged flows kept on disk as report lines, read back by renderers."""
+
+import json
+
+from csaudit.report import flow_json
+from csaudit.resultlog import ResultLog, encode_line
+from csaudit.verdict import summarize
+from tests.golden_report import golden_results
+
+
+def test_lines_are_the_report_flows_in_order_and_the_summary_counts_them():
+    results = golden_results()
+    log = ResultLog()
+    log.append(results[:3])
+    log.append([])
+    log.append(results[3:])
+    assert len(log) == len(results)
+    assert log.summary == summarize(results)
+    assert list(log.lines()) == [json.dumps(flow_json(r)) for r in results]  # the same text json.dumps writes
+    assert list(log) == [json.loads(json.dumps(flow_json(r))) for r in results]
+    log.close()
+
+
+def test_two_readers_keep_their_own_place(monkeypatch):
+    monkeypatch.setattr("csaudit.resultlog.READ_CHUNK", 64)  # lines span chunk boundaries
+    results = golden_results()
+    log = ResultLog()
+    log.append(results)
+    first, second = log.lines(), log.lines()
+    pairs = [(next(first), next(second)) for _ in results]
+    assert all(a == b for a, b in pairs) and len({a for a, _ in pairs}) == len(results)
+    assert next(first, None) is None and next(second, None) is None
+
+
+def test_the_reused_encoder_writes_what_json_dumps_writes():
+    values = [flow_json(r) for r in golden_results()] + [{"x": float("inf"), "é": "\u2603\n\"", "n": [None, True, 1.25]}, {}]
+    assert [encode_line(v) for v in values] == [json.dumps(v) for v in values]
