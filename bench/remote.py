@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import sys
 import tempfile
@@ -30,8 +31,23 @@ def _free_port(address: str) -> int:
         return sock.getsockname()[1]
 
 
+def _machine_cpu() -> float:
+    """CPU seconds every process on this machine used so far (/proc/stat: user, nice, system, irq, softirq)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = handle.readline().split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, servers: list[sshd.Sshd],
-            key: str, known_hosts: str, open_port: int, closed_port: int) -> tuple[float, int, int]:
+            key: str, known_hosts: str, open_port: int, closed_port: int) -> tuple[float, int, int, float, float]:
+    """Wall seconds, SSH logins, probes, csaudit's own CPU seconds, and the whole machine's (sshds,
+    remote shells and pythons included: here they share this machine's cores with csaudit)."""
     names = [f"h{i}" for i in range(1, hosts + 1)]
     inventory = Inventory(None, None, None, zones=(Zone("z", "z"),), clusters=(Cluster("c", "c", "z", None, "KVM"),),
                           hosts=tuple(Host(n, n, "z", None, "c", "KVM", f"{net}.{i}", "Up") for i, n in enumerate(names, 1)))
@@ -45,13 +61,14 @@ def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, s
                for n in names for j in range(probes)]
     targets = list(dict.fromkeys(targets))
     before = sum(len(server.logins()) for server in servers)
-    began = time.perf_counter()
+    began, own, machine = time.perf_counter(), _own_cpu(), _machine_cpu()
     results = fleet.probe(targets, ProbeOptions(timeout=2))
     elapsed = time.perf_counter() - began
+    own, machine = _own_cpu() - own, _machine_cpu() - machine
     states = [fleet_state.state for fleet_state in fleet.states()]
     if states.count("ok") != hosts or len(results) != len(targets):
         raise RuntimeError(f"not every vantage answered: {states}")
-    return elapsed, sum(len(server.logins()) for server in servers) - before, len(targets)
+    return elapsed, sum(len(server.logins()) for server in servers) - before, len(targets), own, machine
 
 
 def main(argv=None) -> int:
@@ -84,14 +101,16 @@ def main(argv=None) -> int:
             for hosts in args.hosts:
                 for concurrency in args.concurrency:
                     for probes in (2, 200) if hosts == 1 else (2,):
-                        seconds, logins, count = measure(hosts, probes, concurrency, net, work, servers, key, known_hosts,
-                                                         listener.getsockname()[1], closed_port)
-                        rows.append([hosts, count, concurrency, f"{seconds:.2f}", f"{seconds / hosts * 1000:.0f}", logins])
+                        seconds, logins, count, own, machine = measure(hosts, probes, concurrency, net, work, servers, key,
+                                                                       known_hosts, listener.getsockname()[1], closed_port)
+                        rows.append([hosts, count, concurrency, f"{seconds:.2f}", f"{seconds / hosts * 1000:.0f}", logins,
+                                     f"{own:.2f}", f"{machine:.2f}", f"{machine / os.cpu_count() / seconds:.0%}"])
         finally:
             for server in servers:
                 server.stop()
             listener.close()
-    print(tabulate(rows, headers=["vantages", "probes", "--ssh-concurrency", "seconds", "ms per vantage", "SSH logins"]))
+    print(tabulate(rows, headers=["vantages", "probes", "--ssh-concurrency", "seconds", "ms per vantage", "SSH logins",
+                                  "csaudit CPU s", "machine CPU s", "cores busy"]))
     return 0
 
 

@@ -9,8 +9,8 @@ pagesize 500, wall time, and the child's peak RSS.
 from __future__ import annotations
 
 import math
-import re
 import os
+import re
 import resource
 import subprocess
 import sys

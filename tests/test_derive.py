@@ -124,3 +124,29 @@ citation = "c"
         parse_catalogue(bad)
     with pytest.raises(Exception, match="port_from must be"):
         parse_catalogue(bad.replace("[1, 2]", "[1]").replace("option:db-port", "option:ssh-port"))
+
+
+def test_a_run_goes_part_by_part_management_tier_first_then_zones_by_name(raw_small_cloud):
+    from csaudit.derive import audit_units, derive_unit_flows
+
+    inventory = small(raw_small_cloud)
+    units = audit_units(inventory)
+    names = {z.id: z.name for z in inventory.zones}
+    assert units[0][0] is None and [names[z] for z, _ in units[1:]] == sorted(z.name for z in inventory.zones)
+    for zone_id, part in units:
+        assert {h.zone_id for h in part.hosts} <= {zone_id, None}  # a part holds its own zone's objects
+        assert part.system_vms == inventory.system_vms  # and every system VM (cross-zone template copies)
+        flows = derive_unit_flows(tuple(CATALOGUE), part, zone_id)
+        assert {f.zone for f in flows} <= {names.get(zone_id)}
+    # The parts, one after the other, are the whole derivation, in its order.
+    parts = [f for zone_id, part in units for f in derive_unit_flows(tuple(CATALOGUE), part, zone_id)]
+    assert parts == list(derive_flows(CATALOGUE, inventory))
+    assert any(f.rule == "F28" for f in parts)  # SSVM to the other zone's SSVM: its part still sees the target
+
+
+def test_only_the_chosen_zones_are_parts(raw_small_cloud):
+    from csaudit.derive import audit_units
+
+    inventory = small(raw_small_cloud)
+    first = inventory.zones[0]
+    assert [z for z, _ in audit_units(inventory, frozenset({first.id}))] == [None, first.id]

@@ -111,3 +111,17 @@ def test_the_probe_list_travels_on_stdin_and_nothing_secret_on_the_command_line(
     hop = hop_command(command, "169.254.3.4", "/root/.ssh/id_rsa.cloud", 3, 30)
     assert "-i /root/.ssh/id_rsa.cloud" in hop and "UserKnownHostsFile=/dev/null" in hop and "BatchMode=yes" in hop
     assert "root@169.254.3.4" in hop and "-p 3922" in hop
+
+
+def test_a_python3_that_cannot_run_the_script_falls_back_to_bash_with_the_input_intact(tmp_path, listener):
+    """One python3 start: the script itself exits 99 when it cannot import what it needs (here a
+    real python3 whose selectors module is hidden), and bash gets the whole probe list."""
+    env = _only_tools(tmp_path, "bash", "timeout", "date", "head")
+    fake = tmp_path / "bin" / "python3"
+    hide = "import sys; sys.modules['selectors'] = None; s = sys.argv[1]; sys.argv = ['-c'] + sys.argv[2:]; exec(compile(s, '-c', 'exec'))"
+    fake.write_text(f'#!/bin/sh\nshift\nexec {shutil.which("python3")} -c "{hide}" "$@"\n')
+    fake.chmod(0o755)
+    targets = [ProbeTarget("127.0.0.1", listener()), ProbeTarget("127.0.0.1", free_port())]
+    answer, _ = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=env)
+    assert answer.engine == "bash"
+    assert [answer.observations[t].state for t in targets] == ["open", "refused"]

@@ -42,7 +42,10 @@ SYSTEMVM_USER = "root"
 
 # Python side: at most `concurrency` connects in flight, each abandoned at its own deadline.
 PYTHON_PROBE = r"""
-import base64, errno, os, selectors, socket, sys, threading, time
+try:
+    import base64, errno, os, selectors, socket, sys, threading, time
+except ImportError:
+    raise SystemExit(99)  # a python3 too old for this script: the shell falls back to bash
 timeout = float(sys.argv[1]); concurrency = max(1, int(sys.argv[2]))
 print("csaudit-remote 1 python3", flush=True)
 todo = [line.split() for line in sys.stdin if len(line.split()) in (3, 6)]
@@ -243,10 +246,12 @@ def probe_command(timeout: float, concurrency: int) -> str:
     """The shell command that probes the lines it reads on stdin (POSIX sh: any login shell)."""
     seconds = f"{timeout:g}"
     return (f"P={shlex.quote(PYTHON_PROBE)}; B={shlex.quote(BASH_PROBE)}; "
-            f"if python3 -c 'import selectors' >/dev/null 2>&1; then exec python3 -c \"$P\" {seconds} {concurrency}; "
-            f"elif command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; "
+            # One python3 start (the script exits 99 when it cannot run there), not a test run and then the real one.
+            f"if command -v python3 >/dev/null 2>&1; then python3 -c \"$P\" {seconds} {concurrency}; s=$?; "
+            f"[ \"$s\" != 99 ] && exit \"$s\"; fi; "
+            f"if command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; "
             f"then exec bash -c \"$B\" csaudit {seconds} {concurrency}; "
-            f"else echo 'csaudit-remote 1 none'; fi")
+            f"else echo 'csaudit-remote 1 none'; cat >/dev/null 2>&1 || :; fi")
 
 
 def hop_command(inner: str, address: str, key: str, connect_timeout: float, bound: float) -> str:
@@ -261,9 +266,12 @@ def hop_command(inner: str, address: str, key: str, connect_timeout: float, boun
            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
            "-o", f"ConnectTimeout={max(1, math.ceil(connect_timeout))}", f"{SYSTEMVM_USER}@{address}", inner]
     quoted_key = shlex.quote(key)
-    return (f"if [ ! -e {quoted_key} ]; then echo 'csaudit-hop key-missing'; "
-            f"elif [ ! -r {quoted_key} ]; then echo 'csaudit-hop key-unreadable'; "
-            f"elif ! command -v ssh >/dev/null 2>&1; then echo 'csaudit-hop no-ssh-client'; "
+    # A problem line, then read the probe list to its end: a command that exits with its input
+    # unread races csaudit still sending it ("Channel not open for sending").
+    drain = "cat >/dev/null"
+    return (f"if [ ! -e {quoted_key} ]; then echo 'csaudit-hop key-missing'; {drain}; "
+            f"elif [ ! -r {quoted_key} ]; then echo 'csaudit-hop key-unreadable'; {drain}; "
+            f"elif ! command -v ssh >/dev/null 2>&1; then echo 'csaudit-hop no-ssh-client'; {drain}; "
             f"elif command -v timeout >/dev/null 2>&1; then exec timeout {math.ceil(bound)} {shlex.join(ssh)}; "
             f"else exec {shlex.join(ssh)}; fi")
 
