@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ports", type=int, default=500, help="ports per address (default 500 → 5,000 targets)")
     parser.add_argument("--open", type=int, default=50, dest="open_ports", help="listening ports per address (default 50 → 500 listeners)")
     parser.add_argument("--filtered", type=int, default=1000, help="dropped targets in the netns (default 1,000)")
-    parser.add_argument("--concurrency", default=f"{DEFAULTS.concurrency},512,1024",
-                        help=f"concurrencies for the filtered benchmark, comma separated (default {DEFAULTS.concurrency},512,1024)")
+    parser.add_argument("--concurrency", default=f"{DEFAULTS.concurrency},256,512",
+                        help=f"concurrencies for the filtered benchmark, comma separated (default {DEFAULTS.concurrency},256,512)")
     parser.add_argument("--timeout", type=float, default=DEFAULTS.timeout, help=f"probe timeout for the filtered benchmark (default {DEFAULTS.timeout:g})")
     parser.add_argument("--nmap-filtered", action="store_true", help="also time nmap on the filtered targets (slow: minutes)")
     parser.add_argument("--only", choices=("nmap", "filtered", "scale"), help="run one benchmark")
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.reps <= 50 or not 1 <= args.filtered <= 20000 or not 0.05 <= args.timeout <= 30:
         parser.error("reps 1-50, filtered 1-20000, timeout 0.05-30 s")
-    concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    concurrencies = list(dict.fromkeys(int(c) for c in args.concurrency.split(",") if c.strip()))
 
     def terminate(signum, frame):  # SIGTERM runs the same cleanup as Ctrl-C
         raise KeyboardInterrupt
