@@ -14,22 +14,18 @@ import gc
 
 
 @contextlib.contextmanager
+def _collector(on: bool):
+    was_on = gc.isenabled()
+    (gc.enable if on else gc.disable)()
+    try:
+        yield
+    finally:
+        (gc.enable if was_on else gc.disable)()
+
+
 def collector_paused():
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+    return _collector(False)
 
 
-@contextlib.contextmanager
 def collector_running():
-    enabled = gc.isenabled()
-    gc.enable()
-    try:
-        yield
-    finally:
-        if not enabled:
-            gc.disable()
+    return _collector(True)

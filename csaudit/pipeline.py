@@ -193,7 +193,10 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
                 for zone_id, part in audit_units(inventory, zone_ids):
                     with collector_paused():  # csaudit/collector.py
                         flows = derive_unit_flows(rules, part, zone_id, dict(request.port_options))
-                        env.log(f"csaudit: {_zone_label(inventory, zone_id)}: {len(flows)} flows to check")
+                        label = _zone_label(inventory, zone_id)
+                        env.log(f"csaudit: {label}: {len(flows)} flows to check")
+                        if bar:
+                            bar.label = f"probing {label}"  # its count starts again for each zone
                         error = inventory.zone_errors.get(zone_id)
                         blocked = {f.id: f"zone listing failed: {error}" for f in flows} if error else {}
                         run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))

@@ -3,11 +3,15 @@
 (a) 200 loopback targets: csaudit's local probe states agree with nmap -sT per target.
 (b) ~20 targets whose SYNs nft drops inside a netns the test makes: every one ends as timeout,
     and the namespace is gone afterwards, also when the block inside fails.
+(c) discovery on a small generated cloud: `csaudit run` over every zone, zone by zone, asks for
+    no more pages than a perfect client (+15), and its streamed JSON report holds every flow.
+(d) remote vantages: 1 and 3 real sshds, one login each, every vantage answers.
 
 The checks that need nmap, root, ip or nft fail with a clear message when those are missing
 (CI runs as root with them installed); they never skip.
 """
 
+import json
 import pathlib
 import sys
 
@@ -87,3 +91,34 @@ def test_the_netns_is_removed_when_the_benchmark_fails_inside():
             raise KeyboardInterrupt
     assert not ns.exists()
     assert ns.name not in namespaces()
+
+
+def test_small_discovery_at_scale_pages_once_and_reports_every_flow(monkeypatch):
+    from bench import scale
+
+    reports = []
+    real_run = scale.subprocess.run
+
+    def keep_report(argv, **kwargs):
+        done = real_run(argv, **kwargs)
+        output = argv[argv.index("--output") + 1]
+        reports.append(json.loads(pathlib.Path(output).read_text()))
+        return done
+
+    monkeypatch.setattr(scale.subprocess, "run", keep_report)
+    result = scale.discovery_at_scale(3, 30, 60, timeout=0.5)
+    assert result["exit"] in (0, 1), result["stderr"]
+    assert result["requests"] <= result["pages_needed"] + 15
+    [report] = reports
+    assert len(report["flows"]) == int(result["flows"]) == sum(report["summary"].values())
+    assert [z["name"] for z in report["zones"]] == sorted(z["name"] for z in report["zones"])
+    zones_in_order = [f["zone"] or "" for f in report["flows"]]
+    assert zones_in_order == sorted(zones_in_order)  # management tier first, then zone by zone
+
+
+def test_small_remote_vantages_one_login_each(capsys):
+    from bench import remote
+
+    assert remote.main(["--hosts", "1", "3", "--concurrency", "2"]) == 0  # it raises unless every vantage answered
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [(row[0], row[5]) for row in rows] == [("1", "1"), ("1", "1"), ("3", "3")]  # vantages, SSH logins

@@ -83,11 +83,11 @@ def slow_run(tmp_path, filtered_port, stderr):
 def test_a_run_on_a_terminal_shows_the_bar_on_stderr_only(tmp_path, filtered_port):
     code, stdout, stderr = slow_run(tmp_path, filtered_port, FakeTerminal())
     assert code == 1  # F01 timed out: a real failure
-    assert "\rprobing [" in stderr and "targets" in stderr
-    assert stderr.index(CLEAR_LINE) > stderr.rindex("\rprobing [")  # erased before the next log line
+    assert "\rprobing management tier [" in stderr and "targets" in stderr  # it names the part of the cloud
+    assert stderr.index(CLEAR_LINE) > stderr.rindex("\rprobing management tier [")  # erased before the next log line
     assert "\r" not in stdout and json.loads(stdout)["schema"] == "csaudit/report/v1"
 
 
 def test_a_run_not_on_a_terminal_shows_no_bar(tmp_path, filtered_port):
     code, _, stderr = slow_run(tmp_path, filtered_port, io.StringIO())
-    assert code == 1 and "\r" not in stderr and "probing [" not in stderr
+    assert code == 1 and "\r" not in stderr and "probing management tier [" not in stderr

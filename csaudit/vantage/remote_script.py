@@ -251,7 +251,7 @@ def probe_command(timeout: float, concurrency: int) -> str:
             f"[ \"$s\" != 99 ] && exit \"$s\"; fi; "
             f"if command -v bash >/dev/null 2>&1 && command -v timeout >/dev/null 2>&1; "
             f"then exec bash -c \"$B\" csaudit {seconds} {concurrency}; "
-            f"else echo 'csaudit-remote 1 none'; cat >/dev/null 2>&1 || :; fi")
+            f"else echo 'csaudit-remote 1 none'; fi")
 
 
 def hop_command(inner: str, address: str, key: str, connect_timeout: float, bound: float) -> str:
@@ -266,12 +266,9 @@ def hop_command(inner: str, address: str, key: str, connect_timeout: float, boun
            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
            "-o", f"ConnectTimeout={max(1, math.ceil(connect_timeout))}", f"{SYSTEMVM_USER}@{address}", inner]
     quoted_key = shlex.quote(key)
-    # A problem line, then read the probe list to its end: a command that exits with its input
-    # unread races csaudit still sending it ("Channel not open for sending").
-    drain = "cat >/dev/null"
-    return (f"if [ ! -e {quoted_key} ]; then echo 'csaudit-hop key-missing'; {drain}; "
-            f"elif [ ! -r {quoted_key} ]; then echo 'csaudit-hop key-unreadable'; {drain}; "
-            f"elif ! command -v ssh >/dev/null 2>&1; then echo 'csaudit-hop no-ssh-client'; {drain}; "
+    return (f"if [ ! -e {quoted_key} ]; then echo 'csaudit-hop key-missing'; "
+            f"elif [ ! -r {quoted_key} ]; then echo 'csaudit-hop key-unreadable'; "
+            f"elif ! command -v ssh >/dev/null 2>&1; then echo 'csaudit-hop no-ssh-client'; "
             f"elif command -v timeout >/dev/null 2>&1; then exec timeout {math.ceil(bound)} {shlex.join(ssh)}; "
             f"else exec {shlex.join(ssh)}; fi")
 

@@ -216,8 +216,13 @@ class SshVantages:
             bound += self.settings.connect_timeout + 5
         async with channels:
             try:
-                done = await conn.run(command, input=probe_input(targets), check=False, timeout=bound,
-                                      encoding="utf-8", errors="replace")
+                process = await conn.create_process(command, encoding="utf-8", errors="replace")
+                try:
+                    process.stdin.write(probe_input(targets))
+                    process.stdin.write_eof()
+                except BrokenPipeError:
+                    pass  # the command ended before reading its input (a hop problem): its output says why
+                done = await process.wait(check=False, timeout=bound)
                 stdout, stderr, status = done.stdout or "", done.stderr or "", done.exit_status
             except asyncssh.TimeoutError as exc:  # keep what came back before the bound
                 stdout, stderr, status = exc.stdout or "", exc.stderr or "", None
