@@ -22,13 +22,28 @@ from csaudit.inventory import Cluster, Host, Inventory, Zone
 from csaudit.lab import sshd
 from csaudit.probe import ProbeOptions, ProbeTarget
 from csaudit.vantage.ssh import SshVantages
-from csaudit.vantage.ssh_settings import RemoteSettings
+from csaudit.vantage.ssh_settings import DEFAULT_REMOTE_CONCURRENCY, RemoteSettings
 
 
 def _free_port(address: str) -> int:
     with socket.socket() as sock:
         sock.bind((address, 0))
         return sock.getsockname()[1]
+
+
+def _dropping_port(address: str, keep: list[socket.socket]) -> int:
+    """A port that silently drops SYNs: its accept queue is full and nobody accepts (as the lab's
+    `filtered` fault); a connect to it waits the whole probe timeout."""
+    server = socket.socket()
+    server.bind((address, 0))
+    server.listen(0)
+    keep.append(server)
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(server.getsockname())
+        keep.append(filler)
+    return server.getsockname()[1]
 
 
 def _machine_cpu() -> float:
@@ -45,9 +60,11 @@ def _own_cpu() -> float:
 
 
 def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, servers: list[sshd.Sshd],
-            key: str, known_hosts: str, open_port: int, closed_port: int) -> tuple[float, int, int, float, float]:
+            key: str, known_hosts: str, open_port: int, closed_port: int,
+            dropped: tuple[str, int] | None = None) -> tuple[float, int, int, float, float]:
     """Wall seconds, SSH logins, probes, csaudit's own CPU seconds, and the whole machine's (sshds,
-    remote shells and pythons included: here they share this machine's cores with csaudit)."""
+    remote shells and pythons included: here they share this machine's cores with csaudit).
+    `dropped`: a port that drops SYNs, which every vantage also probes (it waits the whole timeout)."""
     names = [f"h{i}" for i in range(1, hosts + 1)]
     inventory = Inventory(None, None, None, zones=(Zone("z", "z"),), clusters=(Cluster("c", "c", "z", None, "KVM"),),
                           hosts=tuple(Host(n, n, "z", None, "c", "KVM", f"{net}.{i}", "Up") for i, n in enumerate(names, 1)))
@@ -59,7 +76,8 @@ def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, s
     targets = [ProbeTarget(f"{net}.250", open_port, via=f"ssh:host/{n}") if j % 2 == 0 else
                ProbeTarget(f"{net}.{100 + j % 100}", closed_port + j // 100, via=f"ssh:host/{n}")
                for n in names for j in range(probes)]
-    targets = list(dict.fromkeys(targets))
+    waiting = [ProbeTarget(*dropped, via=f"ssh:host/{n}") for n in names] if dropped else []
+    targets = list(dict.fromkeys(targets + waiting))
     before = sum(len(server.logins()) for server in servers)
     began, own, machine = time.perf_counter(), _own_cpu(), _machine_cpu()
     results = fleet.probe(targets, ProbeOptions(timeout=2))
@@ -68,13 +86,18 @@ def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, s
     states = [fleet_state.state for fleet_state in fleet.states()]
     if states.count("ok") != hosts or len(results) != len(targets):
         raise RuntimeError(f"not every vantage answered: {states}")
+    if any(results[t].state != "timeout" for t in waiting):
+        raise RuntimeError("a probe of the port that drops SYNs did not end as timeout")
     return elapsed, sum(len(server.logins()) for server in servers) - before, len(targets), own, machine
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.remote", description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, DEFAULT_REMOTE_CONCURRENCY])
+    parser.add_argument("--waiting-concurrency", type=int, nargs="*", default=[16, 32, 64],
+                        help="--ssh-concurrency values for the second workload, where every vantage also waits on a "
+                             "port that drops SYNs (none: skip it)")
     args = parser.parse_args(argv)
     problem = sshd.available()
     if problem:
@@ -87,6 +110,7 @@ def main(argv=None) -> int:
         addresses = [f"{net}.{i}" for i in range(1, max(args.hosts) + 1)]
         servers = [sshd.Sshd(os.path.join(work, f"sshd{i}"), [(a, 22) for a in addresses[i:i + 16]], [public])
                    for i in range(0, len(addresses), 16)]
+        keep: list[socket.socket] = []  # the dropping port's listener and the connections filling its queue
         listener = socket.socket()
         listener.bind((f"{net}.250", 0))
         listener.listen(4096)
@@ -97,19 +121,24 @@ def main(argv=None) -> int:
             known_hosts = os.path.join(work, "known_hosts")
             with open(known_hosts, "w", encoding="ascii") as handle:
                 handle.write("".join(f"{line}\n" for server in servers for line in server.known_hosts_lines()))
+            dropped = (f"{net}.251", _dropping_port(f"{net}.251", keep))
+            plan = [("instant", hosts, probes, concurrency, None) for hosts in args.hosts for concurrency in args.concurrency
+                    for probes in ((2, 200) if hosts == 1 else (2,))]
+            plan += [("waits 2 s", hosts, 2, concurrency, dropped) for hosts in (1, max(args.hosts))
+                     for concurrency in args.waiting_concurrency]
             rows = []
-            for hosts in args.hosts:
-                for concurrency in args.concurrency:
-                    for probes in (2, 200) if hosts == 1 else (2,):
-                        seconds, logins, count, own, machine = measure(hosts, probes, concurrency, net, work, servers, key,
-                                                                       known_hosts, listener.getsockname()[1], closed_port)
-                        rows.append([hosts, count, concurrency, f"{seconds:.2f}", f"{seconds / hosts * 1000:.0f}", logins,
-                                     f"{own:.2f}", f"{machine:.2f}", f"{machine / os.cpu_count() / seconds:.0%}"])
+            for workload, hosts, probes, concurrency, drop in plan:
+                seconds, logins, count, own, machine = measure(hosts, probes, concurrency, net, work, servers, key,
+                                                               known_hosts, listener.getsockname()[1], closed_port, drop)
+                rows.append([workload, hosts, count, concurrency, f"{seconds:.2f}", f"{seconds / hosts * 1000:.0f}", logins,
+                             f"{own:.2f}", f"{machine:.2f}", f"{machine / os.cpu_count() / seconds:.0%}"])
         finally:
             for server in servers:
                 server.stop()
             listener.close()
-    print(tabulate(rows, headers=["vantages", "probes", "--ssh-concurrency", "seconds", "ms per vantage", "SSH logins",
+            for sock in keep:
+                sock.close()
+    print(tabulate(rows, headers=["workload", "vantages", "probes", "--ssh-concurrency", "seconds", "ms per vantage", "SSH logins",
                                   "csaudit CPU s", "machine CPU s", "cores busy"]))
     return 0
 

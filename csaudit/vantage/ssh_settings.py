@@ -20,7 +20,9 @@ MS_SYSTEMVM_KEYS = ("~cloud/.ssh/id_rsa", "/var/cloudstack/management/.ssh/id_rs
                     "/var/lib/cloudstack/management/.ssh/id_rsa",
                     "/usr/share/cloudstack-common/scripts/vm/systemvm/id_rsa.cloud")
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_REMOTE_CONCURRENCY = 16  # vantages worked on at once
+# Vantages worked on at once, as pssh's default. Measured (bench/remote.py): 50 vantages whose probes
+# wait on a port that drops SYNs take 4 waves at 16 (9.4 s), 2 at 32 (6.6 s), against 2.2 s for one.
+DEFAULT_REMOTE_CONCURRENCY = 32
 
 _SECTION_KEYS = frozenset({"user", "key", "port", "jump_host", "known_hosts", "systemvm_key", "systemvm_known_hosts"})
 _OBJECT_KEYS = frozenset({"address", "port", "user", "key", "jump_host", "known_hosts", "systemvm_key"})
