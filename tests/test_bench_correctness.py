@@ -5,7 +5,8 @@
     and the namespace is gone afterwards, also when the block inside fails.
 (c) discovery on a small generated cloud: `csaudit run` over every zone, zone by zone, asks for
     no more pages than a perfect client (+15), and its streamed JSON report holds every flow.
-(d) remote vantages: 1 and 3 real sshds, one login each, every vantage answers.
+(d) remote vantages: 1 and 3 real sshds, one login each, every vantage answers, and a port that
+    drops SYNs ends as timeout from each.
 
 The checks that need nmap, root, ip or nft fail with a clear message when those are missing
 (CI runs as root with them installed); they never skip.
@@ -119,6 +120,9 @@ def test_small_discovery_at_scale_pages_once_and_reports_every_flow(monkeypatch)
 def test_small_remote_vantages_one_login_each(capsys):
     from bench import remote
 
-    assert remote.main(["--hosts", "1", "3", "--concurrency", "2"]) == 0  # it raises unless every vantage answered
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    assert [(row[0], row[5]) for row in rows] == [("1", "1"), ("1", "1"), ("3", "3")]  # vantages, SSH logins
+    # It raises unless every vantage answered, and unless each probe of the port that drops SYNs timed out.
+    assert remote.main(["--hosts", "1", "3", "--concurrency", "2", "--waiting-concurrency", "3"]) == 0
+    rows = [line.split("  ") for line in capsys.readouterr().out.splitlines()[2:]]
+    rows = [[cell.strip() for cell in row if cell.strip()] for row in rows]
+    assert [(row[0], row[1], row[6]) for row in rows] == [  # workload, vantages, SSH logins
+        ("instant", "1", "1"), ("instant", "1", "1"), ("instant", "3", "3"), ("waits 2 s", "1", "1"), ("waits 2 s", "3", "3")]
