@@ -35,3 +35,25 @@ def test_two_readers_keep_their_own_place(monkeypatch):
 def test_the_reused_encoder_writes_what_json_dumps_writes():
     values = [flow_json(r) for r in golden_results()] + [{"x": float("inf"), "é": "\u2603\n\"", "n": [None, True, 1.25]}, {}]
     assert [encode_line(v) for v in values] == [json.dumps(v) for v in values]
+
+
+def test_a_full_temporary_folder_is_one_clear_line_and_exit_2(cli, tmp_path, monkeypatch, raw_small_cloud):
+    """A real 16 KiB tmpfs as the temporary folder: the run's result lines do not fit (ENOSPC)."""
+    import subprocess
+    import tempfile
+
+    from tests.test_cli import write_inventory
+
+    inventory = write_inventory(tmp_path, raw_small_cloud)
+    small = tmp_path / "small-tmp"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"prerequisite missing: mounting a tmpfs needs root ({mounted.stderr.strip()})"
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(small))
+        result = cli("run", "--inventory", inventory, "--no-remote", "--timeout", "0.3", "--format", "json")
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"cannot keep the results in a temporary file ({small}): No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
