@@ -71,7 +71,6 @@ def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, s
     settings = RemoteSettings(connect_timeout=10, concurrency=concurrency, file=(
         ("defaults", (("key", key), ("known_hosts", known_hosts), ("user", "root"))),
         *((f"host.{n}", ()) for n in names)))
-    fleet = SshVantages(inventory, settings)
     # Probe j: the open port for even j, else a refused one on another address, so no two coincide.
     targets = [ProbeTarget(f"{net}.250", open_port, via=f"ssh:host/{n}") if j % 2 == 0 else
                ProbeTarget(f"{net}.{100 + j % 100}", closed_port + j // 100, via=f"ssh:host/{n}")
@@ -80,10 +79,11 @@ def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, s
     targets = list(dict.fromkeys(targets + waiting))
     before = sum(len(server.logins()) for server in servers)
     began, own, machine = time.perf_counter(), _own_cpu(), _machine_cpu()
-    results = fleet.probe(targets, ProbeOptions(timeout=2))
-    elapsed = time.perf_counter() - began
-    own, machine = _own_cpu() - own, _machine_cpu() - machine
-    states = [fleet_state.state for fleet_state in fleet.states()]
+    with SshVantages(inventory, settings) as fleet:
+        results = fleet.probe(targets, ProbeOptions(timeout=2))
+        elapsed = time.perf_counter() - began
+        own, machine = _own_cpu() - own, _machine_cpu() - machine
+        states = [fleet_state.state for fleet_state in fleet.states()]
     if states.count("ok") != hosts or len(results) != len(targets):
         raise RuntimeError(f"not every vantage answered: {states}")
     if any(results[t].state != "timeout" for t in waiting):

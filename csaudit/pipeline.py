@@ -207,6 +207,8 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
                         states.extend(run.vantages)
                         log.append(results)
             finally:
+                for vantage in registry:
+                    vantage.close()
                 if bar:
                     bar.close()
     warn_expired(request.waivers, today, expired_hits, env.log)

@@ -25,6 +25,9 @@ class Vantage(Protocol):
         """Run the probes: an observation per target, or the reason it could not run (its flows
         stay unverified). A target left out was not reached before a stop or the deadline."""
 
+    def close(self) -> None:
+        """The run is over (it probed zone by zone): release what was kept between calls of probe."""
+
 
 @dataclasses.dataclass(frozen=True)
 class VantageState:

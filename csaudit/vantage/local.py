@@ -50,6 +50,9 @@ class LocalVantage:
             return f"no vantage for {flow.source.role} {flow.source.name} ({flow.source.address})"
         return ProbeTarget(flow.target.address, flow.port, flow.protocol, source=flow.source.address, kind=flow.probe)
 
+    def close(self) -> None:
+        """Nothing is kept between calls of probe."""
+
     def owns(self, address: str) -> bool:
         """Can this machine send from that address? bind() succeeds only for its own."""
         if address not in self._owned:

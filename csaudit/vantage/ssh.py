@@ -77,6 +77,9 @@ class SshVantages:
         self._owns = owns
         self._remotes: dict[tuple[str, str], Remote | str] = {}
         self._states: dict[str, VantageState] = {}
+        # A run probes zone by zone: one event loop and one set of jump-host connections serve them all.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._jumps: _JumpHosts | None = None
         hosts = {host.id: host for host in inventory.hosts}
         for host in inventory.hosts:
             access = settings.host_access(host.name, host.address, host.hypervisor)
@@ -137,15 +140,35 @@ class SshVantages:
             groups.setdefault(target.via or "", []).append(target)
         results: dict[ProbeTarget, Observation | str] = {}
         self._states = {}
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._jumps = _JumpHosts(self)
         with collector_running():  # the pipeline pauses it, but asyncio and asyncssh objects make cycles
-            asyncio.run(self._run(groups, options, results))
+            self._loop.run_until_complete(self._run(groups, options, results, self._jumps))
         return results
+
+    def close(self) -> None:
+        """Close the jump-host connections and the event loop (the end of a run)."""
+        if self._loop is None:
+            return
+        with collector_running():
+            self._loop.run_until_complete(self._jumps.close())
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())  # name lookups ran there
+        self._loop.close()
+        self._loop = self._jumps = None
+
+    def __enter__(self) -> SshVantages:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def states(self) -> list[VantageState]:
         return [self._states[label] for label in sorted(self._states)]
 
     # ---------------------------------------------------------------- the run
-    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict) -> None:
+    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict, jumps: _JumpHosts) -> None:
         by_host: dict[str, tuple[list[ProbeTarget], list[tuple[Remote, list[ProbeTarget]]]]] = {}
         direct: list[tuple[Remote, list[ProbeTarget]]] = []
         for label, targets in groups.items():
@@ -159,7 +182,6 @@ class SshVantages:
             else:
                 direct.append((remote, targets))
         slots = asyncio.Semaphore(max(1, self.settings.concurrency))
-        jumps = _JumpHosts(self)
         work = [self._host_session(self._by_label[label], own, hops, options, results, slots, jumps)
                 for label, (own, hops) in sorted(by_host.items())]
         work += [self._direct_session(remote, targets, options, results, slots, jumps) for remote, targets in direct]
@@ -177,7 +199,6 @@ class SshVantages:
                 await everything
             except asyncio.CancelledError:
                 pass
-            await jumps.close()
 
     async def _host_session(self, host: Remote, own: list[ProbeTarget], hops: list[tuple[Remote, list[ProbeTarget]]],
                             options: ProbeOptions, results: dict, slots: asyncio.Semaphore, jumps: _JumpHosts) -> None:
@@ -327,7 +348,9 @@ class _JumpHosts:
         self._open: dict[str, asyncio.Future] = {}
 
     async def get(self, jump_host: str):
-        if jump_host not in self._open:
+        opened = self._open.get(jump_host)
+        if opened is None or (opened.done() and not opened.cancelled() and not isinstance(opened.result(), Unavailable)
+                              and opened.result().is_closed()):  # gone since an earlier zone: log in again
             access = self._owner.settings.jump_access(jump_host)
             self._open[jump_host] = asyncio.ensure_future(self._owner._connect(access, self))
         return await asyncio.shield(self._open[jump_host])
