@@ -176,3 +176,34 @@ def test_no_remote_and_dry_run_open_no_ssh_connection(cli, cloud):
     assert plan.exit_code == 0
     assert "ssh:host/kvm01" in plan.stdout and "ssh:systemvm/s-1-VM" in plan.stdout and "ssh:systemvm/s-5-VM" in plan.stdout
     assert logins(cloud) == before
+
+
+def test_a_jump_connection_lost_between_zones_is_opened_again(cloud):
+    """The run keeps its jump-host connection from zone to zone; if the jump host dropped it in
+    between, the next zone logs in again instead of failing its vantages."""
+    from csaudit.catalogue import load_catalogue
+    from csaudit.cli import build_parser
+    from csaudit.derive import audit_units, derive_unit_flows
+    from csaudit.inventory import load_inventory
+    from csaudit.pipeline import audit_request_from_args, vantages
+    from csaudit.vantage import run_vantages
+
+    args = build_parser().parse_args(
+        ["run", "--inventory", str(cloud.inventory_file), "--timeout", "1", "--ssh-timeout", "2", "--ssh-user", "root",
+         "--ssh-key", cloud.client_key, "--ssh-known-hosts", str(cloud.known_hosts), "--vmware-systemvm-key", cloud.ms_key,
+         "--jump-host", f"root@{cloud.ip['ms']}"])
+    request = audit_request_from_args(args)
+    inventory = load_inventory(str(cloud.inventory_file))
+    registry = vantages(inventory, request.remote)
+    rules = tuple(load_catalogue())
+    before = logins(cloud)
+    try:
+        for zone_id, part in audit_units(inventory)[1:]:  # east, then west
+            run = run_vantages(derive_unit_flows(rules, part, zone_id), registry, request.probe)
+            assert all(s.state == "ok" for s in run.vantages if s.name in ("ssh:host/kvm01", "ssh:systemvm/s-5-VM"))
+            for opened in registry[0]._jumps._open.values():
+                opened.result().close()  # the jump host drops the connection
+    finally:
+        for vantage in registry:
+            vantage.close()
+    assert logins(cloud)["ms"] - before["ms"] == 2
