@@ -11,7 +11,7 @@ from csaudit.environment import Environment
 from csaudit.errors import CsauditError
 from csaudit.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.lab.cli import add_lab_commands
-from csaudit.outputs import add_report_arguments, check_writable, report_files, write_file, write_report_files
+from csaudit.outputs import add_report_arguments, check_writable, report_files, write_content, write_file, write_report_files
 from csaudit.pipeline import add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
 from csaudit.render import PLAN_FORMATS, REPORT_FORMATS
 
@@ -106,10 +106,7 @@ def _emit(content, args, env: Environment) -> None:
     if path:
         write_file(path, content, env)
     else:
-        if isinstance(content, str):
-            env.stdout.write(content)
-        else:
-            content(env.stdout)
+        write_content(env.stdout, content)
         env.stdout.flush()
 
 

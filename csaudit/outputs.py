@@ -35,14 +35,18 @@ def check_writable(paths) -> None:
             raise UsageError(f"cannot write {path}: " + ("it is a folder" if os.path.isdir(path) else "permission denied"))
 
 
+def write_content(handle: TextIO, content: str | Callable[[TextIO], None]) -> None:
+    """`content`: the text, or a function that writes it to the handle (a large report streams)."""
+    if isinstance(content, str):
+        handle.write(content)
+    else:
+        content(handle)
+
+
 def write_file(path: str, content: str | Callable[[TextIO], None], env: Environment) -> None:
-    """`content`: the text, or a function that writes it to the open file (a large report streams)."""
     try:
         with open(path, "w", encoding="utf-8") as handle:
-            if isinstance(content, str):
-                handle.write(content)
-            else:
-                content(handle)
+            write_content(handle, content)
     except OSError as exc:
         raise CsauditError(f"cannot write {path}: {exc.strerror}") from None
     env.log(f"csaudit: report written to {os.path.abspath(path)}")

@@ -122,10 +122,15 @@ def collect_inventory(request: AuditRequest, env: Environment, deadline: float |
     return parse_inventory(raw, endpoint=config.public_endpoint, api_mode=config.api_mode, db_host=request.db_host)
 
 
-def plan_flows(request: AuditRequest, env: Environment, deadline: float | None = None):
+def _plan_inputs(request: AuditRequest, env: Environment, deadline: float | None = None):
+    """The catalogue's rules, the inventory, and the zones asked for (None: all)."""
     rules = load_catalogue(request.catalogue_file)
     inventory = collect_inventory(request, env, deadline)
-    zone_ids = select_zones(inventory, request.zones)
+    return rules, inventory, select_zones(inventory, request.zones)
+
+
+def plan_flows(request: AuditRequest, env: Environment, deadline: float | None = None):
+    rules, inventory, zone_ids = _plan_inputs(request, env, deadline)
     return derive_flows(rules, inventory, zone_ids, dict(request.port_options)), inventory, zone_ids
 
 
@@ -182,9 +187,7 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
     expired_hits: Counter[Waiver] = Counter()
     today = datetime.date.today()
     with interrupts.installed():
-        rules = load_catalogue(request.catalogue_file)
-        inventory = collect_inventory(request, env, deadline)
-        zone_ids = select_zones(inventory, request.zones)
+        rules, inventory, zone_ids = _plan_inputs(request, env, deadline)
         registry = vantages(inventory, request.remote)
         bar = ProgressBar(env.stderr) if env.stderr_isatty else None
         options = dataclasses.replace(request.probe, stop=interrupts.stop, deadline=deadline, progress=bar.update if bar else None)

@@ -20,7 +20,7 @@ REPORT_SCHEMA = "csaudit/report/v1"
 _COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
-def report_head(inventory: Inventory, zone_ids=None, now=None, summary=None, vantages=(), findings=()) -> dict:
+def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(), findings=()) -> dict:
     """The report document without its flows (those stream from a ResultLog when a run is large).
     `vantages` (VantageState) and `findings` (crosscheck.Finding) are extra keys of v1."""
     now = now or datetime.datetime.now(datetime.UTC)
@@ -31,7 +31,7 @@ def report_head(inventory: Inventory, zone_ids=None, now=None, summary=None, van
         "generated_at": now.isoformat(timespec="seconds"),
         "cloud": {"endpoint": inventory.endpoint, "version": inventory.version, "api_mode": inventory.api_mode},
         "zones": [_zone_json(z, inventory) for z in zones],
-        "summary": summary if summary is not None else summarize(()),
+        "summary": summary,
         "vantages": [{"name": v.name, "state": v.state, "probes": v.probes, "reason": v.reason,
                       "object": {"role": v.role, "name": v.object_name} if v.role else None, "engine": v.engine}
                      for v in vantages],

@@ -16,14 +16,14 @@ from collections import deque
 from collections.abc import Callable
 
 from csaudit.vantage import protocols
+from csaudit.vantage.local import WAKE_UP
 
 RESEND_AFTER = 0.5  # fraction of the timeout after which an unanswered request is sent again, once
 MAX_DATAGRAMS = 8  # an answer not understood after this many datagrams will not be
-WAKE_UP = 0.2  # seconds; how often a long wait looks at the stop flag
 
 
 class _Conversation:
-    __slots__ = ("target", "sock", "requests", "began", "datagrams", "latency", "answer", "resent", "serial")
+    __slots__ = ("target", "sock", "requests", "began", "datagrams", "latency", "answer", "serial")
 
     def __init__(self, target, sock, requests, began):
         self.target, self.sock, self.requests, self.began = target, sock, requests, began
@@ -31,7 +31,6 @@ class _Conversation:
         self.datagrams: list[bytes] = []
         self.latency = None
         self.answer = None
-        self.resent = False
 
 
 def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callable[[], bool], outcome) -> dict:
@@ -48,7 +47,8 @@ def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callabl
         talking.pop(conversation.sock.fileno())
         selector.unregister(conversation.sock)
         conversation.sock.close()
-        results[conversation.target] = result
+        if result is not None:
+            results[conversation.target] = result
 
     def ended(c: _Conversation):
         if not c.datagrams:
@@ -87,17 +87,14 @@ def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callabl
                     continue  # that conversation ended, and its descriptor may serve another now
                 if what == "end":
                     finish(conversation, ended(conversation))
-                elif not conversation.datagrams and not conversation.resent:
-                    conversation.resent = True  # one retry: a single lost datagram must not decide
+                elif not conversation.datagrams:  # its one resend timer: a single lost datagram must not decide
                     try:
                         _send(conversation)
                     except OSError as exc:
                         finish(conversation, _failure(conversation.target, exc, outcome))
     finally:
         for conversation in list(talking.values()):
-            talking.pop(conversation.sock.fileno())
-            selector.unregister(conversation.sock)
-            conversation.sock.close()  # halted: not probed, the caller says why
+            finish(conversation, None)  # halted: not probed, the caller says why
         selector.close()
     return results
 
