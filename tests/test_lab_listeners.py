@@ -324,18 +324,24 @@ def test_idle_connections_are_closed_by_the_single_listener_thread():
         listeners.stop()
 
 
-def test_privileged_ports_without_root_are_a_config_error():
+def test_privileged_ports_without_root_are_a_config_error(monkeypatch):
     """A non-root lab cannot bind port 22/53/111: one clear ConfigError, nothing left open."""
     from csaudit.errors import ConfigError
+    from csaudit.lab import listeners
 
     assert os.geteuid() == 0, "these tests run as root (the lab binds ports below 1024)"
+    # The package's files (topology, TLS certificate) are read as root, before the child becomes
+    # nobody: the checkout may sit in a folder nobody cannot read (a `mktemp -d` is mode 700).
+    topology = relocate(default_topology(), 120)
+    context = listeners.tls_context()
+    monkeypatch.setattr(listeners, "tls_context", lambda: context)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         code = 1
         try:
             os.setgid(65534)
             os.setuid(65534)  # nobody
-            lab = Lab(relocate(default_topology(), 120))
+            lab = Lab(topology)
             try:
                 lab.start()
                 code = 2
