@@ -16,7 +16,7 @@ from csaudit.textfile import read_text
 
 INVENTORY_SCHEMA = "csaudit/inventory/v1"
 
-# Settings that change which flows exist or which ports they use (flows.md §5).
+# Settings that change which flows exist or which ports they use (each is a ConfigKey in CloudStack's source; the catalogue cites where).
 RELEVANT_SETTINGS = frozenset(
     {
         "host",

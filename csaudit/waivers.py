@@ -124,23 +124,10 @@ def _key_line(lines: list[str], key: str, first: int, end: int) -> int:
     return next((n + 1 for n in range(first, end) if pattern.match(lines[n])), first + 1)
 
 
-def apply_waivers(
-    results: Iterable[FlowResult],
-    waivers: tuple[Waiver, ...],
-    today: datetime.date,
-    warn: Callable[[str], None] = lambda _: None,
-) -> tuple[FlowResult, ...]:
-    """Failures matched by a waiver still in force become `waived`; expired waivers only warn."""
-    expired_hits: Counter[Waiver] = Counter()
-    waived = waive(results, waivers, today, expired_hits)
-    warn_expired(waivers, today, expired_hits, warn)
-    return waived
-
-
 def waive(results: Iterable[FlowResult], waivers: tuple[Waiver, ...], today: datetime.date,
           expired_hits: Counter[Waiver]) -> tuple[FlowResult, ...]:
-    """apply_waivers for one part of a run: counts what expired waivers match into `expired_hits`,
-    so the run warns once, with the total, at its end (warn_expired)."""
+    """Failures matched by a waiver still in force become `waived` (the first match wins). What expired
+    waivers match is counted into `expired_hits`, so the run warns once, with the total, at its end (warn_expired)."""
     active = [w for w in waivers if not w.expired(today)]
     expired = [w for w in waivers if w.expired(today)]
     waived = []

@@ -10,8 +10,8 @@ from csaudit.cli import main
 from csaudit.environment import Environment
 
 DATA = pathlib.Path(__file__).parent / "data"
-# Real API responses from CloudStack's simulator; shared/ sits beside the repository.
-FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "cloudstack-go"
+# Real API responses recorded from CloudStack's simulator (source and licence: data/cloudstack-go/README.md).
+FIXTURES = DATA / "cloudstack-go"
 
 
 @dataclasses.dataclass
@@ -46,6 +46,11 @@ def cli(monkeypatch, tmp_path):
         return CliResult(code, stdout.getvalue(), stderr.getvalue())
 
     return run
+
+
+def golden_flow_lines() -> list[str]:
+    """The flows derived from raw_small_cloud.json, reviewed by hand: zone, id, source, target, expect."""
+    return [line for line in (DATA / "golden_flows.tsv").read_text().splitlines() if not line.startswith("#")]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import pathlib
 
 from csaudit.derive import Endpoint, Flow
@@ -17,6 +18,19 @@ from csaudit.waivers import Waiver
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden"
 GENERATED_AT = datetime.datetime(2025, 3, 1, 12, 0, tzinfo=datetime.UTC)
 ODD_NAME = 'sec "nfs" <west> & co|*x*'  # quotes, markup, a table bar, emphasis
+
+
+def assert_golden(name: str, text: str) -> None:
+    """`text` must equal tests/data/golden/NAME. With CSAUDIT_UPDATE_GOLDEN=1 a file that differs is rewritten,
+    and the test still fails: accepting a change is a step of its own (review the diff, run again)."""
+    path = GOLDEN / name
+    current = path.read_text(encoding="utf-8") if path.exists() else None
+    if current != text and os.environ.get("CSAUDIT_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        raise AssertionError(f"{name}: golden file rewritten; review `git diff {path}`, then run again without CSAUDIT_UPDATE_GOLDEN")
+    assert current is not None, f"no golden file {path}: run with CSAUDIT_UPDATE_GOLDEN=1 and review it"
+    assert text == current, f"{name} differs from its golden file"
 
 
 def endpoint(role, name, address):

@@ -6,9 +6,9 @@ import pytest
 
 from csaudit.catalogue import load_catalogue, parse_catalogue
 from csaudit.derive import derive_flows, select_zones
-from csaudit.errors import UsageError
+from csaudit.errors import ConfigError, UsageError
 from csaudit.inventory import parse_inventory
-from tests.conftest import DATA
+from tests.conftest import golden_flow_lines
 
 CATALOGUE = load_catalogue()
 
@@ -22,8 +22,7 @@ def as_lines(flows):
 
 
 def test_golden_flows(raw_small_cloud):
-    golden = [line for line in (DATA / "golden_flows.tsv").read_text().splitlines() if not line.startswith("#")]
-    assert as_lines(derive_flows(CATALOGUE, small(raw_small_cloud))) == golden
+    assert as_lines(derive_flows(CATALOGUE, small(raw_small_cloud))) == golden_flow_lines()
 
 
 def test_deterministic_and_unique(raw_small_cloud):
@@ -120,9 +119,9 @@ expect = "open"
 hypervisors = ["any"]
 citation = "c"
 """
-    with pytest.raises(Exception, match="exactly one port"):
+    with pytest.raises(ConfigError, match="exactly one port"):
         parse_catalogue(bad)
-    with pytest.raises(Exception, match="port_from must be"):
+    with pytest.raises(ConfigError, match="port_from must be"):
         parse_catalogue(bad.replace("[1, 2]", "[1]").replace("option:db-port", "option:ssh-port"))
 
 

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from csaudit.diff import diff_reports
-from tests.golden_report import golden_document, later_document
-from tests.test_render import assert_golden
+from tests.golden_report import assert_golden, golden_document, later_document
 
 
 def write(tmp_path, name, document):

@@ -34,7 +34,7 @@ def test_parser_and_derivation_never_crash(raw):
     assert isinstance(inventory, Inventory)
     flows = derive_flows(CATALOGUE, inventory)
     assert len({f.id for f in flows}) == len(flows)
-    assert inventory_from_dict(inventory_to_dict(inventory)) is not None
+    assert inventory_from_dict(inventory_to_dict(inventory)) == inventory  # the saved form loses nothing
 
 
 SAVED_KEYS = ["hosts", "zones", "routers", "system_vms", "management_servers", "database", "settings", "zone_settings", "zone_errors"]

@@ -16,7 +16,7 @@ from csaudit.errors import ApiError
 from csaudit.inventory import inventory_to_dict, parse_inventory
 from csaudit.lab import Lab, default_topology
 from csaudit.probe import ProbeTarget
-from csaudit.vantage.local import fd_budget, tcp_connect_many
+from csaudit.vantage.local import SPARE_FDS, fd_budget, tcp_connect_many
 from tests.faultserver import FaultServer, cloudstack_error, ok
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -135,14 +135,24 @@ def test_per_target_cap_still_finishes_every_target(listener):
     assert set(results) == set(targets)
 
 
-def test_fd_budget_never_exceeds_the_limit():
+def test_fd_budget_raises_the_soft_limit_and_never_plans_past_it():
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert fd_budget(10) == 10
-    huge = fd_budget(10_000_000)
-    assert huge <= resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    unlimited = hard == resource.RLIM_INFINITY
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        assert fd_budget(10) == 10
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 256  # enough already: left alone
+        if unlimited or hard >= 300 + SPARE_FDS:
+            assert fd_budget(300) == 300
+            assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 300 + SPARE_FDS  # raised just enough
+        huge = fd_budget(10_000_000)  # past the hard limit (or the kernel's nr_open): capped, never EMFILE
+        now = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert huge == now - SPARE_FDS and huge < 10_000_000
+        assert unlimited or now <= hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 NON_READ_COMMANDS = ["deployVirtualMachine", "destroyRouter", "updateConfiguration", "deleteZone", "startSystemVm",

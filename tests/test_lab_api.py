@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -15,8 +14,8 @@ from cs import CloudStack, CloudStackApiException
 
 from csaudit.lab import Lab, default_topology
 from csaudit.lab.signing import string_to_sign
+from tests.conftest import FIXTURES
 
-FIXTURES = pathlib.Path("/work/shared/fixtures/cloudstack-go")
 VERIFY_FAILED = "unable to verify user credentials and/or request signature"
 REFUSED_401 = {"uuidList": [], "errorcode": 401, "errortext": VERIFY_FAILED}
 

@@ -1,8 +1,9 @@
 """Every renderer against golden files built from one fixed report (tests/golden_report.py), and
 each output read back by a real reader: junitparser, csv, graphviz `dot`, `nft -c`, iptables-restore.
 
-To accept a deliberate change: CSAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/test_render.py, then
-review `git diff tests/data/golden`.
+To accept a deliberate change: CSAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/test_render.py tests/test_diff.py
+rewrites the files that differ (those tests still fail in that run), then review `git diff tests/data/golden`
+and run the tests again without the variable.
 """
 
 import csv
@@ -21,16 +22,7 @@ from csaudit.render import FILE_FORMATS, render_plan, render_report
 from csaudit.render.diagram import build_diagram
 from csaudit.render.firewall import plan_rules
 from csaudit.report import render_table
-from tests.golden_report import GOLDEN, ODD_NAME, golden_document, golden_results
-
-
-def assert_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("CSAUDIT_UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"no golden file {path}: run with CSAUDIT_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from its golden file"
+from tests.golden_report import ODD_NAME, assert_golden, golden_document, golden_results
 
 
 def plan_flows():

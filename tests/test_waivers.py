@@ -1,5 +1,6 @@
 """Waivers: the file format (bad files name their line), matching, expiry, and a run that uses them."""
 
+import collections
 import datetime
 import json
 import os
@@ -10,7 +11,7 @@ from csaudit.derive import Endpoint, Flow
 from csaudit.errors import ConfigError
 from csaudit.inventory import inventory_to_dict, parse_inventory
 from csaudit.verdict import FlowResult
-from csaudit.waivers import apply_waivers, parse_waivers
+from csaudit.waivers import parse_waivers, waive, warn_expired
 from tests.faultserver import FaultServer, integration_api, signed_api
 
 TODAY = datetime.date(2025, 6, 1)
@@ -62,13 +63,14 @@ def test_bad_files_name_the_line_at_fault(text, message):
 def test_only_failures_are_waived_first_match_wins_and_expired_waivers_warn():
     waivers = parse_waivers(GOOD, "w.toml")
     results = [result("D01"), result("D01", status="pass"), result("F12", "xen01"), result("F11"), result("D01", status="error")]
-    warnings = []
-    out = apply_waivers(results, waivers, TODAY, warn=warnings.append)
+    warnings, expired_hits = [], collections.Counter()
+    out = waive(results, waivers, TODAY, expired_hits)
+    warn_expired(waivers, TODAY, expired_hits, warnings.append)
     assert [r.status for r in out] == ["waived", "pass", "fail", "fail", "error"]  # the F12 waiver expired on 2025-05-31
     assert out[0].waiver is waivers[0] and out[0].observed == "refused" and out[0].reason == results[0].reason
     assert warnings == ["csaudit: warning: w.toml:7: the waiver for flow F12:*->xen01:443/tcp expired on 2025-05-31 "
                         "and no longer applies (1 failure it matches count again)"]
-    on_last_day = apply_waivers(results, waivers, datetime.date(2025, 5, 31))
+    on_last_day = waive(results, waivers, datetime.date(2025, 5, 31), collections.Counter())
     assert on_last_day[2].status == "waived"  # the expiry date is the last day it applies
 
 

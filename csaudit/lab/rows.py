@@ -1,6 +1,7 @@
 """One API response item per record, with the field names and JSON types of the
 real responses (cloudstack-go testdata, @SerializedName) and only the fields the
-served release has (§5 of the API reference).
+served release has (each command's @Parameter/@SerializedName `since` in CloudStack's
+api/ module).
 
 Values that a real cloud measures (capacity, uptime) are fixed plausible numbers:
 the audit must not depend on them, and fixed values keep responses reproducible.

@@ -36,7 +36,7 @@ from csaudit.vantage import protocols
 from csaudit.vantage.protocols import Answer
 
 WIRE_VERSION = "1"
-DEFAULT_SYSTEMVM_KEY_ON_HOST = "/root/.ssh/id_rsa.cloud"  # pushed to every KVM host by the MS (flows.md §2)
+DEFAULT_SYSTEMVM_KEY_ON_HOST = "/root/.ssh/id_rsa.cloud"  # pushed to every KVM host by the MS (LibvirtModifySshKeysCommandWrapper)
 SYSTEMVM_PORT = 3922  # hard-coded in CloudStack; no setting changes it
 SYSTEMVM_USER = "root"
 

@@ -1,6 +1,7 @@
 """Remote vantages over SSH: hypervisor hosts, and system VMs (SSVM, CPVM, routers) on port 3922.
 
-Who stands for a flow's source (flows.md §2):
+Who stands for a flow's source (README, Remote vantages; upstream: NetworkOrchestrator.getSystemVMAccessDetails,
+scripts/network/domr/router_proxy.sh):
   host                    ssh:host/NAME      SSH to the host's management IP (22 unless configured).
   system VM on KVM/LXC/   ssh:systemvm/NAME  from inside that host's session, as CloudStack does:
   XenServer                                  ssh -p 3922 -i /root/.ssh/id_rsa.cloud root@<link-local>.
