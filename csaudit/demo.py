@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from csaudit.config import ApiConfig
 from csaudit.environment import Environment
+from csaudit.errors import ConfigError
 from csaudit.outputs import check_writable, report_files, write_report_files
 from csaudit.pipeline import AuditOutcome, AuditRequest, run_audit
 from csaudit.probe import ProbeOptions
@@ -18,8 +20,12 @@ def run_demo(args, env: Environment) -> int:
     topology = load_topology(args.topology) if args.topology else default_topology()
     waivers = load_waivers(args.waivers) if args.waivers else ()
     check_writable(report_files(args).values())
+    no_sshd = None
+    if os.geteuid() != 0:
+        _enter_private_network(env)
+        no_sshd = "not root: a real sshd cannot switch users inside the demo's private user namespace"
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
-    outcome, faults, remote_note = _audit_demo_cloud(topology, args, env, waivers)
+    outcome, faults, remote_note = _audit_demo_cloud(topology, args, env, waivers, no_sshd)
     write_report_files(outcome, args, env)
     outcome.write(args.format, env.stdout, env.colour)
     # The explanation is prose: keep it out of a JSON stdout.
@@ -28,12 +34,24 @@ def run_demo(args, env: Environment) -> int:
     return int(outcome.exit_status())
 
 
-def _audit_demo_cloud(topology, args, env: Environment, waivers=()) -> tuple[AuditOutcome, tuple, list[str]]:
-    """With root and OpenSSH's sshd, some hosts and system VMs are real SSH vantages; else local only."""
+def _enter_private_network(env: Environment) -> None:
+    """A normal user cannot bind the cloud's ports below 1024 here: run it in a network of its own."""
+    from csaudit.lab.private_network import enter_private_network
+
+    problem = enter_private_network()
+    if problem is not None:
+        raise ConfigError(problem)
+    env.log("csaudit: not root: the demo cloud and its audit run in a private user and network namespace of their own")
+
+
+def _audit_demo_cloud(topology, args, env: Environment, waivers=(), no_sshd: str | None = None,
+                      ) -> tuple[AuditOutcome, tuple, list[str]]:
+    """With root and OpenSSH's sshd, some hosts and system VMs are real SSH vantages; else local only.
+    `no_sshd` says why real sshds cannot run here, when the caller knows."""
     from csaudit.lab import Lab, sshd
     from csaudit.lab.remote import RemoteVantages, plan_remote
 
-    problem = "--no-remote" if getattr(args, "no_remote", False) else sshd.available()
+    problem = "--no-remote" if getattr(args, "no_remote", False) else no_sshd or sshd.available()
     plan = plan_remote(topology) if problem is None else None
     if plan is not None:
         with Lab(topology, served_elsewhere=plan.served_elsewhere) as lab, RemoteVantages(plan) as remote:

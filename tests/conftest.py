@@ -1,7 +1,9 @@
 import dataclasses
 import io
 import json
+import os
 import pathlib
+import shutil
 import socket
 
 import pytest
@@ -10,6 +12,45 @@ from csaudit.cli import main
 from csaudit.environment import Environment
 
 DATA = pathlib.Path(__file__).parent / "data"
+
+# What the tests need beyond Python, by marker (tox.ini registers them; `tox -e unit` runs none of them):
+#   root            runs as root (ports below 1024 for the embedded cloud, nft -c, iptables-restore, mounts)
+#   netns           creates network namespaces of its own (root, iproute2)
+#   programs(NAME)  drives a system program from a Debian package
+# A test whose needs are not met skips and says which; with CSAUDIT_TESTS_REQUIRE_ALL=1 (set by tests/run as
+# root after installing everything, and under CI=true) it fails instead, so a broken machine hides nothing.
+DEBIAN_PACKAGES = dict(line.split() for line in (DATA / "debian-packages.txt").read_text().splitlines()
+                       if line.strip() and not line.startswith("#"))
+SYSTEM_DIRS = ("/usr/sbin", "/sbin")  # daemons live there, outside a normal user's PATH
+
+
+def find_program(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SYSTEM_DIRS))
+
+
+def unmet_needs(item) -> list[str]:
+    unmet = []
+    if (item.get_closest_marker("root") or item.get_closest_marker("netns")) and os.geteuid() != 0:
+        unmet.append("root")
+    programs = [name for mark in item.iter_markers("programs") for name in mark.args]
+    if item.get_closest_marker("netns"):
+        programs.append("ip")
+    for name in dict.fromkeys(programs):
+        if name not in DEBIAN_PACKAGES:
+            raise pytest.UsageError(f"{item.nodeid}: programs({name!r}) names no known Debian package (tests/conftest.py)")
+        if find_program(name) is None:
+            unmet.append(f"{name} (Debian package {DEBIAN_PACKAGES[name]})")
+    return unmet
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    unmet = unmet_needs(item)
+    if unmet:
+        message = "needs " + ", ".join(unmet)
+        if os.environ.get("CSAUDIT_TESTS_REQUIRE_ALL") or os.environ.get("CI"):
+            pytest.fail(f"{message}, and this run requires everything (CSAUDIT_TESTS_REQUIRE_ALL or CI)", pytrace=False)
+        pytest.skip(message)
 # Real API responses recorded from CloudStack's simulator (source and licence: data/cloudstack-go/README.md).
 FIXTURES = DATA / "cloudstack-go"
 

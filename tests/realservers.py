@@ -1,7 +1,8 @@
 """Real servers for the protocol-probe tests, started on unique 127.x addresses and stopped in finally blocks.
 
-Each one is the Debian package's own daemon (installed by .ci/run): OpenSSH sshd, OpenSSL's s_server,
-MariaDB's mariadbd, dnsmasq, rpcbind. A missing prerequisite fails with a clear message; nothing skips.
+Each one is the Debian package's own daemon (`tests/run` installs them): OpenSSH sshd, OpenSSL's s_server,
+MariaDB's mariadbd, dnsmasq, rpcbind. The tests that start one say so with the `programs` (and `root`) marks:
+tests/conftest.py skips them, or under CI fails them, when this machine lacks what they need.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import contextlib
 import datetime
 import os
 import pathlib
-import shutil
 import socket
 import subprocess
 import time
+
+from tests.conftest import find_program
 
 START_SECONDS = 30  # bound on waiting for a daemon to listen
 PID = os.getpid()
@@ -30,12 +32,12 @@ def free_port(address: str, kind: int = socket.SOCK_STREAM) -> int:
         return sock.getsockname()[1]
 
 
-def require(*tools: str) -> None:
-    missing = [tool for tool in tools if not shutil.which(tool) and not os.path.exists(tool)]
-    if missing:
-        raise RuntimeError(f"{', '.join(missing)} not installed: run .ci/run as root (apt-get installs them)")
-    if os.geteuid() != 0:
-        raise RuntimeError("the real-server probe tests run as root (sshd, rpcbind in a namespace), as CI does")
+def program(name: str) -> str:
+    """The path of a program a `programs` mark names (found as the mark's check finds it: PATH, then /usr/sbin)."""
+    path = find_program(name)
+    if path is None:  # the test lacks its programs(...) mark
+        raise RuntimeError(f"{name} is not installed; mark the test @pytest.mark.programs({name!r})")
+    return path
 
 
 def _wait_tcp(address: str, port: int, process: subprocess.Popen, log: pathlib.Path) -> None:
@@ -76,29 +78,27 @@ def daemon(argv: list[str], address: str, port: int, folder: pathlib.Path, wait_
 
 @contextlib.contextmanager
 def sshd(folder: pathlib.Path):
-    require("/usr/sbin/sshd", "ssh-keygen")
     address = unique_address(22)
     port = free_port(address)
     key = folder / "host_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    subprocess.run([program("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
     config = folder / "sshd_config"
     config.write_text(f"ListenAddress {address}:{port}\nHostKey {key}\nPidFile none\nUsePAM no\n"
                       "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n"
                       "AuthorizedKeysFile none\n")
     os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
-    with daemon(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], address, port, folder):
+    with daemon([program("sshd"), "-D", "-e", "-f", str(config)], address, port, folder):
         yield address, port
 
 
 @contextlib.contextmanager
 def mariadb(folder: pathlib.Path):
-    require("mariadbd", "mariadb-install-db")
     address = unique_address(33)
     port = free_port(address)
     data = folder / "data"
-    subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db",
+    subprocess.run([program("mariadb-install-db"), "--no-defaults", f"--datadir={data}", "--user=root", "--skip-test-db",
                     "--auth-root-authentication-method=normal"], check=True, timeout=120, capture_output=True)
-    argv = [shutil.which("mariadbd"), "--no-defaults", f"--datadir={data}", "--user=root", f"--bind-address={address}",
+    argv = [program("mariadbd"), "--no-defaults", f"--datadir={data}", "--user=root", f"--bind-address={address}",
             f"--port={port}", f"--socket={folder / 'mysqld.sock'}", f"--pid-file={folder / 'mysqld.pid'}",
             "--skip-log-bin", "--innodb-buffer-pool-size=16M", "--skip-name-resolve"]
     with daemon(argv, address, port, folder):
@@ -108,10 +108,9 @@ def mariadb(folder: pathlib.Path):
 @contextlib.contextmanager
 def dnsmasq(folder: pathlib.Path, address: str | None = None, port: int | None = None):
     """A resolver with no upstream that answers for one local zone (csaudit.test)."""
-    require("dnsmasq")
     address = address or unique_address(53)
     port = port or free_port(address)
-    argv = [shutil.which("dnsmasq"), "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+    argv = [program("dnsmasq"), "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
             f"--listen-address={address}", "--bind-interfaces", f"--port={port}", f"--pid-file={folder / 'dnsmasq.pid'}",
             "--user=root", "--group=root", "--log-facility=-", "--local=/csaudit.test/"]
     with daemon(argv, address, port, folder):
@@ -143,12 +142,11 @@ def make_certificate(folder: pathlib.Path, name: str, not_before: datetime.datet
 
 @contextlib.contextmanager
 def tls_server(folder: pathlib.Path, name: str, days_left: float, n: int):
-    require("openssl")
     now = datetime.datetime.now(datetime.UTC)
     not_after = now + datetime.timedelta(days=days_left)
     cert, key = make_certificate(folder, name, min(now, not_after) - datetime.timedelta(days=365), not_after)
     address = unique_address(n)
     port = free_port(address)
-    argv = [shutil.which("openssl"), "s_server", "-accept", f"{address}:{port}", "-cert", str(cert), "-key", str(key), "-quiet"]
+    argv = [program("openssl"), "s_server", "-accept", f"{address}:{port}", "-cert", str(cert), "-key", str(key), "-quiet"]
     with daemon(argv, address, port, folder):
         yield address, port

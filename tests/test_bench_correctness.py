@@ -8,8 +8,8 @@
 (d) remote vantages: 1 and 3 real sshds, one login each, every vantage answers, and a port that
     drops SYNs ends as timeout from each.
 
-The checks that need nmap, root, ip or nft fail with a clear message when those are missing
-(CI runs as root with them installed); they never skip.
+The checks that need nmap, root, ip, nft or sshd carry the programs, root and netns marks: without
+those they skip and say why, and under CI (or CSAUDIT_TESTS_REQUIRE_ALL=1) they fail (tests/conftest.py).
 """
 
 import json
@@ -22,17 +22,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/ i
 
 from bench import nmap  # noqa: E402
 from bench.loopback import LoopbackTargets  # noqa: E402
-from bench.netns import DropNamespace, namespaces, require_netns  # noqa: E402
+from bench.netns import DropNamespace, namespaces  # noqa: E402
 from csaudit.probe import ProbeOptions, ProbeTarget  # noqa: E402
 from csaudit.vantage.local import LocalVantage, tcp_connect_many  # noqa: E402
-
-
-def _require(check):
-    try:
-        check()
-    except RuntimeError as exc:
-        pytest.fail(f"prerequisite missing: {exc}", pytrace=False)
-
 
 XML = """<?xml version="1.0"?><nmaprun><host><address addr="127.77.0.1" addrtype="ipv4"/><ports>
 <extraports state="closed" count="3"><extrareasons reason="conn-refused" count="3" proto="tcp" ports="20001-20002,20005"/></extraports>
@@ -59,8 +51,8 @@ def test_nmap_command_covers_exactly_the_targets():
         nmap.groups([ProbeTarget("127.0.0.2", 5, source="127.0.0.9")])  # nmap -sT cannot bind a source
 
 
+@pytest.mark.programs("nmap")
 def test_200_loopback_targets_csaudit_agrees_with_nmap_per_target():
-    _require(nmap.require_nmap)
     with LoopbackTargets(addresses=2, ports=100, open_ports=20) as lab:
         assert len(lab.targets) == 200 and len(lab.listeners) == 40
         ours = LocalVantage().probe(lab.targets, ProbeOptions())
@@ -73,8 +65,9 @@ def test_200_loopback_targets_csaudit_agrees_with_nmap_per_target():
     assert not lab.listeners  # closed on exit
 
 
+@pytest.mark.netns
+@pytest.mark.programs("nft")
 def test_dropped_syns_in_a_netns_all_end_as_timeout_and_the_netns_is_removed():
-    _require(require_netns)
     with DropNamespace(range(40000, 40020)) as ns:
         assert ns.exists() and ns.address.startswith("10.213.")
         results = tcp_connect_many(ns.targets, timeout=0.5, concurrency=ProbeOptions().concurrency)
@@ -84,8 +77,9 @@ def test_dropped_syns_in_a_netns_all_end_as_timeout_and_the_netns_is_removed():
     assert ns.name not in namespaces()
 
 
+@pytest.mark.netns
+@pytest.mark.programs("nft")
 def test_the_netns_is_removed_when_the_benchmark_fails_inside():
-    _require(require_netns)
     with pytest.raises(KeyboardInterrupt):  # what Ctrl-C (and SIGTERM, in bench/run) raises
         with DropNamespace(range(40000, 40002)) as ns:
             assert ns.exists()
@@ -117,6 +111,8 @@ def test_small_discovery_at_scale_pages_once_and_reports_every_flow(monkeypatch)
     assert zones_in_order == sorted(zones_in_order)  # management tier first, then zone by zone
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd")
 def test_small_remote_vantages_one_login_each(capsys):
     from bench import remote
 

@@ -14,6 +14,8 @@ import pytest
 from csaudit.lab import Lab, default_topology
 from csaudit.lab.relocate import second_octet
 
+pytestmark = pytest.mark.root  # the embedded cloud (and the demo's) listens on 127.x ports below 1024
+
 
 @pytest.fixture(scope="module")
 def faulty_lab():

@@ -160,6 +160,7 @@ NON_READ_COMMANDS = ["deployVirtualMachine", "destroyRouter", "updateConfigurati
                      "restartNetwork", "migrateSystemVm", "queryAsyncJobResult", "listUsers", "listApis"]
 
 
+@pytest.mark.root
 def test_read_only_guarantee_on_the_wire():
     with Lab(default_topology()) as lab:
         api = CloudStackApi(ApiConfig(lab.endpoint, key=lab.key, secret=lab.secret))
@@ -173,6 +174,7 @@ def test_read_only_guarantee_on_the_wire():
         assert sum(lab.requests.values()) == before + 1
 
 
+@pytest.mark.root
 def test_secrets_appear_in_no_output(cli, tmp_path):
     with Lab(default_topology()) as lab:
         lab.write_ini(tmp_path / "cloudstack.ini")

@@ -52,6 +52,7 @@ def _cs(lab, *argv, key=True, endpoint=None, tmp_path):
                           capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.root
 def test_cs_cli_with_the_right_secret_gets_data(lab, tmp_path):
     result = _cs(lab, "listZones", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -59,6 +60,7 @@ def test_cs_cli_with_the_right_secret_gets_data(lab, tmp_path):
     assert zones["count"] == 2 and {z["name"] for z in zones["zone"]} == {"zone-east", "zone-west"}
 
 
+@pytest.mark.root
 def test_cs_cli_with_a_wrong_secret_gets_401(lab, tmp_path):
     result = _cs(lab, "listZones", key="not-the-secret", tmp_path=tmp_path)
     assert result.returncode != 0
@@ -67,6 +69,7 @@ def test_cs_cli_with_a_wrong_secret_gets_401(lab, tmp_path):
         "uuidList": [], "errorcode": 401, "errortext": VERIFY_FAILED}}
 
 
+@pytest.mark.root
 def test_cs_cli_unsigned_against_the_integration_port_gets_data(lab, tmp_path):
     result = _cs(lab, "listManagementServers", key=False, endpoint=lab.integration_endpoint,
                  tmp_path=tmp_path)
@@ -78,6 +81,7 @@ def test_cs_cli_unsigned_against_the_integration_port_gets_data(lab, tmp_path):
     assert refused.returncode != 0 and "401" in refused.stderr
 
 
+@pytest.mark.root
 def test_cs_cli_fetch_list_pages_through_hosts(lab, tmp_path):
     before = lab.requests["listHosts"]
     result = _cs(lab, "listHosts", "fetch_list=true", "pagesize=2", tmp_path=tmp_path)
@@ -120,6 +124,7 @@ def test_fixture_list_covers_every_fixture_file():
     assert {p.stem for p in FIXTURES.glob("*.json")} == set(FIXTURE_CALLS)
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("command", sorted(FIXTURE_CALLS))
 def test_envelopes_and_fields_match_real_responses(lab, command):
     fixture = json.loads((FIXTURES / f"{command}.json").read_text())
@@ -144,6 +149,7 @@ def test_envelopes_and_fields_match_real_responses(lab, command):
 
 # ------------------------------------------------------------------ pagination
 
+@pytest.mark.root
 @pytest.mark.parametrize("params, text, cserrorcode", [
     ({"page": 1, "pagesize": 501}, "Page size can't exceed max allowed page size value: 500", 4350),
     ({"page": 1}, '"pagesize" parameter is required when "page" is specified', 9999),
@@ -159,6 +165,7 @@ def test_pagination_errors_are_431_with_the_real_bodies(lab, params, text, cserr
         "uuidList": [], "errorcode": 431, "cserrorcode": cserrorcode, "errortext": text}}
 
 
+@pytest.mark.root
 def test_pagination_windows(api):
     everything = api.listHosts(pagesize=-1)
     assert everything["count"] == 9 and len(everything["host"]) == 9
@@ -195,6 +202,7 @@ def test_signature_algorithm_matches_cs_for_awkward_values():
     assert "%7e" in string_to_sign({"name": "a~b"}) and quote("~") == "~"
 
 
+@pytest.mark.root
 def test_unknown_key_missing_signature_and_expired_requests_are_401(lab):
     wrong_key = CloudStack(endpoint=lab.endpoint, key="nobody", secret=lab.secret)
     assert _error(wrong_key.listZones) == (401, REFUSED_401)
@@ -209,11 +217,13 @@ def test_unknown_key_missing_signature_and_expired_requests_are_401(lab):
     assert legacy.listZones()["count"] == 2
 
 
+@pytest.mark.root
 def test_post_form_body_is_accepted_on_the_signed_port(lab):
     post = CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret, method="post")
     assert post.listCapabilities()["capability"]["cloudstackversion"] == "4.19.1.0"
 
 
+@pytest.mark.root
 def test_unknown_command_is_401_signed_and_432_on_the_integration_port(api, lab):
     assert _error(api.listNothingAtAll) == (401, REFUSED_401)
     unsigned = CloudStack(endpoint=lab.integration_endpoint)
@@ -221,6 +231,7 @@ def test_unknown_command_is_401_signed_and_432_on_the_integration_port(api, lab)
         "uuidList": [], "errorcode": 432, "errortext": "Unknown API command: listNothingAtAll"})
 
 
+@pytest.mark.root
 def test_integration_port_speaks_xml_by_default_on_any_path_and_ignores_post_bodies(lab):
     base = lab.integration_endpoint.rsplit("/client/api", 1)[0]
     answer = requests.get(f"{base}/whatever?command=listZones", timeout=5)
@@ -234,6 +245,7 @@ def test_integration_port_speaks_xml_by_default_on_any_path_and_ignores_post_bod
 
 # ------------------------------------------------------------------ writes and counting
 
+@pytest.mark.root
 def test_writes_are_refused_counted_and_change_nothing(api, lab):
     zones_before = api.listZones()
     writes_before = lab.write_attempts
@@ -246,6 +258,7 @@ def test_writes_are_refused_counted_and_change_nothing(api, lab):
     assert api.listConfigurations(name="integration.api.port")["configuration"][0]["value"] == "8096"
 
 
+@pytest.mark.root
 def test_every_request_is_counted_per_command(api, lab):
     before = lab.requests
     api.listZones()
@@ -259,6 +272,7 @@ def test_every_request_is_counted_per_command(api, lab):
 
 # ------------------------------------------------------------------ command semantics
 
+@pytest.mark.root
 def test_list_hosts_includes_system_vm_agents_unless_typed(api):
     rows = api.listHosts()["host"]
     assert {r["type"] for r in rows} == {"Routing", "SecondaryStorageVM", "ConsoleProxy"}
@@ -273,6 +287,7 @@ def test_list_hosts_includes_system_vm_agents_unless_typed(api):
     assert status == 431 and "Invalid parameter zoneid value=not-a-zone" in error["errortext"]
 
 
+@pytest.mark.root
 def test_system_vms_have_linklocal_except_on_vmware(api, lab):
     vms = _by_name(api.listSystemVms()["systemvm"])
     assert vms["s-1-VM"]["systemvmtype"] == "secondarystoragevm" and vms["s-1-VM"]["agentstate"] == "Up"
@@ -282,6 +297,7 @@ def test_system_vms_have_linklocal_except_on_vmware(api, lab):
     assert {v["name"] for v in only_ssvm} == {"s-1-VM", "s-5-VM"}
 
 
+@pytest.mark.root
 def test_router_visibility_needs_listall_and_projectid(api):
     assert api.listRouters() == {}  # all routers belong to tenants
     listed = _by_name(api.listRouters(listall=True)["router"])
@@ -293,6 +309,7 @@ def test_router_visibility_needs_listall_and_projectid(api):
     assert {"guestipaddress", "publicip", "hostid"} <= set(r7)
 
 
+@pytest.mark.root
 def test_vmware_dcs_need_a_zone_and_use_a_numeric_zone_id(api):
     status, error = _error(api.listVmwareDcs)
     assert status == 431 and error["errortext"] == \
@@ -303,6 +320,7 @@ def test_vmware_dcs_need_a_zone_and_use_a_numeric_zone_id(api):
     assert dcs["VMwareDC"][0]["vcenter"].endswith(".2.10")
 
 
+@pytest.mark.root
 def test_configurations_global_and_zone_scoped(api):
     hits = _by_name(api.listConfigurations(name="port")["configuration"])  # SQL LIKE, as for real
     assert {"port", "integration.api.port"} <= set(hits) and hits["port"]["value"] == "8250"
@@ -313,6 +331,7 @@ def test_configurations_global_and_zone_scoped(api):
     assert zoned["secstorage.encrypt.copy"]["scope"] == "zone"
 
 
+@pytest.mark.root
 def test_management_servers_and_database(api, lab):
     servers = _by_name(api.listManagementServers()["managementserver"])
     assert servers["ms2"]["serviceip"] == lab.topology.management_servers[1].address
@@ -347,6 +366,7 @@ def test_version_4_20_1_reports_ipaddress_of_management_servers():
         assert api.listCapabilities()["capability"]["cloudstackversion"] == "4.20.1.0"
 
 
+@pytest.mark.root
 def test_rows_cut_to_the_parsed_fields_give_the_same_inventory(lab):
     """The API client keeps only inventory.ROW_FIELDS of each big listing's rows; parsed, nothing differs
     from the full rows the simulator sends (which carry every field of their version)."""

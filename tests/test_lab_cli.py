@@ -31,6 +31,7 @@ def _run(tmp_path, *argv):
     return code, stdout.getvalue(), stderr.getvalue()
 
 
+@pytest.mark.root
 def test_serve_prints_endpoints_writes_a_private_ini_and_never_the_secret(tmp_path):
     started = time.monotonic()
     code, out, err = _run(tmp_path, "lab", "serve", "--duration", "1")
@@ -46,6 +47,7 @@ def test_serve_prints_endpoints_writes_a_private_ini_and_never_the_secret(tmp_pa
     assert "planted fault 3 [filtered] xen01" in err
 
 
+@pytest.mark.root
 def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path):
     script = textwrap.dedent("""
         import argparse, sys
@@ -84,6 +86,7 @@ def test_serve_rejects_a_bad_topology_with_a_config_error(tmp_path):
         _run(tmp_path, "lab", "serve", "--topology", "bad.toml", "--duration", "0")
 
 
+@pytest.mark.root
 def test_serve_reports_an_unwritable_ini_as_a_usage_error(tmp_path):
     from csaudit.errors import UsageError
     with pytest.raises(UsageError, match=r"no/such/dir/x\.ini: cannot write the ini file"):

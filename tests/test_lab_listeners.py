@@ -63,6 +63,7 @@ def _tls(address, request=None):
             return tls.version(), der, answer
 
 
+@pytest.mark.root
 def test_ssh_banners_on_hosts_and_system_vm_control_addresses(lab):
     assert _first_bytes(_service(lab, "kvm01", 22)) == b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
     assert _first_bytes(_service(lab, "xen01", 22)).startswith(b"SSH-2.0-OpenSSH_")
@@ -97,6 +98,7 @@ def test_mysql_greeting_is_a_protocol_10_handshake():
     assert packet.endswith(b"caching_sha2_password\x00")
 
 
+@pytest.mark.root
 def test_wrong_service_fault_answers_http_on_the_database_port(lab):
     fault = _fault(lab, "wrong-service")
     assert (fault.object_name, fault.port) == ("db1", 3306)
@@ -105,6 +107,7 @@ def test_wrong_service_fault_answers_http_on_the_database_port(lab):
         assert sock.recv(64).startswith(b"HTTP/1.1 200 OK")
 
 
+@pytest.mark.root
 def test_ntp_servers_of_the_setting_answer_mode_3_requests(lab):
     (ntp,) = [s for s in lab.services if s.kind == "ntp"]
     assert (ntp.port, ntp.protocol) == (123, "udp") and ntp.address in lab.topology.settings["ntp.server.list"]
@@ -117,10 +120,12 @@ def test_ntp_servers_of_the_setting_answer_mode_3_requests(lab):
     assert reply[24:32] == b"transmit"  # origin timestamp = the client's transmit timestamp
 
 
+@pytest.mark.root
 def test_vnc_greeting_on_kvm_hosts(lab):
     assert _first_bytes(_service(lab, "kvm01", 5900)) == b"RFB 003.008\n"
 
 
+@pytest.mark.root
 @pytest.mark.parametrize("name, port", [
     ("ms1", 8250), ("ms2", 9090), ("kvm01", 16514), ("esxi02", 443), ("vcenter@127.42.2.10", 443),
     ("s-5-VM", 443)])
@@ -131,6 +136,7 @@ def test_tls_ports_complete_a_real_handshake(lab, name, port):
     assert b"csaudit-lab" in der  # the bundled self-signed certificate
 
 
+@pytest.mark.root
 def test_http_and_https_answer_a_request(lab):
     _, _, answer = _tls(_service(lab, "v-2-VM", 443), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
@@ -145,6 +151,7 @@ def _dns_query(ident):
     return struct.pack(">HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question
 
 
+@pytest.mark.root
 def test_dns_answers_over_udp_and_tcp(lab):
     zone_dns = [s for s in lab.services if s.role == "dns-server" and s.protocol == "udp"]
     assert len(zone_dns) == 4
@@ -178,6 +185,7 @@ def _rpcbind_nfs_port(address):
     return struct.unpack(">I", reply[-4:])[0]
 
 
+@pytest.mark.root
 def test_nfs_servers_run_rpcbind_and_nfs(lab):
     east = _service(lab, "sec-nfs-east", 111, "udp")[0]
     assert _rpcbind_nfs_port(east) == 2049
@@ -188,6 +196,7 @@ def test_nfs_servers_run_rpcbind_and_nfs(lab):
     assert struct.unpack(">IIIII", reply[4:24])[:3] == (9, 1, 0) and reply[-4:] == b"\x00" * 4
 
 
+@pytest.mark.root
 def test_missing_listener_is_refused_and_rpcbind_knows_it(lab):
     fault = _fault(lab, "missing-listener")
     assert (fault.object_name, fault.port) == ("sec-nfs-west", 2049)
@@ -196,6 +205,7 @@ def test_missing_listener_is_refused_and_rpcbind_knows_it(lab):
     assert _rpcbind_nfs_port(fault.address) == 0  # nfsd is not registered there either
 
 
+@pytest.mark.root
 def test_filtered_port_really_times_out(lab):
     fault = _fault(lab, "filtered")
     assert (fault.object_name, fault.port) == ("xen01", 443)
@@ -206,6 +216,7 @@ def test_filtered_port_really_times_out(lab):
     assert _first_bytes((fault.address, 22)).startswith(b"SSH-2.0-")  # the host itself is up
 
 
+@pytest.mark.root
 def test_api_state_mismatch_host_is_up_in_the_api_but_listens_nowhere(lab):
     fault = _fault(lab, "api-state-mismatch")
     assert fault.object_name == "kvm02" and fault.port is None
@@ -218,6 +229,7 @@ def test_api_state_mismatch_host_is_up_in_the_api_but_listens_nowhere(lab):
     assert not [s for s in lab.services if s.object_name == "kvm02"]
 
 
+@pytest.mark.root
 def test_exposed_integration_api_on_every_management_server(lab):
     exposed = [f for f in lab.faults if f.kind == "exposed"]
     assert sorted(f.object_name for f in exposed) == ["ms1", "ms2"]
@@ -226,6 +238,7 @@ def test_exposed_integration_api_on_every_management_server(lab):
         assert unsigned.listZones()["count"] == 2
 
 
+@pytest.mark.root
 def test_every_planned_tcp_service_accepts_connections(lab):
     checked = 0
     for service in lab.services:
@@ -235,6 +248,7 @@ def test_every_planned_tcp_service_accepts_connections(lab):
     assert checked > 50
 
 
+@pytest.mark.root
 def test_faults_are_frozen_records(lab):
     fault = lab.faults[0]
     assert {"kind", "object_name", "address", "port", "protocol", "description"} <= set(vars(fault))
@@ -256,6 +270,7 @@ def _can_bind(address, port):
         return True
 
 
+@pytest.mark.root
 def test_threads_are_bounded_and_shutdown_frees_every_port():
     threads_before = threading.active_count()
     lab = Lab(relocate(default_topology(), 100))  # its own addresses: independent of the module lab
@@ -282,6 +297,7 @@ def test_threads_are_bounded_and_shutdown_frees_every_port():
     idle.close()
 
 
+@pytest.mark.root
 def test_port_clash_relocates_the_whole_cloud():
     wanted = relocate(default_topology(), 110)
     ms1 = wanted.management_servers[0].address
@@ -306,6 +322,7 @@ def test_port_clash_relocates_the_whole_cloud():
         blocker.close()
 
 
+@pytest.mark.root
 def test_idle_connections_are_closed_by_the_single_listener_thread():
     from csaudit.lab.listeners import Listeners
     from csaudit.lab.services import Service
@@ -324,12 +341,12 @@ def test_idle_connections_are_closed_by_the_single_listener_thread():
         listeners.stop()
 
 
+@pytest.mark.root
 def test_privileged_ports_without_root_are_a_config_error(monkeypatch):
     """A non-root lab cannot bind port 22/53/111: one clear ConfigError, nothing left open."""
     from csaudit.errors import ConfigError
     from csaudit.lab import listeners
 
-    assert os.geteuid() == 0, "these tests run as root (the lab binds ports below 1024)"
     # The package's files (topology, TLS certificate) are read as root, before the child becomes
     # nobody: the checkout may sit in a folder nobody cannot read (a `mktemp -d` is mode 700).
     topology = relocate(default_topology(), 120)

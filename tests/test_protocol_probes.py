@@ -4,7 +4,8 @@ on the right port is a fail that names what answered.
 Real daemons where this machine can run them (sshd, openssl s_server, mariadbd, dnsmasq, rpcbind in a
 private network namespace); the lab's listeners for the wrong services, VNC and NTP; recorded bytes for
 NFS (see test_nfs_null_call_against_replayed_knfsd_bytes). Everything goes through the local vantage
-(connect phase, then the exchange), the way `csaudit run` probes.
+(connect phase, then the exchange), the way `csaudit run` probes. Each test's marks say what it needs:
+programs(...) for a daemon, root for a port below 1024 (or sshd), netns for rpcbind's private namespace.
 """
 
 import dataclasses
@@ -25,19 +26,12 @@ from csaudit.probe import ProbeOptions, ProbeTarget
 from csaudit.vantage.local import LocalVantage
 from csaudit.verdict import judge
 from tests import realservers
+from tests.conftest import SYSTEM_DIRS
 from tests.faultserver import FaultServer, integration_api, signed_api
 from tests.realservers import unique_address
 
 TIMEOUT = 2.0
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _require(start):
-    """Start a real server, or fail (never skip) with what is missing."""
-    try:
-        return start()
-    except RuntimeError as exc:
-        pytest.fail(f"prerequisite missing: {exc}", pytrace=False)
 
 
 def probe(*targets, timeout=TIMEOUT):
@@ -83,11 +77,12 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def openssh(folder):
-    servers = _require(lambda: realservers.sshd(folder))
-    with servers as where:
+    with realservers.sshd(folder) as where:
         yield where
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen")
 def test_ssh_banner_of_a_real_openssh(openssh):
     address, port = openssh
     result = verdict(ProbeTarget(address, port, kind="ssh"))
@@ -95,6 +90,7 @@ def test_ssh_banner_of_a_real_openssh(openssh):
     assert result.detail.startswith("OpenSSH_") and "Debian" in result.detail
 
 
+@pytest.mark.root
 def test_ssh_probe_on_port_22_answered_by_http_fails(wrong_service):
     address = wrong_service("http", 22)
     result = verdict(ProbeTarget(address, 22, kind="ssh"), timeout=1.0)
@@ -102,6 +98,8 @@ def test_ssh_probe_on_port_22_answered_by_http_fails(wrong_service):
     assert result.reason.startswith("port open, but it speaks HTTP") and result.reason.endswith("not SSH")
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen")
 def test_one_port_probed_as_tcp_and_as_ssh_gets_both_observations(openssh):
     address, port = openssh
     plain, ssh = ProbeTarget(address, port), ProbeTarget(address, port, kind="ssh")
@@ -119,7 +117,7 @@ def tls_servers(folder):
     stack = []
     try:
         for name, days, n in (("fresh", 365, 41), ("soon", 10, 42), ("expired", -3, 43)):
-            context = _require(lambda name=name, days=days, n=n: realservers.tls_server(folder, name, days, n))
+            context = realservers.tls_server(folder, name, days, n)
             servers[name] = context.__enter__()
             stack.append(context)
         yield servers
@@ -128,6 +126,7 @@ def tls_servers(folder):
             context.__exit__(None, None, None)
 
 
+@pytest.mark.programs("openssl")
 def test_tls_certificate_facts_from_a_real_handshake(tls_servers):
     address, port = tls_servers["fresh"]
     result = verdict(ProbeTarget(address, port, kind="tls"))
@@ -137,6 +136,7 @@ def test_tls_certificate_facts_from_a_real_handshake(tls_servers):
     assert result.detail.startswith("TLSv1.")
 
 
+@pytest.mark.programs("openssl")
 def test_tls_expiring_within_30_days_is_a_pass_with_a_warning(tls_servers):
     address, port = tls_servers["soon"]
     result = verdict(ProbeTarget(address, port, kind="tls"))
@@ -144,6 +144,7 @@ def test_tls_expiring_within_30_days_is_a_pass_with_a_warning(tls_servers):
     assert len(result.warnings) == 1 and result.warnings[0].startswith("the certificate expires in 10 days")
 
 
+@pytest.mark.programs("openssl")
 def test_tls_expired_certificate_is_a_fail_with_the_reason(tls_servers):
     address, port = tls_servers["expired"]
     result = verdict(ProbeTarget(address, port, kind="tls"))
@@ -151,12 +152,15 @@ def test_tls_expired_certificate_is_a_fail_with_the_reason(tls_servers):
     assert "answers, but the certificate expired on" in result.reason and "(3 days ago)" in result.reason
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen")
 def test_tls_probe_on_port_8250_answered_by_ssh_fails(openssh, wrong_service):
     address = wrong_service("ssh", 8250)
     result = verdict(ProbeTarget(address, 8250, kind="tls"))
     assert result.status == "fail" and result.service == "SSH" and result.reason.endswith("not TLS")
 
 
+@pytest.mark.root
 def test_tls_probe_answered_by_plain_http_fails(wrong_service):
     address = wrong_service("http", 443)
     result = verdict(ProbeTarget(address, 443, kind="tls"), timeout=1.0)
@@ -167,11 +171,12 @@ def test_tls_probe_answered_by_plain_http_fails(wrong_service):
 
 @pytest.fixture(scope="module")
 def mariadb(folder):
-    servers = _require(lambda: realservers.mariadb(folder))
-    with servers as where:
+    with realservers.mariadb(folder) as where:
         yield where
 
 
+@pytest.mark.root
+@pytest.mark.programs("mariadbd", "mariadb-install-db")
 def test_mysql_greeting_of_a_real_mariadb(mariadb):
     address, port = mariadb
     result = verdict(ProbeTarget(address, port, kind="mysql"))
@@ -186,6 +191,8 @@ def test_mysql_probe_on_3306_answered_by_http_fails_naming_http(wrong_service):
     assert result.reason.startswith("port open, but it speaks HTTP (HTTP/1.1 200 OK") and result.reason.endswith("not MySQL")
 
 
+@pytest.mark.root
+@pytest.mark.programs("mariadbd", "mariadb-install-db")
 def test_ssh_and_tls_probes_on_a_real_mariadb_name_mysql(mariadb):
     address, port = mariadb
     for kind in ("ssh", "tls"):
@@ -197,11 +204,11 @@ def test_ssh_and_tls_probes_on_a_real_mariadb_name_mysql(mariadb):
 
 @pytest.fixture(scope="module")
 def resolver(folder):
-    servers = _require(lambda: realservers.dnsmasq(folder))
-    with servers as where:
+    with realservers.dnsmasq(folder) as where:
         yield where
 
 
+@pytest.mark.programs("dnsmasq")
 def test_dns_over_udp_and_tcp_against_dnsmasq(resolver):
     address, port = resolver
     results = probe(ProbeTarget(address, port, "udp", kind="dns"), ProbeTarget(address, port, "tcp", kind="dns"))
@@ -212,6 +219,7 @@ def test_dns_over_udp_and_tcp_against_dnsmasq(resolver):
     assert all(o.warnings for o in results.values())
 
 
+@pytest.mark.root
 def test_dns_probe_on_53_answered_by_ntp_and_by_ssh_is_never_a_pass(wrong_service):
     address = wrong_service("ntp", 53, "udp")
     udp = verdict(ProbeTarget(address, 53, "udp", kind="dns"), timeout=0.6)
@@ -224,6 +232,7 @@ def test_dns_probe_on_53_answered_by_ntp_and_by_ssh_is_never_a_pass(wrong_servic
 
 # ------------------------------------------------------------------ ntp (the lab's server: no NTP daemon is installed)
 
+@pytest.mark.root
 def test_ntp_mode_3_request_against_the_lab_ntp_server(wrong_service):
     """The lab's NTP listener answers like a stratum-2 server (no ntpd/chrony here)."""
     address = wrong_service("ntp", 123, "udp")
@@ -231,9 +240,11 @@ def test_ntp_mode_3_request_against_the_lab_ntp_server(wrong_service):
     assert (result.status, result.service) == ("pass", "NTP") and "stratum 2" in result.detail
 
 
+@pytest.mark.root
+@pytest.mark.programs("dnsmasq")
 def test_ntp_probe_on_123_answered_by_a_real_dns_server_fails(folder):
     address = unique_address(123)
-    with _require(lambda: realservers.dnsmasq(folder, address, 123)):
+    with realservers.dnsmasq(folder, address, 123):
         result = verdict(ProbeTarget(address, 123, "udp", kind="ntp"))
     assert result.status == "fail" and result.service == "DNS" and result.reason.endswith("not NTP")
 
@@ -258,6 +269,7 @@ def test_udp_port_unreachable_is_refused():
     assert (result.status, result.observed) == ("fail", "refused") and "port unreachable" in result.reason
 
 
+@pytest.mark.root
 def test_udp_exchanges_run_together_and_a_request_lost_once_is_sent_again(wrong_service):
     """One batch mixes refused, silent and answering UDP targets (one thread, non-blocking sockets);
     a relay drops the first NTP request it gets, so only the resend can be answered."""
@@ -299,14 +311,16 @@ def test_udp_exchanges_run_together_and_a_request_lost_once_is_sent_again(wrong_
 
 @pytest.fixture(scope="module")
 def rpcbind_report():
-    _require(lambda: realservers.require("rpcbind", "unshare", "ip", "mount"))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run(["unshare", "--net", "--mount", "--propagation", "private", sys.executable,
+    # netns_rpcbind.py runs mount, ip and rpcbind by name: from where the marks found them (rpcbind is in /usr/sbin).
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": os.pathsep.join([os.environ.get("PATH", ""), *SYSTEM_DIRS])}
+    done = subprocess.run([realservers.program("unshare"), "--net", "--mount", "--propagation", "private", sys.executable,
                            str(REPO / "tests" / "netns_rpcbind.py")], capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 
+@pytest.mark.netns
+@pytest.mark.programs("unshare", "mount", "rpcbind")
 def test_rpcbind_over_tcp_and_udp_tells_where_nfs_is(rpcbind_report):
     assert rpcbind_report["registered"]
     for protocol in ("tcp", "udp"):
@@ -317,9 +331,11 @@ def test_rpcbind_over_tcp_and_udp_tells_where_nfs_is(rpcbind_report):
         assert after["detail"] == "nfs on 2049/tcp, mountd on 20048/tcp" and after["warnings"] == []
 
 
+@pytest.mark.root
+@pytest.mark.programs("dnsmasq")
 def test_rpcbind_probe_on_111_answered_by_dns_and_by_http_fails(folder, wrong_service):
     address = unique_address(111)
-    with _require(lambda: realservers.dnsmasq(folder, address, 111)):  # dnsmasq answers anything with FORMERR
+    with realservers.dnsmasq(folder, address, 111):  # dnsmasq answers anything with FORMERR
         udp = verdict(ProbeTarget(address, 111, "udp", kind="rpcbind"))
     assert udp.status == "fail" and udp.service == "DNS" and udp.reason.endswith("not rpcbind")
     address = wrong_service("http", 111)
@@ -429,6 +445,8 @@ def test_http_api_probe_answered_by_a_plain_web_server_fails(wrong_service):
     assert result.reason.endswith("but /client/api is not the CloudStack API")
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen", "ss")
 def test_every_exchange_closes_its_connection(openssh):
     """No half-open session: after a batch of probes, sshd holds no connection from us."""
     address, port = openssh
@@ -438,6 +456,8 @@ def test_every_exchange_closes_its_connection(openssh):
     assert f"{address}:{port}" not in out
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen")
 def test_observation_fields_reach_the_json_report(openssh):
     from csaudit.report import flow_json
 

@@ -43,6 +43,8 @@ def test_the_remote_engine_is_python_3_6_syntax():
     ast.parse(PYTHON_PROBE, feature_version=(3, 6))
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen")
 def test_a_real_openssh_banner_read_remotely(openssh):
     address, port = openssh
     result = same_verdict(ProbeTarget(address, port, kind="ssh"))
@@ -67,6 +69,7 @@ def test_plain_http_on_a_tls_flow_fails_remotely(wrong_service):
     assert result.status == "fail" and result.service == "HTTP"
 
 
+@pytest.mark.programs("openssl")
 def test_tls_certificates_read_remotely(tls_servers):
     fresh = same_verdict(ProbeTarget(*tls_servers["fresh"], kind="tls"))
     assert fresh.status == "pass" and "CN=fresh" in fresh.detail
@@ -74,6 +77,7 @@ def test_tls_certificates_read_remotely(tls_servers):
     assert expired.status == "fail" and "expired" in expired.reason
 
 
+@pytest.mark.root
 def test_udp_kinds_remotely_reply_silence_and_refusal(wrong_service):
     ntp = same_verdict(ProbeTarget(wrong_service("ntp", 123, "udp", n=220), 123, "udp", kind="ntp"))
     assert (ntp.status, ntp.service) == ("pass", "NTP")
@@ -87,6 +91,8 @@ def test_udp_kinds_remotely_reply_silence_and_refusal(wrong_service):
     assert (refused.status, refused.observed) == ("fail", "refused")
 
 
+@pytest.mark.root
+@pytest.mark.programs("sshd", "ssh-keygen", "bash", "timeout", "date", "head")
 def test_bash_engine_keeps_the_connect_and_says_the_protocol_was_not_checked(openssh):
     address, port = openssh
     ssh, udp = ProbeTarget(address, port, kind="ssh"), ProbeTarget(address, 123, "udp", kind="ntp")

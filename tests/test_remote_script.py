@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
 from csaudit.probe import ProbeTarget
 from csaudit.vantage.remote_script import BASH_PROBE, hop_command, parse_output, probe_command, probe_input
 from tests.conftest import free_port
@@ -37,6 +39,7 @@ def test_python_engine_keeps_the_four_states(listener, filtered_port):
     assert answer.observations[targets[0]].latency_ms is not None
 
 
+@pytest.mark.programs("bash", "timeout", "date", "head")
 def test_bash_engine_keeps_the_four_states(listener, filtered_port):
     targets = _four_targets(listener, filtered_port)
     answer, _ = _run(["bash", "-c", BASH_PROBE, "csaudit", "1", "8"], targets)
@@ -44,6 +47,7 @@ def test_bash_engine_keeps_the_four_states(listener, filtered_port):
     assert [answer.observations[t].state for t in targets] == ["open", "refused", "timeout", "error"]
 
 
+@pytest.mark.programs("bash", "timeout", "date", "head")
 def test_without_python3_the_command_falls_back_to_bash(tmp_path, listener):
     targets = [ProbeTarget("127.0.0.1", listener()), ProbeTarget("127.0.0.1", free_port())]
     answer, _ = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=_only_tools(tmp_path, "bash", "timeout", "date", "head"))
@@ -51,6 +55,7 @@ def test_without_python3_the_command_falls_back_to_bash(tmp_path, listener):
     assert [answer.observations[t].state for t in targets] == ["open", "refused"]
 
 
+@pytest.mark.programs("date")
 def test_without_python3_or_bash_the_command_says_so(tmp_path, listener):
     targets = [ProbeTarget("127.0.0.1", listener())]
     answer, done = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=_only_tools(tmp_path, "date"))
@@ -65,6 +70,8 @@ def test_the_hop_reports_a_missing_key_before_any_connection(tmp_path):
     assert done.stdout.strip() == "csaudit-hop key-missing"
 
 
+# setpriv only as root (see below)
+@(pytest.mark.programs("setpriv") if os.geteuid() == 0 else lambda test: test)
 def test_the_hop_reports_an_unreadable_key():
     # Root reads every file, so as root the hop runs as `nobody` (setpriv, util-linux) on a key
     # it may see but not read.
@@ -113,6 +120,7 @@ def test_the_probe_list_travels_on_stdin_and_nothing_secret_on_the_command_line(
     assert "root@169.254.3.4" in hop and "-p 3922" in hop
 
 
+@pytest.mark.programs("bash", "timeout", "date", "head")
 def test_a_python3_that_cannot_run_the_script_falls_back_to_bash_with_the_input_intact(tmp_path, listener):
     """One python3 start: the script itself exits 99 when it cannot import what it needs (here a
     real python3 whose selectors module is hidden), and bash gets the whole probe list."""

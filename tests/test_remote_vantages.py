@@ -1,26 +1,23 @@
 """Remote vantages end to end: csaudit run --inventory against a zone of network namespaces with
 real OpenSSH sshd on the host (22) and the system VMs (3922), real listeners and nft faults.
 
-Needs root, ip, nft, sshd and ssh (CI has them: .ci/run installs them). Without them these tests
-skip and say why; under CI (CI=true) they fail instead, so a broken CI machine cannot hide them.
+Needs root, ip and the programs of tests.netns_lab.PROGRAMS: nft, sshd, ssh, ... (`tests/run` installs them).
+The marks below say so: without them these tests skip and say why; under CI (or CSAUDIT_TESTS_REQUIRE_ALL=1)
+they fail instead, so a broken CI machine cannot hide them (tests/conftest.py).
 """
 
 import json
-import os
 
 import pytest
 
 from csaudit.lab import sshd
-from tests.netns_lab import NetnsCloud, prerequisites
+from tests.netns_lab import PROGRAMS, NetnsCloud
+
+pytestmark = [pytest.mark.netns, pytest.mark.programs(*PROGRAMS)]
 
 
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory):
-    problem = prerequisites()
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(f"remote-vantage lab cannot run on CI: {problem}", pytrace=False)
-        pytest.skip(f"remote-vantage namespace lab: {problem}")
     lab = NetnsCloud(tmp_path_factory.mktemp("netns-cloud"))
     with lab:
         lab.inventory_file = lab.workdir / "inventory.json"

@@ -10,8 +10,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -22,6 +20,7 @@ from csaudit.render import FILE_FORMATS, render_plan, render_report
 from csaudit.render.diagram import build_diagram
 from csaudit.render.firewall import plan_rules
 from csaudit.report import render_table
+from tests.conftest import find_program
 from tests.golden_report import ODD_NAME, assert_golden, golden_document, golden_results
 
 
@@ -31,9 +30,8 @@ def plan_flows():
 
 
 def tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is not installed (.ci/run installs it with apt-get)"
-    return path
+    """A program the test's `programs` mark names (`tests/run` installs it), found where the mark found it."""
+    return find_program(name)
 
 
 @pytest.mark.parametrize("fmt,name", [(fmt, f"report.{ext}") for fmt, ext in zip(
@@ -105,6 +103,7 @@ def test_markdown_escapes_what_would_break_a_table():
     assert "## Failures" in text and text.index("## management tier") < text.index("## zone-east") < text.index("## zone-west")
 
 
+@pytest.mark.programs("dot")
 @pytest.mark.parametrize("source", ["report", "plan"])
 def test_dot_renders_to_svg_with_graphviz(tmp_path, source):
     text = render_report("dot", golden_document()) if source == "report" else render_plan("dot", plan_flows())
@@ -155,10 +154,12 @@ def test_firewall_plan_rules_and_what_stays_a_comment():
 
 
 def nft_check(path) -> subprocess.CompletedProcess:
-    assert os.geteuid() == 0, "nft -c needs root (CAP_NET_ADMIN); CI runs as root"
+    """`nft -c -f path`: needs root (CAP_NET_ADMIN), so its callers carry the root and programs("nft") marks."""
     return subprocess.run([tool("nft"), "-c", "-f", str(path)], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.root
+@pytest.mark.programs("nft")
 def test_nft_export_loads_with_nft_check(tmp_path):
     path = tmp_path / "plan.nft"
     path.write_text(render_plan("nft", plan_flows()))
@@ -169,6 +170,8 @@ def test_nft_export_loads_with_nft_check(tmp_path):
     assert nft_check(broken).returncode != 0
 
 
+@pytest.mark.root
+@pytest.mark.programs("nft")
 def test_nft_comment_is_cut_to_what_nft_accepts(tmp_path):
     long_name = "h" * 200 + "→é"
     flows = plan_flows()[:1]
@@ -179,8 +182,9 @@ def test_nft_comment_is_cut_to_what_nft_accepts(tmp_path):
     assert run.returncode == 0, run.stderr
 
 
+@pytest.mark.root
+@pytest.mark.programs("iptables-restore")
 def test_iptables_export_passes_iptables_restore_test(tmp_path):
-    assert os.geteuid() == 0, "iptables-restore --test needs root; CI runs as root"
     path = tmp_path / "plan.iptables"
     path.write_text(render_plan("iptables", plan_flows()))
     run = subprocess.run([tool("iptables-restore"), "--test", "--noflush", str(path)], capture_output=True, text=True, timeout=60)

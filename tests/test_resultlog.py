@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from csaudit.report import flow_json
 from csaudit.resultlog import ResultLog, encode_line
 from csaudit.verdict import summarize
@@ -37,6 +39,8 @@ def test_the_reused_encoder_writes_what_json_dumps_writes():
     assert [encode_line(v) for v in values] == [json.dumps(v) for v in values]
 
 
+@pytest.mark.root
+@pytest.mark.programs("mount")
 def test_a_full_temporary_folder_is_one_clear_line_and_exit_2(cli, tmp_path, monkeypatch, raw_small_cloud):
     """A real 16 KiB tmpfs as the temporary folder: the run's result lines do not fit (ENOSPC)."""
     import subprocess
@@ -48,7 +52,7 @@ def test_a_full_temporary_folder_is_one_clear_line_and_exit_2(cli, tmp_path, mon
     small = tmp_path / "small-tmp"
     small.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"prerequisite missing: mounting a tmpfs needs root ({mounted.stderr.strip()})"
+    assert mounted.returncode == 0, f"mounting a 16 KiB tmpfs failed: {mounted.stderr.strip()}"
     try:
         monkeypatch.setattr(tempfile, "tempdir", str(small))
         result = cli("run", "--inventory", inventory, "--no-remote", "--timeout", "0.3", "--format", "json")

@@ -254,6 +254,7 @@ def test_local_vantage_summary_counts_its_probes(listener):
 
 
 # ---------------------------------------------------------------- the demo
+@pytest.mark.root
 def test_demo_shows_remote_vantages_or_says_why_not(cli):
     from csaudit.lab import sshd
 

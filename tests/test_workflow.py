@@ -31,6 +31,7 @@ def statuses(path):
     return {f["id"]: f["status"] for f in json.loads(path.read_text())["flows"]}
 
 
+@pytest.mark.root
 def test_new_user_walkthrough_run_fix_run_again_diff(cli, tmp_path):
     topology = default_topology()
     with Lab(topology) as faulty:
@@ -69,6 +70,8 @@ def test_new_user_walkthrough_run_fix_run_again_diff(cli, tmp_path):
     assert again.exit_code == 0 and "no change" in again.stdout
 
 
+@pytest.mark.root
+@pytest.mark.programs("dot")
 def test_one_run_writes_every_format_from_the_same_report(cli, tmp_path, lab):
     lab.write_ini(tmp_path / "cloudstack.ini")
     files = {"json": "a.json", "junit": "r.xml", "csv": "r.csv", "markdown": "r.md", "mermaid": "r.mmd", "dot": "r.dot"}
@@ -87,6 +90,8 @@ def test_one_run_writes_every_format_from_the_same_report(cli, tmp_path, lab):
     assert svg.returncode == 0 and "<svg" in svg.stdout, svg.stderr
 
 
+@pytest.mark.root
+@pytest.mark.programs("nft", "iptables-restore")
 def test_flows_export_of_the_demo_cloud_loads_in_nft_and_iptables(cli, tmp_path, lab):
     lab.write_ini(tmp_path / "cloudstack.ini")
     plan = cli("flows", "--format", "json").json()["flows"]
@@ -106,6 +111,7 @@ def test_flows_export_of_the_demo_cloud_loads_in_nft_and_iptables(cli, tmp_path,
     assert len(rows) == len(plan) + 1 and rows[0].startswith("id,zone,rule,title")
 
 
+@pytest.mark.root
 def test_demo_prints_junit_and_keeps_the_explanation_on_stderr(cli, tmp_path):
     result = cli("demo", "--format", "junit", "--timeout", "1")
     assert result.exit_code == 1
@@ -121,6 +127,7 @@ def test_a_report_file_that_cannot_be_written_stops_the_run_before_it_starts(cli
     assert result.stderr == f"csaudit: cannot write {tmp_path / 'no/such/r.xml'}: the folder {tmp_path / 'no/such'} does not exist\n"
 
 
+@pytest.mark.root
 def test_waived_demo_fault_still_found_and_exit_counts_the_rest(cli, tmp_path):
     waivers = tmp_path / "w.toml"
     waivers.write_text('[[waiver]]\nflow = "*->sec-nfs-west:2049/tcp"\nreason = "NFS moves to the new filer (CHG-7)"\n'
