@@ -22,7 +22,7 @@ from tabulate import tabulate
 from bench import nmap, scale
 from bench.loopback import LoopbackTargets
 from bench.netns import DropNamespace, require_netns
-from csaudit.probe import ProbeOptions
+from csaudit.model.probes import ProbeOptions
 from csaudit.vantage.local import LocalVantage, tcp_connect_many
 
 DEFAULTS = ProbeOptions()  # the engine's defaults: what `csaudit run` probes with

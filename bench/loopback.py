@@ -7,7 +7,7 @@ import os
 import random
 import socket
 
-from csaudit.probe import ProbeTarget
+from csaudit.model.probes import ProbeTarget
 
 # Below Linux's ephemeral range (32768-60999), so the probes' own source ports never land on a target.
 PORT_LOW, PORT_HIGH = 20000, 32000

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 
-from csaudit.probe import ProbeTarget
+from csaudit.model.probes import ProbeTarget
 
 PREFIX = "csaudit-bench-"
 SUPERNET = ipaddress.ip_network("10.213.0.0/16")

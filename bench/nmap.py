@@ -8,7 +8,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from csaudit.probe import ProbeTarget
+from csaudit.model.probes import ProbeTarget
 
 # nmap's words in csaudit's: a connect() scan says open, closed (RST) or filtered (no answer).
 STATE = {"open": "open", "closed": "refused", "filtered": "timeout"}

@@ -18,9 +18,9 @@ import time
 
 from tabulate import tabulate
 
-from csaudit.inventory import Cluster, Host, Inventory, Zone
 from csaudit.lab import sshd
-from csaudit.probe import ProbeOptions, ProbeTarget
+from csaudit.model.inventory import Cluster, Host, Inventory, Zone
+from csaudit.model.probes import ProbeOptions, ProbeTarget
 from csaudit.vantage.ssh import SshVantages
 from csaudit.vantage.ssh_settings import DEFAULT_REMOTE_CONCURRENCY, RemoteSettings
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-from csaudit.api import CloudStackApi
-from csaudit.config import ApiConfig
+from csaudit.collect.api import CloudStackApi
+from csaudit.collect.config import ApiConfig
 from csaudit.lab import Lab, generate_topology
 
 # Every listing csaudit makes: (command, list key, extra parameters); per-zone ones are marked.

@@ -1,5 +1,5 @@
 import sys
 
-from csaudit.cli import main
+from csaudit.cli.main import main
 
 sys.exit(main())

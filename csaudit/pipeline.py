@@ -10,26 +10,29 @@ import time
 from collections import Counter
 from typing import TextIO
 
-from csaudit.catalogue import load_catalogue
+from csaudit.collect.config import ApiConfig, load_api_config
+from csaudit.collect.parse import ROW_FIELDS, parse_inventory
+from csaudit.collect.saved import load_inventory
 from csaudit.collector import collector_paused
-from csaudit.config import ApiConfig, load_api_config
-from csaudit.crosscheck import Finding, cross_check
-from csaudit.derive import audit_units, derive_flows, derive_unit_flows, select_zones
-from csaudit.environment import Environment
-from csaudit.errors import UsageError
-from csaudit.exitcodes import ExitStatus
 from csaudit.interrupts import Interrupts
-from csaudit.inventory import ROW_FIELDS, Database, Inventory, load_inventory, parse_inventory
-from csaudit.probe import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions
-from csaudit.progress import ProgressBar
-from csaudit.render import render_report
-from csaudit.report import report_head, write_json, write_table
-from csaudit.resultlog import ResultLog
-from csaudit.vantage import VantageState, merge_states, run_vantages
+from csaudit.judge.crosscheck import cross_check
+from csaudit.judge.verdict import judge_all
+from csaudit.judge.waivers import load_waivers, waive, warn_expired
+from csaudit.model.environment import Environment
+from csaudit.model.errors import UsageError
+from csaudit.model.exitcodes import ExitStatus
+from csaudit.model.inventory import Database, Inventory
+from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions, VantageState
+from csaudit.model.results import Finding, Waiver
+from csaudit.plan.catalogue import load_catalogue
+from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
+from csaudit.report.document import report_head, write_json, write_table
+from csaudit.report.formats import render_report
+from csaudit.report.progress import ProgressBar
+from csaudit.report.resultlog import ResultLog
+from csaudit.vantage import merge_states, run_vantages
 from csaudit.vantage.local import LocalVantage
 from csaudit.vantage.ssh_settings import RemoteSettings, add_remote_arguments, remote_settings_from_args
-from csaudit.verdict import judge_all
-from csaudit.waivers import Waiver, load_waivers, waive, warn_expired
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +115,7 @@ def collect_inventory(request: AuditRequest, env: Environment, deadline: float |
         if request.db_host:
             inventory = dataclasses.replace(inventory, database=Database("database", request.db_host, "--db-host"))
         return inventory
-    from csaudit.api import CloudStackApi, fetch_raw_cloud
+    from csaudit.collect.api import CloudStackApi, fetch_raw_cloud
 
     config = request.api_config or load_api_config(request.endpoint, request.region)
     env.log(f"csaudit: reading {config.public_endpoint} ({config.api_mode} API)")

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from csaudit.cli import main
-from csaudit.environment import Environment
+from csaudit.cli.main import main
+from csaudit.model.environment import Environment
 
 DATA = pathlib.Path(__file__).parent / "data"
 

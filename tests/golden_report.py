@@ -9,11 +9,10 @@ import datetime
 import os
 import pathlib
 
-from csaudit.derive import Endpoint, Flow
-from csaudit.inventory import Inventory, Zone
-from csaudit.report import report_document
-from csaudit.verdict import FlowResult
-from csaudit.waivers import Waiver
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.inventory import Inventory, Zone
+from csaudit.model.results import FlowResult, Waiver
+from csaudit.report.document import report_document
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden"
 GENERATED_AT = datetime.datetime(2025, 3, 1, 12, 0, tzinfo=datetime.UTC)

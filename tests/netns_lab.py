@@ -29,19 +29,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is not an installed package
 
 from bench.netns import namespaces, remove_stale, run  # noqa: E402
-from csaudit.inventory import (  # noqa: E402
-    Cluster,
-    Host,
-    ImageStore,
-    Inventory,
-    ManagementServer,
-    Pod,
-    Router,
-    SystemVm,
-    Zone,
-    inventory_to_dict,
-)
+from csaudit.collect.saved import inventory_to_dict  # noqa: E402
 from csaudit.lab import sshd  # noqa: E402
+from csaudit.model.inventory import Cluster, Host, ImageStore, Inventory, ManagementServer, Pod, Router, SystemVm, Zone  # noqa: E402
 
 PREFIX = "csa5-"
 LISTENER = r"""

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from csaudit.probe import ProbeOptions, ProbeTarget
+from csaudit.model.probes import ProbeOptions, ProbeTarget
 from csaudit.vantage.local import LocalVantage
 
 PMAPPROC_SET = 1

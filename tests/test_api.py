@@ -9,10 +9,10 @@ import pytest
 import requests
 import responses
 
-from csaudit.api import READ_ONLY_COMMANDS, CloudStackApi, check_read_only, fetch_raw_cloud
-from csaudit.config import ApiConfig
-from csaudit.errors import ApiError
-from csaudit.exitcodes import ExitStatus
+from csaudit.collect.api import READ_ONLY_COMMANDS, CloudStackApi, check_read_only, fetch_raw_cloud
+from csaudit.collect.config import ApiConfig
+from csaudit.model.errors import ApiError
+from csaudit.model.exitcodes import ExitStatus
 
 ENDPOINT = "http://127.0.0.1:8080/client/api"
 URL = re.compile(r"http://127\.0\.0\.1:8080/client/api.*")

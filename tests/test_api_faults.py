@@ -4,9 +4,9 @@ import ssl
 
 import pytest
 
-from csaudit.api import CloudStackApi
-from csaudit.config import ApiConfig
-from csaudit.errors import ApiError
+from csaudit.collect.api import CloudStackApi
+from csaudit.collect.config import ApiConfig
+from csaudit.model.errors import ApiError
 from tests.conftest import free_port
 from tests.faultserver import FaultServer, cloudstack_error, ok
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # bench/ i
 from bench import nmap  # noqa: E402
 from bench.loopback import LoopbackTargets  # noqa: E402
 from bench.netns import DropNamespace, namespaces  # noqa: E402
-from csaudit.probe import ProbeOptions, ProbeTarget  # noqa: E402
+from csaudit.model.probes import ProbeOptions, ProbeTarget  # noqa: E402
 from csaudit.vantage.local import LocalVantage, tcp_connect_many  # noqa: E402
 
 XML = """<?xml version="1.0"?><nmaprun><host><address addr="127.77.0.1" addrtype="ipv4"/><ports>

@@ -2,8 +2,8 @@
 
 import pytest
 
-from csaudit.catalogue import load_catalogue, parse_catalogue
-from csaudit.errors import ConfigError
+from csaudit.model.errors import ConfigError
+from csaudit.plan.catalogue import load_catalogue, parse_catalogue
 
 CATALOGUE = load_catalogue()
 

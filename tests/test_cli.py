@@ -4,7 +4,8 @@ import collections
 import json
 import os
 
-from csaudit.inventory import inventory_to_dict, parse_inventory
+from csaudit.collect.parse import parse_inventory
+from csaudit.collect.saved import inventory_to_dict
 from tests.conftest import free_port, golden_flow_lines
 from tests.faultserver import FaultServer, integration_api, signed_api
 

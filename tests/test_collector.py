@@ -3,7 +3,8 @@
 import gc
 
 from csaudit.collector import collector_paused, collector_running
-from csaudit.vantage import VantageState, merge_states
+from csaudit.model.probes import VantageState
+from csaudit.vantage import merge_states
 
 
 def test_paused_then_running_inside_then_restored():

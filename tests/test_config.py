@@ -2,8 +2,8 @@
 
 import pytest
 
-from csaudit.config import load_api_config, redact_url
-from csaudit.errors import ConfigError
+from csaudit.collect.config import load_api_config, redact_url
+from csaudit.model.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

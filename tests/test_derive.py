@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from csaudit.catalogue import load_catalogue, parse_catalogue
-from csaudit.derive import derive_flows, select_zones
-from csaudit.errors import ConfigError, UsageError
-from csaudit.inventory import parse_inventory
+from csaudit.collect.parse import parse_inventory
+from csaudit.model.errors import ConfigError, UsageError
+from csaudit.plan.catalogue import load_catalogue, parse_catalogue
+from csaudit.plan.derive import derive_flows, select_zones
 from tests.conftest import golden_flow_lines
 
 CATALOGUE = load_catalogue()
@@ -126,7 +126,7 @@ citation = "c"
 
 
 def test_a_run_goes_part_by_part_management_tier_first_then_zones_by_name(raw_small_cloud):
-    from csaudit.derive import audit_units, derive_unit_flows
+    from csaudit.plan.derive import audit_units, derive_unit_flows
 
     inventory = small(raw_small_cloud)
     units = audit_units(inventory)
@@ -144,7 +144,7 @@ def test_a_run_goes_part_by_part_management_tier_first_then_zones_by_name(raw_sm
 
 
 def test_only_the_chosen_zones_are_parts(raw_small_cloud):
-    from csaudit.derive import audit_units
+    from csaudit.plan.derive import audit_units
 
     inventory = small(raw_small_cloud)
     first = inventory.zones[0]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from csaudit.diff import diff_reports
+from csaudit.report.diff import diff_reports
 from tests.golden_report import assert_golden, golden_document, later_document
 
 

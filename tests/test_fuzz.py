@@ -4,10 +4,12 @@ missing keys, wrong types, nulls, unicode, long lists. Nothing may crash; bad in
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from csaudit.catalogue import load_catalogue
-from csaudit.derive import derive_flows
-from csaudit.errors import UsageError
-from csaudit.inventory import Inventory, inventory_from_dict, inventory_to_dict, parse_inventory
+from csaudit.collect.parse import parse_inventory
+from csaudit.collect.saved import inventory_from_dict, inventory_to_dict
+from csaudit.model.errors import UsageError
+from csaudit.model.inventory import Inventory
+from csaudit.plan.catalogue import load_catalogue
+from csaudit.plan.derive import derive_flows
 
 CATALOGUE = load_catalogue()
 FIELDS = ["id", "name", "type", "zoneid", "podid", "clusterid", "hostid", "hypervisor", "hypervisortype", "ipaddress",

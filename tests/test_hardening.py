@@ -10,12 +10,13 @@ import time
 
 import pytest
 
-from csaudit.api import CloudStackApi
-from csaudit.config import ApiConfig
-from csaudit.errors import ApiError
-from csaudit.inventory import inventory_to_dict, parse_inventory
+from csaudit.collect.api import CloudStackApi
+from csaudit.collect.config import ApiConfig
+from csaudit.collect.parse import parse_inventory
+from csaudit.collect.saved import inventory_to_dict
 from csaudit.lab import Lab, default_topology
-from csaudit.probe import ProbeTarget
+from csaudit.model.errors import ApiError
+from csaudit.model.probes import ProbeTarget
 from csaudit.vantage.local import SPARE_FDS, fd_budget, tcp_connect_many
 from tests.faultserver import FaultServer, cloudstack_error, ok
 

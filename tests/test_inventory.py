@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from csaudit.errors import UsageError
-from csaudit.inventory import ROW_FIELDS, inventory_from_dict, inventory_to_dict, load_inventory, parse_inventory, text
+from csaudit.collect.parse import ROW_FIELDS, parse_inventory, text
+from csaudit.collect.saved import inventory_from_dict, inventory_to_dict, load_inventory
+from csaudit.model.errors import UsageError
 from tests.conftest import FIXTURES
 
 

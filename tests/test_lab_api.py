@@ -370,9 +370,9 @@ def test_version_4_20_1_reports_ipaddress_of_management_servers():
 def test_rows_cut_to_the_parsed_fields_give_the_same_inventory(lab):
     """The API client keeps only inventory.ROW_FIELDS of each big listing's rows; parsed, nothing differs
     from the full rows the simulator sends (which carry every field of their version)."""
-    from csaudit.api import CloudStackApi, fetch_raw_cloud
-    from csaudit.config import ApiConfig
-    from csaudit.inventory import ROW_FIELDS, parse_inventory
+    from csaudit.collect.api import CloudStackApi, fetch_raw_cloud
+    from csaudit.collect.config import ApiConfig
+    from csaudit.collect.parse import ROW_FIELDS, parse_inventory
 
     api = CloudStackApi(ApiConfig(lab.endpoint, key=lab.key, secret=lab.secret))
     full, cut = fetch_raw_cloud(api), fetch_raw_cloud(api, fields=ROW_FIELDS)

@@ -14,10 +14,10 @@ import time
 import pytest
 from cs import CloudStack
 
-from csaudit.environment import Environment
-from csaudit.exitcodes import ExitStatus
+from csaudit.cli.lab import add_lab_commands
 from csaudit.lab import Lab, load_topology
-from csaudit.lab.cli import add_lab_commands
+from csaudit.model.environment import Environment
+from csaudit.model.exitcodes import ExitStatus
 
 
 def _run(tmp_path, *argv):
@@ -51,8 +51,8 @@ def test_serve_prints_endpoints_writes_a_private_ini_and_never_the_secret(tmp_pa
 def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path):
     script = textwrap.dedent("""
         import argparse, sys
-        from csaudit.environment import Environment
-        from csaudit.lab.cli import add_lab_commands
+        from csaudit.model.environment import Environment
+        from csaudit.cli.lab import add_lab_commands
         parser = argparse.ArgumentParser()
         add_lab_commands(parser.add_subparsers(dest="command", required=True))
         args = parser.parse_args(["lab", "serve", "--ini", "lab.ini"])
@@ -80,7 +80,7 @@ def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path
 
 
 def test_serve_rejects_a_bad_topology_with_a_config_error(tmp_path):
-    from csaudit.errors import ConfigError
+    from csaudit.model.errors import ConfigError
     (tmp_path / "bad.toml").write_text("[cloud]\nversion = 'x'\n")
     with pytest.raises(ConfigError, match=r"bad\.toml: cloud: 'version' = 'x'"):
         _run(tmp_path, "lab", "serve", "--topology", "bad.toml", "--duration", "0")
@@ -88,7 +88,7 @@ def test_serve_rejects_a_bad_topology_with_a_config_error(tmp_path):
 
 @pytest.mark.root
 def test_serve_reports_an_unwritable_ini_as_a_usage_error(tmp_path):
-    from csaudit.errors import UsageError
+    from csaudit.model.errors import UsageError
     with pytest.raises(UsageError, match=r"no/such/dir/x\.ini: cannot write the ini file"):
         _run(tmp_path, "lab", "serve", "--ini", "no/such/dir/x.ini", "--duration", "0")
 

@@ -344,8 +344,8 @@ def test_idle_connections_are_closed_by_the_single_listener_thread():
 @pytest.mark.root
 def test_privileged_ports_without_root_are_a_config_error(monkeypatch):
     """A non-root lab cannot bind port 22/53/111: one clear ConfigError, nothing left open."""
-    from csaudit.errors import ConfigError
     from csaudit.lab import listeners
+    from csaudit.model.errors import ConfigError
 
     # The package's files (topology, TLS certificate) are read as root, before the child becomes
     # nobody: the checkout may sit in a folder nobody cannot read (a `mktemp -d` is mode 700).

@@ -9,11 +9,11 @@ from importlib import resources
 
 import pytest
 
-from csaudit.errors import ConfigError
 from csaudit.lab import default_topology, generate_topology, load_topology, parse_topology, topology_to_toml
-from csaudit.lab.inventory import Inventory
 from csaudit.lab.relocate import relocate
+from csaudit.lab.resolved import Inventory
 from csaudit.lab.services import planned_services, planted_faults
+from csaudit.model.errors import ConfigError
 
 
 def _objects(topology):
@@ -211,7 +211,7 @@ def test_generating_ten_zones_of_seven_thousand_objects_is_fast():
 
 
 def test_generate_rejects_impossible_sizes():
-    from csaudit.errors import UsageError
+    from csaudit.model.errors import UsageError
     with pytest.raises(UsageError):
         generate_topology(0, 1, 1)
     with pytest.raises(UsageError, match="addresses per zone"):

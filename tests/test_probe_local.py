@@ -3,8 +3,8 @@
 import dataclasses
 import time
 
-from csaudit.derive import Endpoint, Flow
-from csaudit.probe import ProbeOptions, ProbeTarget
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.probes import ProbeOptions, ProbeTarget
 from csaudit.vantage import run_vantages
 from csaudit.vantage.local import LocalVantage, tcp_connect_many
 from tests.conftest import free_port

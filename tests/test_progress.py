@@ -4,11 +4,12 @@ import io
 import json
 import os
 
-from csaudit.cli import main
-from csaudit.environment import Environment
-from csaudit.inventory import inventory_to_dict, parse_inventory
-from csaudit.probe import ProbeTarget
-from csaudit.progress import CLEAR_LINE, ProgressBar
+from csaudit.cli.main import main
+from csaudit.collect.parse import parse_inventory
+from csaudit.collect.saved import inventory_to_dict
+from csaudit.model.environment import Environment
+from csaudit.model.probes import ProbeTarget
+from csaudit.report.progress import CLEAR_LINE, ProgressBar
 from csaudit.vantage.local import tcp_connect_many
 from tests.conftest import free_port
 

@@ -19,12 +19,12 @@ import threading
 
 import pytest
 
-from csaudit.derive import Endpoint, Flow
+from csaudit.judge.verdict import judge
 from csaudit.lab.listeners import Listeners
 from csaudit.lab.services import Service
-from csaudit.probe import ProbeOptions, ProbeTarget
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.probes import ProbeOptions, ProbeTarget
 from csaudit.vantage.local import LocalVantage
-from csaudit.verdict import judge
 from tests import realservers
 from tests.conftest import SYSTEM_DIRS
 from tests.faultserver import FaultServer, integration_api, signed_api
@@ -459,7 +459,7 @@ def test_every_exchange_closes_its_connection(openssh):
 @pytest.mark.root
 @pytest.mark.programs("sshd", "ssh-keygen")
 def test_observation_fields_reach_the_json_report(openssh):
-    from csaudit.report import flow_json
+    from csaudit.report.document import flow_json
 
     address, port = openssh
     row = flow_json(verdict(ProbeTarget(address, port, kind="ssh")))

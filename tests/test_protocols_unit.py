@@ -5,13 +5,13 @@ import struct
 
 import pytest
 
-from csaudit.catalogue import PROBE_PROTOCOLS, load_catalogue, parse_catalogue
-from csaudit.derive import Endpoint, Flow
-from csaudit.errors import ConfigError
-from csaudit.lab import protocols as lab
-from csaudit.probe import Observation
+from csaudit.judge.verdict import judge
+from csaudit.lab import banners as lab
+from csaudit.model.errors import ConfigError
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.probes import Observation
+from csaudit.plan.catalogue import PROBE_PROTOCOLS, load_catalogue, parse_catalogue
 from csaudit.vantage import protocols
-from csaudit.verdict import judge
 
 
 def flow(expect="open", probe="mysql"):

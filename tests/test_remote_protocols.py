@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from csaudit.probe import ProbeTarget
+from csaudit.judge.verdict import judge
+from csaudit.model.probes import ProbeTarget
 from csaudit.vantage.remote_script import BASH_PROBE, PYTHON_PROBE, parse_output, probe_command, probe_input
-from csaudit.verdict import judge
 from tests import realservers
 from tests import test_protocol_probes as local_probes
 from tests.realservers import unique_address

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from csaudit.probe import ProbeTarget
+from csaudit.model.probes import ProbeTarget
 from csaudit.vantage.remote_script import BASH_PROBE, hop_command, parse_output, probe_command, probe_input
 from tests.conftest import free_port
 

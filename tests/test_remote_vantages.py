@@ -178,11 +178,11 @@ def test_no_remote_and_dry_run_open_no_ssh_connection(cli, cloud):
 def test_a_jump_connection_lost_between_zones_is_opened_again(cloud):
     """The run keeps its jump-host connection from zone to zone; if the jump host dropped it in
     between, the next zone logs in again instead of failing its vantages."""
-    from csaudit.catalogue import load_catalogue
-    from csaudit.cli import build_parser
-    from csaudit.derive import audit_units, derive_unit_flows
-    from csaudit.inventory import load_inventory
+    from csaudit.cli.main import build_parser
+    from csaudit.collect.saved import load_inventory
     from csaudit.pipeline import audit_request_from_args, vantages
+    from csaudit.plan.catalogue import load_catalogue
+    from csaudit.plan.derive import audit_units, derive_unit_flows
     from csaudit.vantage import run_vantages
 
     args = build_parser().parse_args(

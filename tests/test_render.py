@@ -16,10 +16,10 @@ import xml.etree.ElementTree as ET
 import junitparser
 import pytest
 
-from csaudit.render import FILE_FORMATS, render_plan, render_report
-from csaudit.render.diagram import build_diagram
-from csaudit.render.firewall import plan_rules
-from csaudit.report import render_table
+from csaudit.report.diagram import build_diagram
+from csaudit.report.document import render_table
+from csaudit.report.firewall import plan_rules
+from csaudit.report.formats import FILE_FORMATS, render_plan, render_report
 from tests.conftest import find_program
 from tests.golden_report import ODD_NAME, assert_golden, golden_document, golden_results
 

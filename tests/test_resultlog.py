@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from csaudit.report import flow_json
-from csaudit.resultlog import ResultLog, encode_line
-from csaudit.verdict import summarize
+from csaudit.judge.verdict import summarize
+from csaudit.report.document import flow_json
+from csaudit.report.resultlog import ResultLog, encode_line
 from tests.golden_report import golden_results
 
 
@@ -24,7 +24,7 @@ def test_lines_are_the_report_flows_in_order_and_the_summary_counts_them():
 
 
 def test_two_readers_keep_their_own_place(monkeypatch):
-    monkeypatch.setattr("csaudit.resultlog.READ_CHUNK", 64)  # lines span chunk boundaries
+    monkeypatch.setattr("csaudit.report.resultlog.READ_CHUNK", 64)  # lines span chunk boundaries
     results = golden_results()
     log = ResultLog()
     log.append(results)

@@ -8,18 +8,18 @@ import time
 
 import pytest
 
-from csaudit.crosscheck import cross_check
-from csaudit.derive import Endpoint, Flow
-from csaudit.errors import ConfigError
-from csaudit.inventory import Cluster, Host, Inventory, ManagementServer, Router, SystemVm, Zone, inventory_to_dict
+from csaudit.collect.saved import inventory_to_dict
+from csaudit.judge.crosscheck import cross_check
+from csaudit.judge.verdict import judge
+from csaudit.model.errors import ConfigError
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.inventory import Cluster, Host, Inventory, ManagementServer, Router, SystemVm, Zone
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
 from csaudit.pipeline import vantages
-from csaudit.probe import Observation, ProbeOptions, ProbeTarget
-from csaudit.report import render_table, report_document
-from csaudit.vantage import VantageState
+from csaudit.report.document import render_table, report_document
 from csaudit.vantage.local import LocalVantage
 from csaudit.vantage.ssh import SshVantages
 from csaudit.vantage.ssh_settings import RemoteSettings, load_settings_file
-from csaudit.verdict import judge
 from tests.conftest import free_port
 
 # Every address is loopback, per process (parallel runs never share one): these inventories are also

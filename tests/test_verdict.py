@@ -1,8 +1,8 @@
 import pytest
 
-from csaudit.derive import Endpoint, Flow
-from csaudit.probe import Observation
-from csaudit.verdict import judge, summarize
+from csaudit.judge.verdict import judge, summarize
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.probes import Observation
 
 
 def flow(expect):

@@ -7,11 +7,12 @@ import os
 
 import pytest
 
-from csaudit.derive import Endpoint, Flow
-from csaudit.errors import ConfigError
-from csaudit.inventory import inventory_to_dict, parse_inventory
-from csaudit.verdict import FlowResult
-from csaudit.waivers import parse_waivers, waive, warn_expired
+from csaudit.collect.parse import parse_inventory
+from csaudit.collect.saved import inventory_to_dict
+from csaudit.judge.waivers import parse_waivers, waive, warn_expired
+from csaudit.model.errors import ConfigError
+from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.results import FlowResult
 from tests.faultserver import FaultServer, integration_api, signed_api
 
 TODAY = datetime.date(2025, 6, 1)

@@ -11,7 +11,7 @@ import junitparser
 import pytest
 
 from csaudit.lab import Lab, default_topology
-from csaudit.render import FILE_FORMATS, render_report
+from csaudit.report.formats import FILE_FORMATS, render_report
 from tests.test_render import nft_check, tool
 
 # The flows the missing NFS listener of sec-nfs-west breaks (names only: the lab may relocate addresses).

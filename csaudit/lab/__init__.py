@@ -7,7 +7,7 @@ object, with deliberate faults, so csaudit can be tested end to end offline.
 
 from csaudit.lab.generate import generate_topology, topology_to_toml
 from csaudit.lab.lifecycle import Lab
-from csaudit.lab.model import Topology
+from csaudit.lab.schema import Topology
 from csaudit.lab.services import Fault, Service
 from csaudit.lab.topology import default_topology, load_topology, parse_topology
 

@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl
 
 from csaudit.lab import signing
 from csaudit.lab.commands import UNSUPPORTED_ACTION, ApiFailure, Caller, CommandContext, Request, execute, is_read_only
-from csaudit.lab.inventory import Inventory
-from csaudit.lab.model import Topology
+from csaudit.lab.resolved import Inventory
+from csaudit.lab.schema import Topology
 from csaudit.lab.xmlrender import to_xml
 
 log = logging.getLogger("csaudit.lab")

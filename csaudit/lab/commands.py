@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from csaudit.lab import inventory as inv
+from csaudit.lab import resolved as inv
 from csaudit.lab import rows
 from csaudit.lab.versions import Version, at_least, parse_version
 

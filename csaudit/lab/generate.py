@@ -11,8 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from csaudit.errors import UsageError
-from csaudit.lab import model
+from csaudit.lab import schema
+from csaudit.model.errors import UsageError
 
 BASE_OCTET = 43  # the demo uses 127.42: generated clouds can run next to it
 HOSTS_PER_CLUSTER = 20
@@ -40,7 +40,7 @@ class _Addresses:
 
 
 def generate_topology(zones: int, hosts: int, routers: int, *, version: str = "4.19.1.0",
-                      base_octet: int = BASE_OCTET) -> model.Topology:
+                      base_octet: int = BASE_OCTET) -> schema.Topology:
     """`hosts` and `routers` are per zone; every zone also gets one SSVM and one CPVM."""
     if zones < 1 or hosts < 1 or routers < 0:
         raise UsageError("generate needs --zones >= 1, --hosts >= 1 and --routers >= 0")
@@ -52,62 +52,62 @@ def generate_topology(zones: int, hosts: int, routers: int, *, version: str = "4
         raise UsageError(f"{hosts} hosts and {routers} routers need {needed} addresses per zone; "
                          f"a zone has {_ADDRESSES_PER_ZONE}")
     home = f"127.{base_octet}.0"
-    servers = (model.ManagementServer("ms1", f"{home}.11"), model.ManagementServer("ms2", f"{home}.12"))
+    servers = (schema.ManagementServer("ms1", f"{home}.11"), schema.ManagementServer("ms2", f"{home}.12"))
     settings = {"host": ",".join(s.address for s in servers), **GENERATED_SETTINGS}
     vm_number = iter(range(1, 10 ** 9))
     zone_list = tuple(_zone(index, base_octet + 1 + index, hosts, routers, vm_number)
                       for index in range(zones))
-    return model.Topology(
+    return schema.Topology(
         version=version, management_servers=servers,
-        database=model.Database("db1", f"{home}.20"), zones=zone_list,
+        database=schema.Database("db1", f"{home}.20"), zones=zone_list,
         settings={**settings, "default.page.size": "500"}, listeners=False)
 
 
 def _zone(index: int, octet: int, host_count: int, router_count: int,
-          vm_number: Iterator[int]) -> model.Zone:
+          vm_number: Iterator[int]) -> schema.Zone:
     name = f"zone-{index + 1:02d}"
     prefix = f"127.{octet}.0"
     addresses = _Addresses(octet)
-    pod = model.Pod(f"{name}-pod-1", f"{prefix}.1", "255.255.0.0", f"{prefix}.100", f"{prefix}.200")
+    pod = schema.Pod(f"{name}-pod-1", f"{prefix}.1", "255.255.0.0", f"{prefix}.100", f"{prefix}.200")
     clusters, all_hosts, hypervisor_of = [], [], {}
     for start in range(0, host_count, HOSTS_PER_CLUSTER):
         number = start // HOSTS_PER_CLUSTER
         hypervisor = HYPERVISOR_CYCLE[number % len(HYPERVISOR_CYCLE)]
-        hosts = tuple(model.Host(f"{name}-host-{i + 1:05d}", addresses.take())
+        hosts = tuple(schema.Host(f"{name}-host-{i + 1:05d}", addresses.take())
                       for i in range(start, min(start + HOSTS_PER_CLUSTER, host_count)))
         all_hosts.extend(hosts)
         hypervisor_of.update((host.name, hypervisor) for host in hosts)
         vmware = hypervisor == "VMware"
-        clusters.append(model.Cluster(
+        clusters.append(schema.Cluster(
             f"{name}-cluster-{number + 1:03d}", pod.name, hypervisor, hosts,
             vcenter=f"{prefix}.10" if vmware else None, vmware_dc=f"{name}-dc" if vmware else None))
 
     first_host = all_hosts[0]  # in the first cluster, always KVM: system VMs get a linklocal
     system_vms = (
-        model.SystemVm("ssvm", f"s-{next(vm_number)}-VM", first_host.name, f"{prefix}.101",
+        schema.SystemVm("ssvm", f"s-{next(vm_number)}-VM", first_host.name, f"{prefix}.101",
                        addresses.take(), linklocal=addresses.take()),
-        model.SystemVm("cpvm", f"v-{next(vm_number)}-VM", first_host.name, f"{prefix}.102",
+        schema.SystemVm("cpvm", f"v-{next(vm_number)}-VM", first_host.name, f"{prefix}.102",
                        addresses.take(), linklocal=addresses.take()))
     routers = []
     for r in range(router_count):
         host = all_hosts[r % len(all_hosts)]
         number = next(vm_number)
-        routers.append(model.Router(
+        routers.append(schema.Router(
             f"r-{number}-VM", host.name, linklocal=addresses.take(), guest=addresses.take(),
             public=addresses.take(), account=f"tenant-{number % 997:03d}",
             # every tenth router belongs to a project: listRouters projectid=-1 finds it
             project=f"project-{index + 1:02d}" if r % 10 == 9 else None))
-    primaries = tuple(model.PrimaryStorage(f"{cluster.name}-primary", addresses.take(),
+    primaries = tuple(schema.PrimaryStorage(f"{cluster.name}-primary", addresses.take(),
                                            "/export/primary", cluster=cluster.name)
                       for cluster in clusters)
     last = addresses.take()
-    return model.Zone(
+    return schema.Zone(
         name=name, networktype="Advanced", dns1=f"{prefix}.54", internaldns1=f"{prefix}.53",
         pods=(pod,), clusters=tuple(clusters), system_vms=system_vms, routers=tuple(routers),
-        secondary_storage=(model.SecondaryStorage(f"{name}-secondary",
+        secondary_storage=(schema.SecondaryStorage(f"{name}-secondary",
                                                   f"nfs://{prefix}.40/export/secondary"),),
         primary_storage=primaries,
-        public_ranges=(model.PublicRange(f"{prefix}.254", "255.255.0.0", f"127.{octet}.1.1", last),))
+        public_ranges=(schema.PublicRange(f"{prefix}.254", "255.255.0.0", f"127.{octet}.1.1", last),))
 
 
 # ---------------------------------------------------------------------- TOML output
@@ -153,7 +153,7 @@ def _inline_array(key: str, items: tuple, out: list[str]) -> None:
         out.append("]\n")
 
 
-def topology_to_toml(topology: model.Topology, comment: str = "") -> str:
+def topology_to_toml(topology: schema.Topology, comment: str = "") -> str:
     """TOML that load_topology() reads back into an equal Topology.
 
     Hosts, system VMs and routers are written as one inline table per line:

@@ -8,14 +8,14 @@ import os
 import random
 import secrets
 
-from csaudit.errors import ConfigError
 from csaudit.lab.apiserver import ApiServer
 from csaudit.lab.apiservice import ApiService
 from csaudit.lab.listeners import Listeners
-from csaudit.lab.model import Topology
 from csaudit.lab.relocate import relocate, second_octet, shift_octet
+from csaudit.lab.schema import Topology
 from csaudit.lab.services import API_PORT, Fault, Service, planned_services, planted_faults
 from csaudit.lab.topology import default_topology
+from csaudit.model.errors import ConfigError
 
 MAX_RELOCATIONS = 8
 

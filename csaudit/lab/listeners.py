@@ -18,10 +18,10 @@ import threading
 import time
 from importlib import resources
 
-from csaudit.errors import ConfigError
-from csaudit.lab import protocols
+from csaudit.lab import banners
 from csaudit.lab.services import Service
 from csaudit.lab.wakeup import Waker
+from csaudit.model.errors import ConfigError
 
 log = logging.getLogger("csaudit.lab")
 
@@ -201,18 +201,18 @@ class Listeners:
             return {}
         # rpcbind only knows nfsd when nfsd really runs on that server.
         nfs = any(s.address == service.address and s.kind == "nfs" for s in self._services)
-        return {(protocols.PORTMAPPER, "tcp"): 111, (protocols.PORTMAPPER, "udp"): 111,
-                **({(protocols.NFS, "tcp"): 2049} if nfs else {})}
+        return {(banners.PORTMAPPER, "tcp"): 111, (banners.PORTMAPPER, "udp"): 111,
+                **({(banners.NFS, "tcp"): 2049} if nfs else {})}
 
     def _greet(self, connection: _Connection) -> None:
         kind, role = connection.service.kind, connection.service.role
         if kind == "ssh":
-            connection.outbox += protocols.ssh_banner(role)
+            connection.outbox += banners.ssh_banner(role)
         elif kind == "mysql":
-            connection.outbox += protocols.mysql_greeting(self._mysql_version, self._next_connection_id)
+            connection.outbox += banners.mysql_greeting(self._mysql_version, self._next_connection_id)
             self._next_connection_id += 1
         elif kind == "rfb":
-            connection.outbox += protocols.RFB_GREETING
+            connection.outbox += banners.RFB_GREETING
         elif kind in ("tls", "https"):
             connection.sock = self._tls.wrap_socket(connection.sock, server_side=True,
                                                     do_handshake_on_connect=False)
@@ -277,20 +277,20 @@ class Listeners:
     def _respond(self, connection: _Connection) -> None:
         service, inbox = connection.service, connection.inbox
         if service.kind in ("http", "https"):
-            if protocols.http_request_complete(inbox):
-                connection.outbox += protocols.http_response(service.role)
+            if banners.http_request_complete(inbox):
+                connection.outbox += banners.http_response(service.role)
                 connection.close_when_sent = True
                 inbox.clear()
         elif service.kind == "dns":
             for _ in range(16):
-                reply = protocols.dns_tcp_reply(inbox)
+                reply = banners.dns_tcp_reply(inbox)
                 if reply is None:
                     break
                 connection.outbox += reply
         elif service.kind in ("rpcbind", "nfs"):
-            program = protocols.NFS if service.kind == "nfs" else protocols.PORTMAPPER
+            program = banners.NFS if service.kind == "nfs" else banners.PORTMAPPER
             for _ in range(16):
-                reply = protocols.rpc_tcp_reply(inbox, program, connection.registered)
+                reply = banners.rpc_tcp_reply(inbox, program, connection.registered)
                 if reply is None:
                     break
                 connection.outbox += reply
@@ -323,11 +323,11 @@ class Listeners:
             except OSError:
                 return  # e.g. ICMP error from an earlier reply's destination
             if service.kind == "dns":
-                reply = protocols.dns_reply(data)
+                reply = banners.dns_reply(data)
             elif service.kind == "ntp":
-                reply = protocols.ntp_reply(data)
+                reply = banners.ntp_reply(data)
             else:
-                reply = protocols.rpc_reply(data, protocols.PORTMAPPER, registered)
+                reply = banners.rpc_reply(data, banners.PORTMAPPER, registered)
             if reply:
                 try:
                     sock.sendto(reply, peer)

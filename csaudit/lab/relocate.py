@@ -11,7 +11,7 @@ import dataclasses
 import re
 from typing import Any
 
-from csaudit.lab.model import Topology
+from csaudit.lab.schema import Topology
 
 _KEEP_FIELDS = {"api_key", "secret_key"}  # credentials are opaque, never rewritten
 _LOOPBACK = re.compile(r"(?<![\d.])127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?![\d.])")

@@ -18,7 +18,7 @@ import os
 import tempfile
 
 from csaudit.lab import sshd
-from csaudit.lab.model import Topology
+from csaudit.lab.schema import Topology
 from csaudit.vantage.ssh_settings import RemoteSettings
 
 

@@ -14,8 +14,8 @@ import ipaddress
 import socket
 from datetime import UTC, datetime
 
-from csaudit.lab import ids, model
-from csaudit.lab import inventory as inv
+from csaudit.lab import ids, schema
+from csaudit.lab import resolved as inv
 from csaudit.lab.settings_catalogue import info
 from csaudit.lab.versions import Version, gate
 
@@ -139,7 +139,7 @@ def system_vm_row(record: inv.SystemVmRec, version: Version) -> dict:
 
 
 @functools.lru_cache(maxsize=1024)
-def _range_bounds(ranges: tuple[model.PublicRange, ...]) -> tuple[tuple[int, int, model.PublicRange], ...]:
+def _range_bounds(ranges: tuple[schema.PublicRange, ...]) -> tuple[tuple[int, int, schema.PublicRange], ...]:
     return tuple((_as_int(r.startip), _as_int(r.endip), r) for r in ranges)
 
 
@@ -147,7 +147,7 @@ def _as_int(address: str) -> int:
     return int.from_bytes(socket.inet_aton(address), "big")
 
 
-def _public_range(zone: model.Zone, address: str) -> model.PublicRange | None:
+def _public_range(zone: schema.Zone, address: str) -> schema.PublicRange | None:
     target = _as_int(address)
     for low, high, rng in _range_bounds(zone.public_ranges):
         if low <= target <= high:
@@ -155,12 +155,12 @@ def _public_range(zone: model.Zone, address: str) -> model.PublicRange | None:
     return zone.public_ranges[0] if zone.public_ranges else None
 
 
-def _public_netmask(zone: model.Zone, address: str) -> str:
+def _public_netmask(zone: schema.Zone, address: str) -> str:
     rng = _public_range(zone, address)
     return rng.netmask if rng else "255.255.255.0"
 
 
-def _public_gateway(zone: model.Zone, address: str) -> str | None:
+def _public_gateway(zone: schema.Zone, address: str) -> str | None:
     rng = _public_range(zone, address)
     return rng.gateway if rng else None
 
@@ -377,7 +377,7 @@ def capability(version: Version) -> dict:
     return gate(row, _CAPABILITY_SINCE, version)
 
 
-def db_metrics(database: model.Database) -> dict:
+def db_metrics(database: schema.Database) -> dict:
     return {
         "hostname": database.address, "replicas": [""], "connections": 57,
         "tlsversions": "TLSv1.2,TLSv1.3", "version": database.version,

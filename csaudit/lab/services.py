@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from csaudit.lab import model
+from csaudit.lab import schema
 
 API_PORT = 8080  # the signed API servlet (Jetty) on every management server
 
@@ -55,7 +55,7 @@ _NFS_PORTS = ((111, "tcp", "rpcbind"), (111, "udp", "rpcbind"), (2049, "tcp", "n
 _DNS_PORTS = ((53, "tcp", "dns"), (53, "udp", "dns"))
 
 
-def _unfaulted(topology: model.Topology) -> list[Service]:
+def _unfaulted(topology: schema.Topology) -> list[Service]:
     services: list[Service] = []
 
     def add(name: str, role: str, address: str, ports) -> None:
@@ -105,13 +105,13 @@ def _unfaulted(topology: model.Topology) -> list[Service]:
     return services
 
 
-def ntp_servers(topology: model.Topology) -> list[str]:
+def ntp_servers(topology: schema.Topology) -> list[str]:
     """The loopback addresses in ntp.server.list (names and other addresses are not served)."""
     listed = (a.strip() for a in topology.settings.get("ntp.server.list", "").split(","))
     return list(dict.fromkeys(a for a in listed if a.startswith("127.")))
 
 
-def primary_address(topology: model.Topology, name: str) -> str | None:
+def primary_address(topology: schema.Topology, name: str) -> str | None:
     """The address an "exposed" extra port opens on: the object's most public one."""
     for server in topology.management_servers:
         if server.name == name:
@@ -132,13 +132,13 @@ def primary_address(topology: model.Topology, name: str) -> str | None:
     return None
 
 
-def _matches(service: Service, fault: model.FaultSpec, name: str) -> bool:
+def _matches(service: Service, fault: schema.FaultSpec, name: str) -> bool:
     return (service.object_name == name
             and (fault.port is None or (service.port, service.protocol) == (fault.port, fault.protocol))
             and (fault.address is None or service.address == fault.address))
 
 
-def planned_services(topology: model.Topology, apply_faults: bool = True) -> list[Service]:
+def planned_services(topology: schema.Topology, apply_faults: bool = True) -> list[Service]:
     """Every (object, address, port) the lab serves; with faults applied by default."""
     services = _unfaulted(topology)
     if not apply_faults:
@@ -164,7 +164,7 @@ def planned_services(topology: model.Topology, apply_faults: bool = True) -> lis
     return services
 
 
-def planted_faults(topology: model.Topology) -> tuple[Fault, ...]:
+def planted_faults(topology: schema.Topology) -> tuple[Fault, ...]:
     """The faults expanded to concrete (object, address, port) targets a probe can check."""
     unfaulted = _unfaulted(topology)
     faults: list[Fault] = []

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from csaudit.errors import ConfigError
-from csaudit.lab import model
+from csaudit.lab import schema
+from csaudit.model.errors import ConfigError
 
 DEMO_RESOURCE = "demo.toml"
 _VERSION_RE = re.compile(r"^\d+(\.\d+){1,3}$")
@@ -143,7 +143,7 @@ def _name_registry(source: str) -> Callable[[str, str, str], None]:
     return register
 
 
-def parse_topology(text: str, source: str = "<topology>") -> model.Topology:
+def parse_topology(text: str, source: str = "<topology>") -> schema.Topology:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -151,7 +151,7 @@ def parse_topology(text: str, source: str = "<topology>") -> model.Topology:
     return _topology(_Table(data, "top level", source))
 
 
-def load_topology(path: str | os.PathLike) -> model.Topology:
+def load_topology(path: str | os.PathLike) -> schema.Topology:
     source = os.fspath(path)
     try:
         with open(source, "rb") as handle:
@@ -165,13 +165,13 @@ def load_topology(path: str | os.PathLike) -> model.Topology:
     return parse_topology(text, source)
 
 
-def default_topology() -> model.Topology:
+def default_topology() -> schema.Topology:
     """The bundled demo cloud (demo.toml)."""
     text = resources.files("csaudit.lab").joinpath(DEMO_RESOURCE).read_text("utf-8")
     return parse_topology(text, DEMO_RESOURCE)
 
 
-def _topology(top: _Table) -> model.Topology:
+def _topology(top: _Table) -> schema.Topology:
     register = _name_registry(top.source)
     cloud = top.table("cloud")
     version = cloud.string("version")
@@ -189,7 +189,7 @@ def _topology(top: _Table) -> model.Topology:
 
     servers = []
     for table in top.tables("management_server"):
-        server = model.ManagementServer(
+        server = schema.ManagementServer(
             name=table.string("name"), address=table.address("address"),
             state=table.string("state", "Up"))
         register("management server", server.name, table.where)
@@ -199,7 +199,7 @@ def _topology(top: _Table) -> model.Topology:
         top.fail("at least one [[management_server]] is required")
 
     db_table = top.table("database")
-    database = model.Database(name=db_table.string("name"), address=db_table.address("address"),
+    database = schema.Database(name=db_table.string("name"), address=db_table.address("address"),
                               version=db_table.string("version", "8.0.36"))
     register("database", database.name, db_table.where)
     db_table.done()
@@ -218,7 +218,7 @@ def _topology(top: _Table) -> model.Topology:
     faults = tuple(_fault(table) for table in top.tables("fault"))
     top.done()
 
-    topology = model.Topology(
+    topology = schema.Topology(
         version=version, management_servers=tuple(servers), database=database, zones=zones,
         settings=settings, faults=faults, default_page_size=page_size, listeners=listeners,
         api_key=api_key, secret_key=secret_key)
@@ -226,13 +226,13 @@ def _topology(top: _Table) -> model.Topology:
     return topology
 
 
-def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zone:
+def _zone(table: _Table, register: Callable[[str, str, str], None]) -> schema.Zone:
     name = table.string("name")
     register("zone", name, table.where)
     table.where = f"zone {name!r}"
     pods = []
     for pod_table in table.tables("pod"):
-        pod = model.Pod(name=pod_table.string("name"), gateway=pod_table.address("gateway"),
+        pod = schema.Pod(name=pod_table.string("name"), gateway=pod_table.address("gateway"),
                         netmask=pod_table.string("netmask"), startip=pod_table.address("startip"),
                         endip=pod_table.address("endip"))
         register("pod", pod.name, pod_table.where)
@@ -246,13 +246,13 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
 
     system_vms = []
     for vm_table in table.tables("systemvm"):
-        vm = model.SystemVm(
-            type=vm_table.string("type", choices=model.SYSTEM_VM_TYPES),
+        vm = schema.SystemVm(
+            type=vm_table.string("type", choices=schema.SYSTEM_VM_TYPES),
             name=vm_table.string("name"), host=vm_table.string("host"),
             private=vm_table.address("private"), public=vm_table.address("public"),
             linklocal=vm_table.address("linklocal", None),
-            state=vm_table.string("state", "Running", choices=model.VM_STATES),
-            agentstate=vm_table.string("agentstate", "Up", choices=model.HOST_STATES))
+            state=vm_table.string("state", "Running", choices=schema.VM_STATES),
+            agentstate=vm_table.string("agentstate", "Up", choices=schema.HOST_STATES))
         register("system VM", vm.name, vm_table.where)
         hypervisor = _host_hypervisor(vm_table, vm.host, hypervisor_of_host)
         if hypervisor == "VMware" and vm.linklocal:
@@ -264,11 +264,11 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
 
     routers = []
     for router_table in table.tables("router"):
-        router = model.Router(
+        router = schema.Router(
             name=router_table.string("name"), host=router_table.string("host"),
             linklocal=router_table.address("linklocal"), guest=router_table.address("guest"),
             public=router_table.address("public"),
-            state=router_table.string("state", "Running", choices=model.VM_STATES),
+            state=router_table.string("state", "Running", choices=schema.VM_STATES),
             account=router_table.string("account", "admin"),
             project=router_table.string("project", None))
         register("router", router.name, router_table.where)
@@ -278,7 +278,7 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
 
     secondaries = []
     for store_table in table.tables("secondary_storage"):
-        store = model.SecondaryStorage(name=store_table.string("name"),
+        store = schema.SecondaryStorage(name=store_table.string("name"),
                                        url=store_table.string("url"))
         match = re.fullmatch(r"nfs://([^/]+)(/.*)", store.url)
         if not match:
@@ -291,7 +291,7 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
     cluster_names = {cluster.name for cluster in clusters}
     primaries = []
     for store_table in table.tables("primary_storage"):
-        store = model.PrimaryStorage(
+        store = schema.PrimaryStorage(
             name=store_table.string("name"), address=store_table.address("address"),
             path=store_table.string("path"), type=store_table.string("type", "NetworkFilesystem"),
             cluster=store_table.string("cluster", None))
@@ -303,14 +303,14 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
 
     ranges = []
     for range_table in table.tables("public_range"):
-        ranges.append(model.PublicRange(
+        ranges.append(schema.PublicRange(
             gateway=range_table.address("gateway"), netmask=range_table.string("netmask"),
             startip=range_table.address("startip"), endip=range_table.address("endip"),
             vlan=range_table.string("vlan", "untagged")))
         range_table.done()
 
-    zone = model.Zone(
-        name=name, networktype=table.string("networktype", "Advanced", choices=model.NETWORK_TYPES),
+    zone = schema.Zone(
+        name=name, networktype=table.string("networktype", "Advanced", choices=schema.NETWORK_TYPES),
         dns1=table.address("dns1"), internaldns1=table.address("internaldns1"),
         dns2=table.address("dns2", None), internaldns2=table.address("internaldns2", None),
         settings=table.string_map("settings"), pods=tuple(pods), clusters=tuple(clusters),
@@ -321,13 +321,13 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> model.Zon
     return zone
 
 
-def _cluster(table: _Table, pod_names: set[str], register, hypervisor_of_host: dict) -> model.Cluster:
+def _cluster(table: _Table, pod_names: set[str], register, hypervisor_of_host: dict) -> schema.Cluster:
     name = table.string("name")
     register("cluster", name, table.where)
     pod = table.string("pod")
     if pod not in pod_names:
         table.fail(f"pod {pod!r} is not a pod of this zone")
-    hypervisor = table.string("hypervisor", choices=model.HYPERVISORS)
+    hypervisor = table.string("hypervisor", choices=schema.HYPERVISORS)
     vcenter = table.address("vcenter", None)
     vmware_dc = table.string("vmware_dc", None)
     if hypervisor == "VMware" and vcenter is None:
@@ -336,14 +336,14 @@ def _cluster(table: _Table, pod_names: set[str], register, hypervisor_of_host: d
         table.fail("'vcenter'/'vmware_dc' only apply to VMware clusters")
     hosts = []
     for host_table in table.tables("host"):
-        host = model.Host(name=host_table.string("name"), address=host_table.address("address"),
-                          state=host_table.string("state", "Up", choices=model.HOST_STATES))
+        host = schema.Host(name=host_table.string("name"), address=host_table.address("address"),
+                          state=host_table.string("state", "Up", choices=schema.HOST_STATES))
         register("host", host.name, host_table.where)
         hypervisor_of_host[host.name] = hypervisor
         host_table.done()
         hosts.append(host)
     table.done()
-    return model.Cluster(name=name, pod=pod, hypervisor=hypervisor, hosts=tuple(hosts),
+    return schema.Cluster(name=name, pod=pod, hypervisor=hypervisor, hosts=tuple(hosts),
                          vcenter=vcenter, vmware_dc=vmware_dc)
 
 
@@ -353,8 +353,8 @@ def _host_hypervisor(table: _Table, host: str, hypervisor_of_host: dict) -> str:
     return hypervisor_of_host[host]
 
 
-def _fault(table: _Table) -> model.FaultSpec:
-    kind = table.string("kind", choices=model.FAULT_KINDS)
+def _fault(table: _Table) -> schema.FaultSpec:
+    kind = table.string("kind", choices=schema.FAULT_KINDS)
     single = table.string("object", None)
     several = table._get("objects", None, (list,), "an array of names")
     if (single is None) == (several is None):
@@ -369,18 +369,18 @@ def _fault(table: _Table) -> model.FaultSpec:
         table.fail("api-state-mismatch removes every listener of the object: give no 'port'")
     if kind != "api-state-mismatch" and port is None:
         table.fail(f"{kind} faults need a 'port'")
-    fault = model.FaultSpec(
+    fault = schema.FaultSpec(
         kind=kind, objects=objects, port=port,
         protocol=table.string("protocol", "tcp", choices=("tcp", "udp")),
         address=table.address("address", None), description=table.string("description"),
-        speaks=table.string("speaks", "http", choices=model.WRONG_SERVICES))
+        speaks=table.string("speaks", "http", choices=schema.WRONG_SERVICES))
     if fault.speaks != "http" and kind != "wrong-service":
         table.fail("'speaks' only applies to wrong-service faults")
     table.done()
     return fault
 
 
-def _check_faults(topology: model.Topology, top: _Table) -> None:
+def _check_faults(topology: schema.Topology, top: _Table) -> None:
     """Faults must name real objects and ports they really serve (else they'd be no-ops)."""
     if not topology.faults:
         return

@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from csaudit.derive import Flow
-from csaudit.probe import Observation, ProbeOptions, ProbeTarget
+from csaudit.model.flows import Flow
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
 
 
 class Vantage(Protocol):
@@ -27,19 +27,6 @@ class Vantage(Protocol):
 
     def close(self) -> None:
         """The run is over (it probed zone by zone): release what was kept between calls of probe."""
-
-
-@dataclasses.dataclass(frozen=True)
-class VantageState:
-    """One place probes ran from, for the report's vantage summary and the API cross-check."""
-
-    name: str  # local, ssh:host/NAME, ssh:systemvm/NAME
-    state: str  # ok | unreachable | denied | unusable | error | not-run
-    probes: int  # probes it ran
-    reason: str = ""
-    role: str | None = None  # the object it stands for (host, ssvm, cpvm, vr), for the cross-check
-    object_name: str | None = None
-    engine: str | None = None  # what ran the probes remotely: python3, bash
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,8 +17,8 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
-from csaudit.derive import Flow
-from csaudit.probe import Observation, ProbeOptions, ProbeTarget
+from csaudit.model.flows import Flow
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget
 from csaudit.vantage.protocols import UDP_KINDS
 
 SPARE_FDS = 64  # descriptors kept free for the rest of the process (API client, logs, listeners)

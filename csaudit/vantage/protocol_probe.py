@@ -3,7 +3,7 @@ get the short protocol exchange that tells which service answers."""
 
 from __future__ import annotations
 
-from csaudit.probe import Observation, ProbeOptions, ProbeTarget
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget
 from csaudit.vantage.exchange import Exchange, exchange_many
 from csaudit.vantage.local import tcp_connect_many
 

@@ -31,7 +31,7 @@ import datetime
 import math
 import shlex
 
-from csaudit.probe import Observation, ProbeTarget
+from csaudit.model.probes import Observation, ProbeTarget
 from csaudit.vantage import protocols
 from csaudit.vantage.protocols import Answer
 

@@ -24,10 +24,9 @@ from collections.abc import Callable
 import asyncssh
 
 from csaudit.collector import collector_running
-from csaudit.derive import Flow
-from csaudit.inventory import Inventory
-from csaudit.probe import Observation, ProbeOptions, ProbeTarget
-from csaudit.vantage import VantageState
+from csaudit.model.flows import Flow
+from csaudit.model.inventory import Inventory
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
 from csaudit.vantage.protocols import UDP_KINDS
 from csaudit.vantage.remote_script import (
     SYSTEMVM_PORT,

@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 
-from csaudit.errors import ConfigError
+from csaudit.model.errors import ConfigError
 from csaudit.vantage.remote_script import DEFAULT_SYSTEMVM_KEY_ON_HOST, SYSTEMVM_PORT, SYSTEMVM_USER
 
 # The MS's own key for system VMs on VMware/Hyper-V, where the MS opens 3922 itself (VmwareManagerImpl.getSystemVMKeyFile).
@@ -200,7 +200,7 @@ def add_remote_arguments(parser) -> None:
 
 
 def remote_settings_from_args(args) -> RemoteSettings:
-    from csaudit.errors import UsageError
+    from csaudit.model.errors import UsageError
 
     if getattr(args, "no_remote", True):
         return RemoteSettings(enabled=False)

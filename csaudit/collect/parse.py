@@ -1,0 +1,351 @@
+"""The cloud as plain data: a pure parser from raw API rows to frozen dataclasses.
+
+The parser tolerates what real servers send: fields missing in older versions, numeric ids,
+and the string "null" where a value is absent.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from csaudit.model.errors import UsageError
+from csaudit.model.inventory import (
+    Cluster,
+    Database,
+    Host,
+    ImageStore,
+    Inventory,
+    ManagementServer,
+    Pod,
+    Router,
+    StoragePool,
+    SystemVm,
+    VCenter,
+    Zone,
+)
+
+# Settings that change which flows exist or which ports they use (each is a ConfigKey in CloudStack's source; the catalogue cites where).
+RELEVANT_SETTINGS = frozenset(
+    {
+        "host",
+        "port",
+        "integration.api.port",
+        "endpoint.url",
+        "consoleproxy.sslEnabled",
+        "consoleproxy.url.domain",
+        "consoleproxy.cmd.port",
+        "secstorage.ssl.cert.domain",
+        "secstorage.encrypt.copy",
+        "secstorage.allowed.internal.sites",
+        "secstorage.proxy",
+        "ntp.server.list",
+        "management.network.cidr",
+        "control.cidr",
+        "default.page.size",
+        "ca.plugin.root.auth.strictness",
+        "expose.dns.externally",
+        "use.external.dns",
+        "indirect.agent.lb.algorithm",
+    }
+)
+
+# The fields parse_inventory reads from the big listings: the API client keeps only these as pages
+# arrive (api.fetch_raw_cloud), so a cloud's raw rows do not fill memory. A test checks that the
+# parser gets the same inventory from rows cut down this way.
+ROW_FIELDS = {
+    "zones": frozenset({"id", "name", "networktype", "dns1", "dns2", "internaldns1", "internaldns2"}),
+    "pods": frozenset({"id", "name", "zoneid", "gateway", "netmask"}),
+    "clusters": frozenset({"id", "name", "zoneid", "podid", "hypervisortype"}),
+    "hosts": frozenset({"id", "name", "type", "zoneid", "podid", "clusterid", "hypervisor", "ipaddress", "state", "resourcestate"}),
+    "systemvms": frozenset({"id", "name", "systemvmtype", "zoneid", "hostid", "hypervisor", "privateip", "linklocalip",
+                            "publicip", "state", "agentstate"}),
+    "routers": frozenset({"id", "name", "zoneid", "hostid", "hypervisor", "linklocalip", "guestipaddress", "publicip",
+                          "state", "redundantstate"}),
+}
+
+_URL_DEFAULT_PORTS = {"nfs": 2049, "smb": 445, "cifs": 445, "http": 80, "https": 443, "s3": 443, "swift": 443}
+_POOL_PROTOCOLS = {
+    "networkfilesystem": "nfs",
+    "managednfs": "nfs",
+    "iscsi": "iscsi",
+    "iscsilun": "iscsi",
+    "rbd": "rbd",
+    "smb": "smb",
+    "gluster": "gluster",
+}
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def text(row: dict, key: str) -> str | None:
+    """A field as a string: numbers become strings, "null"/""/None become None."""
+    value = row.get(key) if isinstance(row, dict) else None
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    value = str(value).strip()
+    return None if value in ("", "null", "None") else value
+
+
+def _rows(raw: dict, key: str) -> list[dict]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UsageError(f"inventory: {key!r} must be a list of objects")
+    return [row for row in value if isinstance(row, dict)]
+
+
+def _ident(row: dict, fallback: str) -> str:
+    return text(row, "id") or fallback
+
+
+def _hostport(url: str | None) -> tuple[str | None, int | None, str | None, str | None]:
+    if not url:
+        return None, None, None, None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None, None, None, None
+    scheme = parts.scheme.lower() or None
+    return parts.hostname, port or _URL_DEFAULT_PORTS.get(scheme or ""), parts.path or None, scheme
+
+
+def parse_settings(rows: list[dict]) -> dict[str, str]:
+    settings = {}
+    for row in rows:
+        name = text(row, "name")
+        if name in RELEVANT_SETTINGS:
+            settings[name] = text(row, "value") or ""
+    return settings
+
+
+def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None = None, db_host: str | None = None) -> Inventory:
+    """A pure function: raw API rows (see api.fetch_raw_cloud) in, Inventory out."""
+    if not isinstance(raw, dict):
+        raise UsageError("inventory: the raw cloud data must be a JSON object")
+    capability = raw.get("capabilities") if isinstance(raw.get("capabilities"), dict) else {}
+    settings = parse_settings(_rows(raw, "configurations"))
+    zone_cfg = raw.get("zoneconfigurations") if isinstance(raw.get("zoneconfigurations"), dict) else {}
+    zone_settings = {}
+    for zone_id, rows in zone_cfg.items():
+        own = {k: v for k, v in parse_settings(rows if isinstance(rows, list) else []).items() if settings.get(k) != v}
+        if own:
+            zone_settings[str(zone_id)] = own
+
+    zones = tuple(
+        Zone(
+            id=_ident(z, f"zone-{i}"),
+            name=text(z, "name") or _ident(z, f"zone-{i}"),
+            network_type=text(z, "networktype"),
+            dns=tuple(a for a in (text(z, "dns1"), text(z, "dns2")) if a),
+            internal_dns=tuple(a for a in (text(z, "internaldns1"), text(z, "internaldns2")) if a),
+        )
+        for i, z in enumerate(_rows(raw, "zones"))
+    )
+    pods = tuple(
+        Pod(_ident(p, f"pod-{i}"), text(p, "name") or f"pod-{i}", text(p, "zoneid"), text(p, "gateway"), text(p, "netmask"))
+        for i, p in enumerate(_rows(raw, "pods"))
+    )
+    clusters = tuple(
+        Cluster(_ident(c, f"cluster-{i}"), text(c, "name") or f"cluster-{i}", text(c, "zoneid"), text(c, "podid"), text(c, "hypervisortype"))
+        for i, c in enumerate(_rows(raw, "clusters"))
+    )
+    host_rows = _rows(raw, "hosts")
+    hosts = tuple(
+        Host(
+            id=_ident(h, f"host-{i}"),
+            name=text(h, "name") or f"host-{i}",
+            zone_id=text(h, "zoneid"),
+            pod_id=text(h, "podid"),
+            cluster_id=text(h, "clusterid"),
+            hypervisor=text(h, "hypervisor"),
+            address=text(h, "ipaddress"),
+            state=text(h, "state"),
+            resource_state=text(h, "resourcestate"),
+        )
+        for i, h in enumerate(host_rows)
+        if (text(h, "type") or "Routing") == "Routing"
+    )
+    # Older servers lack listSystemVms.agentstate; the agent's own host row carries it.
+    agent_rows = {text(h, "name"): text(h, "state") for h in host_rows if text(h, "type") in ("SecondaryStorageVM", "ConsoleProxy")}
+    system_vms = tuple(
+        SystemVm(
+            id=_ident(v, f"systemvm-{i}"),
+            name=text(v, "name") or f"systemvm-{i}",
+            role="cpvm" if (text(v, "systemvmtype") or "").lower() == "consoleproxy" else "ssvm",
+            zone_id=text(v, "zoneid"),
+            host_id=text(v, "hostid"),
+            hypervisor=text(v, "hypervisor"),
+            private_ip=text(v, "privateip"),
+            linklocal_ip=text(v, "linklocalip"),
+            public_ip=text(v, "publicip"),
+            state=text(v, "state"),
+            agent_state=text(v, "agentstate") or agent_rows.get(text(v, "name")),
+        )
+        for i, v in enumerate(_rows(raw, "systemvms"))
+    )
+    routers = tuple(
+        Router(
+            id=_ident(r, f"router-{i}"),
+            name=text(r, "name") or f"router-{i}",
+            zone_id=text(r, "zoneid"),
+            host_id=text(r, "hostid"),
+            hypervisor=text(r, "hypervisor"),
+            linklocal_ip=text(r, "linklocalip"),
+            guest_ip=text(r, "guestipaddress"),
+            public_ip=text(r, "publicip"),
+            state=text(r, "state"),
+            redundant_state=text(r, "redundantstate"),
+        )
+        for i, r in enumerate(_rows(raw, "routers"))
+    )
+    image_stores = []
+    for i, s in enumerate(_rows(raw, "imagestores")):
+        address, port, path, scheme = _hostport(text(s, "url"))
+        image_stores.append(
+            ImageStore(
+                id=_ident(s, f"imagestore-{i}"),
+                name=text(s, "name") or f"imagestore-{i}",
+                zone_id=text(s, "zoneid"),
+                protocol=(text(s, "protocol") or scheme or "").lower() or None,
+                address=address,
+                port=port,
+                path=path,
+                url=text(s, "url"),
+            )
+        )
+    storage_pools = tuple(
+        StoragePool(
+            id=_ident(p, f"storagepool-{i}"),
+            name=text(p, "name") or f"storagepool-{i}",
+            zone_id=text(p, "zoneid"),
+            cluster_id=text(p, "clusterid") if (text(p, "scope") or "CLUSTER").upper() == "CLUSTER" else None,
+            scope=text(p, "scope"),
+            type=text(p, "type"),
+            protocol=_POOL_PROTOCOLS.get((text(p, "type") or "").lower(), (text(p, "type") or "").lower() or None),
+            address=text(p, "ipaddress"),
+            path=text(p, "path"),
+            state=text(p, "state"),
+        )
+        for i, p in enumerate(_rows(raw, "storagepools"))
+    )
+    vcenters = []
+    dcs = raw.get("vmwaredcs") if isinstance(raw.get("vmwaredcs"), dict) else {}
+    for zone_id, rows in dcs.items():
+        for dc in rows if isinstance(rows, list) else []:
+            address = text(dc, "vcenter")
+            if address and not any(v.address == address and v.zone_id == str(zone_id) for v in vcenters):
+                vcenters.append(VCenter(name=address, address=address, zone_id=str(zone_id)))
+
+    return Inventory(
+        endpoint=endpoint,
+        api_mode=api_mode,
+        version=text(capability, "cloudstackversion"),
+        zones=zones,
+        pods=pods,
+        clusters=clusters,
+        hosts=hosts,
+        management_servers=_management_servers(raw, settings, endpoint),
+        database=_database(raw, db_host),
+        system_vms=system_vms,
+        routers=routers,
+        image_stores=tuple(image_stores),
+        storage_pools=storage_pools,
+        vcenters=tuple(vcenters),
+        settings=settings,
+        zone_settings=zone_settings,
+        zone_errors={str(k): str(v) for k, v in (raw.get("zone_errors") or {}).items()} if isinstance(raw.get("zone_errors"), dict) else {},
+    )
+
+
+def _host_setting(settings: dict[str, str]) -> list[str]:
+    entries = [a.strip() for a in settings.get("host", "").split(",") if a.strip()]
+    return [a for a in entries if a not in ("localhost", "127.0.0.1")]
+
+
+def _management_servers(raw: dict, settings: dict[str, str], endpoint: str | None) -> tuple[ManagementServer, ...]:
+    endpoint_host = urlsplit(endpoint).hostname if endpoint else None
+    hosts_setting = _host_setting(settings)
+    rows = raw.get("managementservers")
+    if not isinstance(rows, list):  # an older server without listManagementServers
+        addresses = hosts_setting or ([endpoint_host] if endpoint_host else [])
+        source = "host setting" if hosts_setting else "endpoint host"
+        return tuple(ManagementServer(id=a, name=a, address=a, address_source=source) for a in addresses)
+    servers = []
+    rows = [r for r in rows if isinstance(r, dict)]
+    for i, row in enumerate(rows):
+        address, source = None, "unknown"
+        for field in ("serviceip", "ipaddress"):
+            value = text(row, field)
+            if value and value != "127.0.0.1":  # cluster.node.IP left at its default says nothing
+                address, source = value, field
+                break
+        if address is None and len(rows) == 1 and hosts_setting:
+            address, source = hosts_setting[0], "host setting"
+        elif address is None and len(rows) == len(hosts_setting):
+            address, source = hosts_setting[i], "host setting (by position)"
+        elif address is None and len(rows) == 1 and endpoint_host:
+            address, source = endpoint_host, "endpoint host"
+        servers.append(
+            ManagementServer(
+                id=_ident(row, f"ms-{i}"),
+                name=text(row, "name") or f"ms-{i}",
+                address=address,
+                address_source=source,
+                state=text(row, "state"),
+                version=text(row, "version"),
+            )
+        )
+    return tuple(servers)
+
+
+def _database(raw: dict, db_host: str | None) -> Database:
+    if db_host:
+        return Database(name="database", address=db_host, address_source="--db-host")
+    metrics = raw.get("dbmetrics") if isinstance(raw.get("dbmetrics"), dict) else {}
+    hostname = text(metrics, "hostname")
+    if hostname and hostname not in ("localhost", "127.0.0.1"):
+        return Database(name="database", address=hostname, address_source="listDbMetrics")
+    return Database(name="database", address=None, address_source="unknown (pass --db-host)")
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+

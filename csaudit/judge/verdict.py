@@ -1,0 +1,63 @@
+"""Verdict: what each observation means for its flow. Never a pass without a probe."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from csaudit.model.flows import Flow
+from csaudit.model.probes import Observation
+from csaudit.model.results import STATUSES, FlowResult
+
+if TYPE_CHECKING:
+    pass
+
+
+
+
+
+def judge(flow: Flow, observation: Observation | None, vantage: str | None = None, unverified_reason: str = "") -> FlowResult:
+    if observation is None:
+        return FlowResult(flow, "unverified", None, unverified_reason or "not probed")
+    state = observation.state
+    status, reason = _status(flow, observation)
+    return FlowResult(flow, status, state, reason, vantage, observation.latency_ms,
+                      observation.service, observation.detail, observation.warnings)
+
+
+def _status(flow: Flow, observation: Observation) -> tuple[str, str]:
+    state, reason = observation.state, observation.reason
+    if state == "error":
+        return "error", reason
+    if state == "open|filtered":  # UDP without a reply proves nothing either way
+        return "unverified", f"unconfirmed: {reason}"
+    if flow.expect == "closed":
+        if state != "open":
+            return "pass", reason
+        if observation.danger:
+            return "fail", f"critical: must be closed, but {reason} ({observation.danger})"
+        return "fail", f"must be closed, but {reason}"
+    if state != "open":
+        return "fail", f"must be open, but {reason}"
+    if observation.mismatch:
+        return "fail", f"port open, but {observation.mismatch}"
+    if observation.problem:
+        return "fail", f"{observation.service} answers, but {observation.problem}"
+    return "pass", reason
+
+
+def judge_all(flows, observed: dict[str, tuple[str, Observation]], unverified: dict[str, str]) -> tuple[FlowResult, ...]:
+    results = []
+    for flow in flows:
+        if flow.id in observed:
+            vantage, observation = observed[flow.id]
+            results.append(judge(flow, observation, vantage))
+        else:
+            results.append(judge(flow, None, unverified_reason=unverified.get(flow.id, "not probed")))
+    return tuple(results)
+
+
+def summarize(results) -> dict[str, int]:
+    summary = dict.fromkeys(STATUSES, 0)
+    for result in results:
+        summary[result.status] += 1
+    return summary

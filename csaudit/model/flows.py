@@ -1,0 +1,30 @@
+"""Flows: what must be open or closed between two endpoints, derived from the catalogue for one inventory."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoint:
+    role: str
+    name: str
+    address: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Flow:
+    id: str
+    rule: str
+    title: str
+    zone: str | None
+    source: Endpoint
+    target: Endpoint
+    protocol: str
+    port: int
+    port_end: int | None
+    expect: str
+    probe: str
+    outside: bool
+    citation: str
+    notes: tuple[str, ...] = ()

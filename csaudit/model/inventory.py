@@ -1,0 +1,162 @@
+"""The cloud as the API describes it: frozen dataclasses, one per kind of object, and the Inventory that holds them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Zone:
+    id: str
+    name: str
+    network_type: str | None = None
+    dns: tuple[str, ...] = ()
+    internal_dns: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pod:
+    id: str
+    name: str
+    zone_id: str | None
+    gateway: str | None = None
+    netmask: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cluster:
+    id: str
+    name: str
+    zone_id: str | None
+    pod_id: str | None
+    hypervisor: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Host:
+    """A hypervisor host (listHosts type=Routing); `address` is its management IP."""
+
+    id: str
+    name: str
+    zone_id: str | None
+    pod_id: str | None
+    cluster_id: str | None
+    hypervisor: str | None
+    address: str | None
+    state: str | None = None
+    resource_state: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ManagementServer:
+    id: str
+    name: str
+    address: str | None
+    address_source: str  # which API field or fallback gave the address
+    state: str | None = None
+    version: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Database:
+    name: str
+    address: str | None
+    address_source: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SystemVm:
+    """An SSVM or a CPVM (role 'ssvm' / 'cpvm')."""
+
+    id: str
+    name: str
+    role: str
+    zone_id: str | None
+    host_id: str | None
+    hypervisor: str | None
+    private_ip: str | None
+    linklocal_ip: str | None
+    public_ip: str | None
+    state: str | None = None
+    agent_state: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Router:
+    id: str
+    name: str
+    zone_id: str | None
+    host_id: str | None
+    hypervisor: str | None
+    linklocal_ip: str | None
+    guest_ip: str | None
+    public_ip: str | None
+    state: str | None = None
+    redundant_state: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ImageStore:
+    """Secondary storage; host and port parsed from its URL (nfs://host/path)."""
+
+    id: str
+    name: str
+    zone_id: str | None
+    protocol: str | None
+    address: str | None
+    port: int | None
+    path: str | None
+    url: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoragePool:
+    """Primary storage; `protocol` is derived from the pool type (NetworkFilesystem → nfs)."""
+
+    id: str
+    name: str
+    zone_id: str | None
+    cluster_id: str | None
+    scope: str | None
+    type: str | None
+    protocol: str | None
+    address: str | None
+    path: str | None
+    state: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VCenter:
+    name: str
+    address: str
+    zone_id: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inventory:
+    endpoint: str | None
+    api_mode: str | None
+    version: str | None
+    zones: tuple[Zone, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    clusters: tuple[Cluster, ...] = ()
+    hosts: tuple[Host, ...] = ()
+    management_servers: tuple[ManagementServer, ...] = ()
+    database: Database | None = None
+    system_vms: tuple[SystemVm, ...] = ()
+    routers: tuple[Router, ...] = ()
+    image_stores: tuple[ImageStore, ...] = ()
+    storage_pools: tuple[StoragePool, ...] = ()
+    vcenters: tuple[VCenter, ...] = ()
+    settings: dict[str, str] = dataclasses.field(default_factory=dict)
+    zone_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
+    zone_errors: dict[str, str] = dataclasses.field(default_factory=dict)  # zone id -> why its listing failed
+
+    def setting(self, name: str, zone_id: str | None = None) -> str | None:
+        """A zone's own value wins over the global one."""
+        if zone_id is not None and name in self.zone_settings.get(zone_id, {}):
+            return self.zone_settings[zone_id][name]
+        return self.settings.get(name)
+
+    def zone_by_id(self, zone_id: str | None) -> Zone | None:
+        return next((z for z in self.zones if z.id == zone_id), None)

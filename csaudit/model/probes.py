@@ -1,0 +1,62 @@
+"""Probe plans and observations: plain data shared by vantages and the verdict stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+
+STATES = ("open", "open|filtered", "refused", "timeout", "error")  # open|filtered: UDP, no reply
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One connection attempt; flows that need the same attempt share it."""
+
+    address: str
+    port: int
+    protocol: str = "tcp"
+    source: str | None = None  # bind this address first, so the packet really leaves from it
+    kind: str = "tcp"  # the probe kind (catalogue `probe`): which service must answer
+    via: str | None = None  # the remote vantage that runs it (ssh:host/NAME); None: the vantage that planned it
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Observation:
+    state: str  # one of STATES
+    reason: str
+    latency_ms: float | None = None
+    service: str | None = None  # what answered (protocol probes only)
+    detail: str | None = None  # version, certificate facts, registrations
+    mismatch: str | None = None  # the port is open, but the wrong service (or none) answered
+    problem: str | None = None  # the right service, but unusable (an expired certificate)
+    warnings: tuple[str, ...] = ()
+    danger: str | None = None  # why this service answering a must-be-closed flow is critical
+
+
+DEFAULT_CONCURRENCY = 1024  # one wave covers 1,000 filtered targets within one timeout (bench/)
+DEFAULT_PER_TARGET = 32  # connects in flight to one address: an audit, not a port scan
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeOptions:
+    timeout: float = 2.0
+    concurrency: int = DEFAULT_CONCURRENCY
+    per_target: int | None = DEFAULT_PER_TARGET
+    outside: bool = False  # this machine sits outside the management network
+    deadline: float | None = None  # time.monotonic() after which no probe starts or waits
+    stop: threading.Event | None = dataclasses.field(default=None, compare=False)  # set on Ctrl-C / SIGTERM
+    progress: Callable[[int, int], None] | None = dataclasses.field(default=None, compare=False)  # (done, total) targets
+
+
+@dataclasses.dataclass(frozen=True)
+class VantageState:
+    """One place probes ran from, for the report's vantage summary and the API cross-check."""
+
+    name: str  # local, ssh:host/NAME, ssh:systemvm/NAME
+    state: str  # ok | unreachable | denied | unusable | error | not-run
+    probes: int  # probes it ran
+    reason: str = ""
+    role: str | None = None  # the object it stands for (host, ssvm, cpvm, vr), for the cross-check
+    object_name: str | None = None
+    engine: str | None = None  # what ran the probes remotely: python3, bash

@@ -1,0 +1,54 @@
+"""What a run concluded: a status per flow (FlowResult), the waivers that accept a failure, and the API cross-check's findings."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fnmatch
+
+from csaudit.model.flows import Flow
+
+# "waived": a failure an operator accepted with a reason until a date (a Waiver, csaudit/judge/waivers.py)
+STATUSES = ("pass", "fail", "unverified", "error", "waived")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlowResult:
+    flow: Flow
+    status: str
+    observed: str | None
+    reason: str
+    vantage: str | None = None
+    latency_ms: float | None = None
+    service: str | None = None  # what answered, when a protocol probe ran
+    detail: str | None = None
+    warnings: tuple[str, ...] = ()
+    waiver: Waiver | None = None  # set only when status is "waived"
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiver:
+    reason: str
+    expires: datetime.date
+    rule: str | None = None  # glob on the rule id
+    flow: str | None = None  # glob on the flow id
+    where: str = ""  # file:line, for messages
+
+    def matches(self, result: FlowResult) -> bool:
+        return ((self.rule is None or fnmatch.fnmatchcase(result.flow.rule, self.rule))
+                and (self.flow is None or fnmatch.fnmatchcase(result.flow.id, self.flow)))
+
+    def expired(self, today: datetime.date) -> bool:
+        return today > self.expires
+
+    def describe(self) -> str:
+        return " and ".join(f"{key} {value}" for key, value in (("rule", self.rule), ("flow", self.flow)) if value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    kind: str  # api-up-unreachable | api-down-answers | api-up-silent
+    role: str
+    name: str
+    api_state: str
+    message: str

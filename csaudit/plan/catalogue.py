@@ -1,0 +1,240 @@
+"""Load and validate the flow catalogue (catalogue.toml): rules as data, not code."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import re
+import tomllib
+
+from csaudit.collect.textfile import read_text
+from csaudit.model.errors import ConfigError
+
+ROLES = frozenset(
+    {
+        "user", "ms", "db", "host", "ssvm", "cpvm", "vr", "secondary-storage", "primary-storage",
+        "vcenter", "internal-dns", "dns", "ntp",
+    }
+)
+PROTOCOLS = frozenset({"tcp", "udp"})
+HYPERVISORS = frozenset({"any", "kvm", "lxc", "xenserver", "vmware", "hyperv", "simulator"})
+PAIRINGS = frozenset({"zone", "local", "peers", "self", "cluster-ring", "other-zone"})
+ADDRESS_KINDS = frozenset({"default", "private", "public", "linklocal", "guest", "control"})
+# probe kind -> the protocols it can run over ("none": not probed at all)
+PROBE_PROTOCOLS = {
+    "tcp": ("tcp", "udp"), "none": ("tcp", "udp"), "ssh": ("tcp",), "tls": ("tcp",), "http-api": ("tcp",),
+    "mysql": ("tcp",), "rpcbind": ("tcp", "udp"), "nfs": ("tcp",), "vnc": ("tcp",), "dns": ("tcp", "udp"),
+    "ntp": ("udp",),
+}
+PROBES = frozenset(PROBE_PROTOCOLS)
+CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
+REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
+OPTIONAL = (
+    "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
+    "when", "probe", "outside", "note", "port_from",
+)
+PORT_OPTIONS = {
+    "api-port": "server.properties http.port",
+    "db-port": "db.properties db.cloud.port",
+    "cluster-port": "db.properties cluster.servlet.port",
+}
+_ID = re.compile(r"^[FD]\d{2}$")
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    setting: str
+    operator: str
+    value: object
+
+    def holds(self, actual: str | None) -> bool:
+        actual = (actual or "").strip()
+        if self.operator == "set":
+            return bool(actual) == bool(self.value)
+        if self.operator == "equals":
+            return actual.lower() == str(self.value).lower()
+        if self.operator == "not_equals":
+            return actual.lower() != str(self.value).lower()
+        try:  # "above"
+            return float(actual) > float(self.value)
+        except ValueError:
+            return False
+
+
+@dataclasses.dataclass(frozen=True)
+class PortSpec:
+    first: int
+    last: int | None = None  # a range when set
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}" if self.last else str(self.first)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
+    ports: tuple[PortSpec, ...]
+    protocols: tuple[str, ...]
+    expect: str
+    hypervisors: tuple[str, ...]  # lower-case; ("any",) matches everything
+    citation: str
+    seed: str | None = None
+    pairing: str = "zone"
+    source_address: str = "default"
+    target_address: str = "default"
+    target_protocol: str | None = None
+    hypervisor_of: str | None = None
+    when: Condition | None = None
+    probe: str = "tcp"
+    outside: bool = False
+    note: str | None = None
+    port_from: str | None = None  # "setting:NAME" or "option:NAME"
+
+
+def default_catalogue_text() -> str:
+    return importlib.resources.files("csaudit.plan").joinpath("catalogue.toml").read_text(encoding="utf-8")
+
+
+def load_catalogue(path: str | None = None) -> tuple[Rule, ...]:
+    origin = path or "built-in catalogue.toml"
+    content = default_catalogue_text() if path is None else read_text(path, "catalogue", ConfigError)
+    return parse_catalogue(content, origin)
+
+
+def parse_catalogue(content: str, origin: str = "catalogue") -> tuple[Rule, ...]:
+    try:
+        document = tomllib.loads(content)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{origin}: not valid TOML: {exc}") from None
+    unknown_top = set(document) - {"flow"}
+    if unknown_top:
+        raise ConfigError(f"{origin}: unknown top-level key(s) {sorted(unknown_top)}; expected [[flow]] tables")
+    entries = document.get("flow", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{origin}: no [[flow]] entries")
+    rules = tuple(_rule(entry, f"{origin}: flow #{n} ({entry.get('id', '?')})") for n, entry in enumerate(entries, 1))
+    seen = set()
+    for rule in rules:
+        key = (rule.id, rule.ports, rule.protocols, rule.sources, rule.targets, rule.when)
+        if key in seen:
+            raise ConfigError(f"{origin}: flow {rule.id} is defined twice with the same ports, protocol and condition")
+        seen.add(key)
+    return rules
+
+
+def _rule(entry: dict, where: str) -> Rule:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table")
+    unknown = set(entry) - set(REQUIRED) - set(OPTIONAL)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
+    missing = [k for k in REQUIRED if k not in entry]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing}")
+    if not isinstance(entry["id"], str) or not _ID.match(entry["id"]):
+        raise ConfigError(f"{where}: id must look like F08 or D01")
+    sources = _roles(entry["source"], where, "source")
+    targets = _roles(entry["target"], where, "target")
+    protocols = _names(entry["protocol"], PROTOCOLS, where, "protocol")
+    hypervisors = tuple(h.lower() for h in _names(entry["hypervisors"], None, where, "hypervisors"))
+    bad = [h for h in hypervisors if h not in HYPERVISORS]
+    if bad:
+        raise ConfigError(f"{where}: unknown hypervisor(s) {bad}; known: {sorted(HYPERVISORS)}")
+    expect = entry["expect"]
+    if expect not in ("open", "closed"):
+        raise ConfigError(f"{where}: expect must be 'open' or 'closed', not {expect!r}")
+    choices = {
+        "pairing": PAIRINGS,
+        "source_address": ADDRESS_KINDS,
+        "target_address": ADDRESS_KINDS,
+        "probe": PROBES,
+        "hypervisor_of": {"source", "target"},
+    }
+    for key, allowed in choices.items():
+        if key in entry and entry[key] not in allowed:
+            raise ConfigError(f"{where}: {key} must be one of {sorted(allowed)}, not {entry[key]!r}")
+    probe = entry.get("probe", "tcp")
+    wrong = [p for p in protocols if p not in PROBE_PROTOCOLS.get(probe, protocols)]
+    if wrong:
+        raise ConfigError(f"{where}: probe {probe!r} cannot run over {'/'.join(wrong)}")
+    if "outside" in entry and not isinstance(entry["outside"], bool):
+        raise ConfigError(f"{where}: outside must be true or false")
+    port_from = entry.get("port_from")
+    if port_from is not None:
+        kind, _, name = str(port_from).partition(":")
+        if kind not in ("setting", "option") or not name or (kind == "option" and name not in PORT_OPTIONS):
+            raise ConfigError(f"{where}: port_from must be \"setting:NAME\" or \"option:\" + one of {sorted(PORT_OPTIONS)}")
+        if len(entry["ports"]) != 1 or not isinstance(entry["ports"][0], int):
+            raise ConfigError(f"{where}: port_from needs exactly one port (the default) in ports")
+    for key in ("title", "citation", "seed", "note", "target_protocol"):
+        if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
+            raise ConfigError(f"{where}: {key} must be a non-empty string")
+    return Rule(
+        id=entry["id"],
+        title=entry["title"],
+        sources=sources,
+        targets=targets,
+        ports=_ports(entry["ports"], where),
+        protocols=protocols,
+        expect=expect,
+        hypervisors=hypervisors,
+        citation=entry["citation"],
+        seed=entry.get("seed"),
+        pairing=entry.get("pairing", "zone"),
+        source_address=entry.get("source_address", "default"),
+        target_address=entry.get("target_address", "default"),
+        target_protocol=entry.get("target_protocol"),
+        hypervisor_of=entry.get("hypervisor_of"),
+        when=_condition(entry.get("when"), where),
+        probe=probe,
+        outside=entry.get("outside", False),
+        note=entry.get("note"),
+        port_from=port_from,
+    )
+
+
+def _names(value, allowed, where: str, key: str) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{where}: {key} must be a string or a non-empty list of strings")
+    if allowed is not None:
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise ConfigError(f"{where}: unknown {key} {bad}; known: {sorted(allowed)}")
+    return tuple(values)
+
+
+def _roles(value, where: str, key: str) -> tuple[str, ...]:
+    return _names(value, ROLES, where, f"{key} role")
+
+
+def _ports(value, where: str) -> tuple[PortSpec, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where}: ports must be a non-empty list")
+    ports = []
+    for port in value:
+        if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+            ports.append(PortSpec(port))
+            continue
+        match = _RANGE.match(port) if isinstance(port, str) else None
+        if match and 0 < int(match.group(1)) < int(match.group(2)) < 65536:
+            ports.append(PortSpec(int(match.group(1)), int(match.group(2))))
+            continue
+        raise ConfigError(f"{where}: {port!r} is not a port (1-65535) or a range like \"5900-6100\"")
+    return tuple(ports)
+
+
+def _condition(value, where: str) -> Condition | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("setting"), str):
+        raise ConfigError(f"{where}: when must be a table with a 'setting' name")
+    operators = set(value) - {"setting"}
+    if len(operators) != 1 or not operators <= CONDITIONS:
+        raise ConfigError(f"{where}: when needs exactly one of {sorted(CONDITIONS)}")
+    operator = operators.pop()
+    return Condition(value["setting"], operator, value[operator])
