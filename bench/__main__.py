@@ -23,7 +23,9 @@ from bench import nmap, scale
 from bench.loopback import LoopbackTargets
 from bench.netns import DropNamespace, require_netns
 from csaudit.model.probes import ProbeOptions
-from csaudit.vantage.local import LocalVantage, tcp_connect_many
+from csaudit.vantage.classify import connected
+from csaudit.vantage.connect import tcp_connect_many
+from csaudit.vantage.local import LocalVantage
 
 DEFAULTS = ProbeOptions()  # the engine's defaults: what `csaudit run` probes with
 
@@ -87,7 +89,7 @@ def filtered(count: int, concurrencies: list[int], timeout: float, with_nmap: bo
             started = time.perf_counter()
             results = tcp_connect_many(targets, timeout, concurrency)
             elapsed = time.perf_counter() - started
-            states = collections.Counter(results[t].state for t in targets)
+            states = collections.Counter(connected(t, results[t], timeout).state for t in targets)
             ok = states["timeout"] == len(targets)
             correct &= ok
             waves = -(-len(targets) // concurrency)

@@ -140,6 +140,15 @@ def filtered_port():
         sock.close()
 
 
+def connect_observations(targets, timeout, *args, **kwargs):
+    """The connect engine's facts for each target, read by the one classification (what a run reports)."""
+    from csaudit.vantage.classify import connected
+    from csaudit.vantage.connect import tcp_connect_many
+
+    facts = tcp_connect_many(targets, timeout, *args, **kwargs)
+    return {target: connected(target, fact, timeout) for target, fact in facts.items()}
+
+
 def free_port(address="127.0.0.1"):
     with socket.socket() as sock:
         sock.bind((address, 0))

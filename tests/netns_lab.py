@@ -81,8 +81,8 @@ lab.stop()
 
 # What the lab runs beyond Python and `ip` (a test that uses it marks itself netns and programs(*PROGRAMS)):
 # nft plants the faults, sshd serves every node, whose hop to a system VM runs ssh; unshare and mount give
-# a node its own /root; the CPVM's sessions have only bash, timeout, date and head.
-PROGRAMS = ("nft", "sshd", "ssh", "unshare", "mount", "bash", "timeout", "date", "head")
+# a node its own /root; the CPVM's sessions have only bash and coreutils (timeout, date, head, cat, base64, wc).
+PROGRAMS = ("nft", "sshd", "ssh", "unshare", "mount", "bash", "timeout", "date", "head", "cat", "base64", "wc")
 
 
 class NetnsCloud:
@@ -229,7 +229,7 @@ class NetnsCloud:
     def _bash_only_bin(self) -> str:
         folder = self.workdir / "bash-only-bin"
         folder.mkdir()
-        for tool in ("bash", "timeout", "date", "head"):
+        for tool in ("bash", "timeout", "date", "head", "cat", "base64", "wc"):
             (folder / tool).symlink_to(shutil.which(tool))
         return str(folder)
 

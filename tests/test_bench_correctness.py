@@ -24,7 +24,8 @@ from bench import nmap  # noqa: E402
 from bench.loopback import LoopbackTargets  # noqa: E402
 from bench.netns import DropNamespace, namespaces  # noqa: E402
 from csaudit.model.probes import ProbeOptions, ProbeTarget  # noqa: E402
-from csaudit.vantage.local import LocalVantage, tcp_connect_many  # noqa: E402
+from csaudit.vantage.local import LocalVantage  # noqa: E402
+from tests.conftest import connect_observations  # noqa: E402
 
 XML = """<?xml version="1.0"?><nmaprun><host><address addr="127.77.0.1" addrtype="ipv4"/><ports>
 <extraports state="closed" count="3"><extrareasons reason="conn-refused" count="3" proto="tcp" ports="20001-20002,20005"/></extraports>
@@ -70,7 +71,7 @@ def test_200_loopback_targets_csaudit_agrees_with_nmap_per_target():
 def test_dropped_syns_in_a_netns_all_end_as_timeout_and_the_netns_is_removed():
     with DropNamespace(range(40000, 40020)) as ns:
         assert ns.exists() and ns.address.startswith("10.213.")
-        results = tcp_connect_many(ns.targets, timeout=0.5, concurrency=ProbeOptions().concurrency)
+        results = connect_observations(ns.targets, timeout=0.5, concurrency=ProbeOptions().concurrency)
     assert [results[t].state for t in ns.targets] == ["timeout"] * 20
     assert "0.5 s" in results[ns.targets[0]].reason
     assert not ns.exists()

@@ -17,7 +17,8 @@ from csaudit.collect.saved import inventory_to_dict
 from csaudit.lab import Lab, default_topology
 from csaudit.model.errors import ApiError
 from csaudit.model.probes import ProbeTarget
-from csaudit.vantage.local import SPARE_FDS, fd_budget, tcp_connect_many
+from csaudit.vantage.connect import SPARE_FDS, fd_budget
+from tests.conftest import connect_observations
 from tests.faultserver import FaultServer, cloudstack_error, ok
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -132,7 +133,7 @@ def test_dry_run_sends_nothing(cli, tmp_path):
 def test_per_target_cap_still_finishes_every_target(listener):
     port = listener("127.14.3.1", backlog=256)
     targets = [ProbeTarget("127.14.3.1", port)] + [ProbeTarget("127.14.3.1", p) for p in range(20001, 20101)]
-    results = tcp_connect_many(targets, timeout=1.0, concurrency=64, per_target=2)
+    results = connect_observations(targets, timeout=1.0, concurrency=64, per_target=2)
     assert set(results) == set(targets)
 
 
@@ -223,7 +224,7 @@ def test_per_target_cap_holds_on_the_wire(filtered_port):
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        results = tcp_connect_many([ProbeTarget(address, p, source=source) for p in ports], timeout=0.4, concurrency=64, per_target=3)
+        results = connect_observations([ProbeTarget(address, p, source=source) for p in ports], timeout=0.4, concurrency=64, per_target=3)
     finally:
         done.set()
         sampler.join()

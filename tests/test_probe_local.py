@@ -6,8 +6,8 @@ import time
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.probes import ProbeOptions, ProbeTarget
 from csaudit.vantage import run_vantages
-from csaudit.vantage.local import LocalVantage, tcp_connect_many
-from tests.conftest import free_port
+from csaudit.vantage.local import LocalVantage
+from tests.conftest import connect_observations, free_port
 
 
 def test_four_states_on_real_sockets(listener, filtered_port):
@@ -21,7 +21,7 @@ def test_four_states_on_real_sockets(listener, filtered_port):
         ProbeTarget("127.11.0.1", open_port, source="192.0.2.77"),  # not ours: bind fails, nothing is sent
     ]
     started = time.monotonic()
-    results = tcp_connect_many(targets, timeout=0.5, concurrency=8)
+    results = connect_observations(targets, timeout=0.5, concurrency=8)
     elapsed = time.monotonic() - started
     assert [results[t].state for t in targets] == ["open", "refused", "timeout", "error"]
     assert "refused" in results[targets[1]].reason
@@ -39,7 +39,7 @@ def test_bound_source_address_is_the_one_the_listener_sees(listener):
     server.listen(4)
     port = server.getsockname()[1]
     try:
-        results = tcp_connect_many([ProbeTarget("127.11.1.1", port, source="127.11.1.99")], 1.0, 4)
+        results = connect_observations([ProbeTarget("127.11.1.1", port, source="127.11.1.99")], 1.0, 4)
         assert next(iter(results.values())).state == "open"
         conn, peer = server.accept()
         conn.close()
@@ -51,14 +51,14 @@ def test_bound_source_address_is_the_one_the_listener_sees(listener):
 def test_many_targets_with_small_concurrency_all_end(listener):
     port = listener("127.11.2.1", backlog=128)
     targets = [ProbeTarget("127.11.2.1", port if i % 2 else free_port("127.11.2.1")) for i in range(300)]
-    results = tcp_connect_many(targets, timeout=1.0, concurrency=7)
+    results = connect_observations(targets, timeout=1.0, concurrency=7)
     assert set(results) == set(targets)
     assert {r.state for r in results.values()} <= {"open", "refused"}
 
 
 def test_unresolvable_name_is_an_error_not_a_crash():
     target = ProbeTarget("no-such-host.invalid", 80)
-    assert tcp_connect_many([target], 0.5, 2)[target].state == "error"
+    assert connect_observations([target], 0.5, 2)[target].state == "error"
 
 
 def flow(source_role="ms", source_address="127.11.3.1", target_address="127.11.3.2", port=9, protocol="tcp", probe="tcp", outside=False, notes=()):

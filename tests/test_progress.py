@@ -10,7 +10,7 @@ from csaudit.collect.saved import inventory_to_dict
 from csaudit.model.environment import Environment
 from csaudit.model.probes import ProbeTarget
 from csaudit.report.progress import CLEAR_LINE, ProgressBar
-from csaudit.vantage.local import tcp_connect_many
+from csaudit.vantage.connect import tcp_connect_many
 from tests.conftest import free_port
 
 MS = f"127.14.{os.getpid() % 250}.1"

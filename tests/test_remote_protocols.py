@@ -12,7 +12,7 @@ import pytest
 
 from csaudit.judge.verdict import judge
 from csaudit.model.probes import ProbeTarget
-from csaudit.vantage.remote_script import BASH_PROBE, PYTHON_PROBE, parse_output, probe_command, probe_input
+from csaudit.vantage.remote import agent, parse_output, probe_command, probe_input
 from tests import realservers
 from tests import test_protocol_probes as local_probes
 from tests.realservers import unique_address
@@ -40,7 +40,7 @@ def same_verdict(target, expect="open", timeout=TIMEOUT):
 
 
 def test_the_remote_engine_is_python_3_6_syntax():
-    ast.parse(PYTHON_PROBE, feature_version=(3, 6))
+    ast.parse(agent("probe.py"), feature_version=(3, 6))
 
 
 @pytest.mark.root
@@ -93,19 +93,19 @@ def test_udp_kinds_remotely_reply_silence_and_refusal(wrong_service):
 
 @pytest.mark.root
 @pytest.mark.programs("sshd", "ssh-keygen", "bash", "timeout", "date", "head")
-def test_bash_engine_keeps_the_connect_and_says_the_protocol_was_not_checked(openssh):
+def test_bash_engine_reads_the_banner_and_leaves_udp_unprobed(openssh):
     address, port = openssh
     ssh, udp = ProbeTarget(address, port, kind="ssh"), ProbeTarget(address, 123, "udp", kind="ntp")
-    answer = remote(ssh, udp, argv=["bash", "-c", BASH_PROBE, "csaudit", "2", "8"])
+    answer = remote(ssh, udp, argv=["bash", "-c", agent("probe.sh"), "csaudit", "2", "8"])
     assert answer.engine == "bash"
-    assert answer.observations[ssh].state == "open" and answer.observations[ssh].service is None
-    assert "SSH not checked remotely (bash /dev/tcp connects only)" in answer.observations[ssh].reason
+    assert (answer.observations[ssh].state, answer.observations[ssh].service) == ("open", "SSH")
+    assert "OpenSSH" in answer.observations[ssh].detail
     assert udp not in answer.observations and "UDP not probed" in answer.unchecked[udp]
 
 
 @pytest.mark.parametrize("kind", ["ssh", "mysql"])
 def test_an_answer_line_that_does_not_decode_leaves_the_connect_and_says_so(kind):
     target = ProbeTarget("10.0.0.1", 22, kind=kind)
-    stdout = "csaudit-remote 1 python3\ncsaudit-probe 0 open 1.0 connected\ncsaudit-answer 0 stream !!notbase64 closed\n"
+    stdout = "csaudit-remote 2 python3\ncsaudit-connect 0 OK 1.0\ncsaudit-stream 0 closed !!notbase64 -\n"
     observation = parse_output(stdout, [target], 2.0).observations[target]
     assert observation.state == "open" and "not checked remotely" in observation.reason

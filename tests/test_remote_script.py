@@ -8,8 +8,10 @@ import subprocess
 import pytest
 
 from csaudit.model.probes import ProbeTarget
-from csaudit.vantage.remote_script import BASH_PROBE, hop_command, parse_output, probe_command, probe_input
+from csaudit.vantage.remote import agent, hop_command, parse_output, probe_command, probe_input
 from tests.conftest import free_port
+
+BASH_AGENT = agent("probe.sh")
 
 
 def _run(argv, targets, env=None):
@@ -42,7 +44,7 @@ def test_python_engine_keeps_the_four_states(listener, filtered_port):
 @pytest.mark.programs("bash", "timeout", "date", "head")
 def test_bash_engine_keeps_the_four_states(listener, filtered_port):
     targets = _four_targets(listener, filtered_port)
-    answer, _ = _run(["bash", "-c", BASH_PROBE, "csaudit", "1", "8"], targets)
+    answer, _ = _run(["bash", "-c", BASH_AGENT, "csaudit", "1", "8"], targets)
     assert answer.engine == "bash"
     assert [answer.observations[t].state for t in targets] == ["open", "refused", "timeout", "error"]
 
@@ -98,12 +100,13 @@ def test_parser_ignores_what_is_not_its_own():
     targets = [ProbeTarget("10.0.0.1", 22), ProbeTarget("10.0.0.2", 22)]
     stdout = "\n".join([
         "Welcome to a host with a chatty login",
-        "csaudit-remote 2 future-engine",  # another wire version: not ours
-        "csaudit-remote 1 python3",
-        "csaudit-probe 0 open 1.5 connected",
-        "csaudit-probe 7 open 1.5 connected",  # no such probe
-        "csaudit-probe 1 exploded 1 what",  # no such state
-        "csaudit-probe x open 1 connected",
+        "csaudit-remote 3 future-engine",  # another wire version: not ours
+        "csaudit-remote 2 python3",
+        "csaudit-connect 0 OK 1.5",
+        "csaudit-connect 7 OK 1.5",  # no such probe
+        "csaudit-connect 1 EXPLODED 1",  # no such errno
+        "csaudit-connect x OK 1",
+        "csaudit-stream 1 sideways - -",  # no such ending
     ])
     answer = parse_output(stdout, targets, 2.0)
     assert answer.engine == "python3"
@@ -133,3 +136,22 @@ def test_a_python3_that_cannot_run_the_script_falls_back_to_bash_with_the_input_
     answer, _ = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=env)
     assert answer.engine == "bash"
     assert [answer.observations[t].state for t in targets] == ["open", "refused"]
+
+
+@pytest.mark.programs("bash", "timeout", "date", "head")
+def test_bash_without_the_tools_of_a_talk_connects_and_says_the_protocol_was_not_checked(tmp_path, listener):
+    target = ProbeTarget("127.0.0.1", listener(), kind="ssh")
+    answer, _ = _run(["bash", "-c", BASH_AGENT, "csaudit", "1", "8"], [target], env=_only_tools(tmp_path, "bash", "timeout", "date", "head"))
+    assert answer.engine == "bash"
+    observation = answer.observations[target]
+    assert (observation.state, observation.service) == ("open", None)
+    assert "SSH not checked remotely (bash connects only here: no cat, base64 or wc)" in observation.reason
+
+
+@pytest.mark.programs("bash", "shellcheck")
+def test_the_bash_agent_parses_and_passes_shellcheck(tmp_path):
+    script = tmp_path / "probe.sh"
+    script.write_text(BASH_AGENT)
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    checked = subprocess.run(["shellcheck", "--shell=bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout

@@ -76,12 +76,12 @@ def test_each_flow_is_probed_from_its_true_source_with_one_connection_per_vantag
     assert {fid: seen.get(fid) for fid in expected} == expected
     assert result.exit_code == 1
 
-    # Protocol probes ran remotely where python3 exists (answers read here); under bash, a connect that says so.
+    # Protocol probes ran remotely (answers read here): with python3, and under bash for what bash can read.
     assert by_id["F09:s-1-VM->ms1:8250/tcp"]["service"] == "TLS"
     assert by_id["F18:kvm01->s-1-VM:3922/tcp"]["service"] == "SSH"
     udp = [f for f in document["flows"] if f["vantage"] == "ssh:systemvm/s-1-VM" and f["protocol"] == "udp" and f["port"] == 111]
     assert udp and all((f["status"], f["service"]) == ("pass", "rpcbind") for f in udp)
-    assert "VNC not checked remotely (bash /dev/tcp connects only)" in by_id["F34:v-2-VM->kvm01:5900-6100/tcp"]["reason"]
+    assert by_id["F34:v-2-VM->kvm01:5900-6100/tcp"]["service"] == "VNC"  # v-2-VM has bash only
 
     # kvm02 and the router r-3-VM cannot be reached: their flows are unverified with the reason, never failed.
     unreachable = [f for f in document["flows"] if f["source"]["name"] in ("kvm02", "r-3-VM") and f["protocol"] == "tcp"

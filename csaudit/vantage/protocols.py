@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
+import ssl
 import struct
 
 # kind -> the service that should answer, in the words of the report
@@ -75,8 +77,12 @@ def mismatch(kind: str, data: bytes, ending: str | None = "closed", timeout: flo
     if not data:
         if ending == "timeout":
             return Answer(None, f"nothing answered within {timeout:g} s" if timeout else "nothing answered", False)
+        if ending == "reset":
+            return Answer(None, f"the server reset the connection without a word of {expected}", False)
         return Answer(None, f"the server closed the connection without a word of {expected}", False)
     service, detail = identify(data)
+    if service is None and ending == "timeout":
+        return Answer(None, f"it answers with {detail}, then falls silent, not {expected}", False)
     if service is None:
         return Answer(None, f"it answers with {detail}, not {expected}", False)
     return Answer(service, f"it speaks {service} ({detail}), not {expected}", False)
@@ -333,8 +339,10 @@ def parse_ntp(data: bytes, ending: str | None) -> Answer | None:
 
 def request(kind: str, protocol: str, host: str, port: int) -> list[bytes]:
     """What to send, in order (TCP: written as one stream; UDP: one datagram each). Empty: listen only."""
-    if kind in SERVER_SPEAKS_FIRST or kind == "tls":
+    if kind in SERVER_SPEAKS_FIRST:
         return []
+    if kind == "tls":  # a TLS library makes its own; this one is for an engine without one (the bash agent)
+        return [tls_client_hello()]
     if kind == "http-api":
         return [http_api_request(host, port)]
     if kind == "rpcbind":
@@ -348,6 +356,18 @@ def request(kind: str, protocol: str, host: str, port: int) -> list[bytes]:
     if kind == "ntp":
         return [ntp_request()]
     raise ValueError(f"no request for probe kind {kind!r}")
+
+
+@functools.cache  # loading the CA store costs tens of ms; one ClientHello serves every probe of a run
+def tls_client_hello() -> bytes:
+    """The first flight of a TLS client, as this machine's ssl module writes it (SNI-less, any version)."""
+    outgoing = ssl.MemoryBIO()
+    client = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), outgoing)
+    try:
+        client.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
 
 
 def read_stream(kind: str, data: bytes, ending: str | None) -> Answer | None:

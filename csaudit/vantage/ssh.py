@@ -10,7 +10,7 @@ scripts/network/domr/router_proxy.sh):
 
 One SSH connection per host carries its own probes and those of every system VM it runs; one per
 directly reached system VM; one per jump host. Each vantage's probes go in a single remote command
-(remote_script). A vantage that cannot be reached leaves its flows unverified with the exact reason.
+(remote.py and its agents). A vantage that cannot be reached leaves its flows unverified with the exact reason.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from csaudit.model.flows import Flow
 from csaudit.model.inventory import Inventory
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
 from csaudit.vantage.protocols import UDP_KINDS
-from csaudit.vantage.remote_script import (
+from csaudit.vantage.remote import (
     SYSTEMVM_PORT,
     SYSTEMVM_USER,
     batch_bound,
@@ -131,7 +131,7 @@ class SshVantages:
         # true source with no credentials. An object named in --ssh-settings is probed over SSH anyway.
         if flow.source.address and self._owns(flow.source.address) and not self.settings.named(remote.role, remote.name):
             return ""
-        # The protocol probe runs remotely where python3 does (remote_script); under bash, a connect.
+        # The protocol probe runs remotely where python3 does (agent/probe.py); under bash, a connect.
         return ProbeTarget(flow.target.address, flow.port, flow.protocol, kind=flow.probe, via=remote.label)
 
     def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation | str]:
@@ -303,7 +303,7 @@ class SshVantages:
             options["client_keys"] = [access.key]
             options["agent_path"] = None  # exactly the key asked for
         if not access.check_host_key:
-            options["known_hosts"] = None  # system VMs: see remote_script.hop_command and README
+            options["known_hosts"] = None  # system VMs: see remote.hop_command and README
         elif access.known_hosts:
             options["known_hosts"] = access.known_hosts
         if tunnel is not None:

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 
 from csaudit.model.errors import ConfigError
-from csaudit.vantage.remote_script import DEFAULT_SYSTEMVM_KEY_ON_HOST, SYSTEMVM_PORT, SYSTEMVM_USER
+from csaudit.vantage.remote import DEFAULT_SYSTEMVM_KEY_ON_HOST, SYSTEMVM_PORT, SYSTEMVM_USER
 
 # The MS's own key for system VMs on VMware/Hyper-V, where the MS opens 3922 itself (VmwareManagerImpl.getSystemVMKeyFile).
 MS_SYSTEMVM_KEYS = ("~cloud/.ssh/id_rsa", "/var/cloudstack/management/.ssh/id_rsa",

@@ -8,6 +8,7 @@ back by half the timeout, and an end at the timeout.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import selectors
 import socket
@@ -16,26 +17,26 @@ from collections import deque
 from collections.abc import Callable
 
 from csaudit.vantage import protocols
-from csaudit.vantage.local import WAKE_UP
+from csaudit.vantage.connect import WAKE_UP
+from csaudit.vantage.facts import CONNECTED, Connect, Datagrams
 
 RESEND_AFTER = 0.5  # fraction of the timeout after which an unanswered request is sent again, once
 MAX_DATAGRAMS = 8  # an answer not understood after this many datagrams will not be
 
 
 class _Conversation:
-    __slots__ = ("target", "sock", "requests", "began", "datagrams", "latency", "answer", "serial")
+    __slots__ = ("target", "sock", "requests", "began", "datagrams", "latency", "serial")
 
     def __init__(self, target, sock, requests, began):
         self.target, self.sock, self.requests, self.began = target, sock, requests, began
         self.serial = 0  # tells this conversation's timers from those of an earlier one on the same descriptor
         self.datagrams: list[bytes] = []
         self.latency = None
-        self.answer = None
 
 
-def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callable[[], bool], outcome) -> dict:
-    """One exchange per target (address, port, kind, source); `outcome(state, reason, answer, latency)`
-    builds each result. Targets not finished when `halted()` turns true are left out."""
+def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callable[[], bool]) -> dict:
+    """One exchange per target (address, port, kind, source): target -> (Connect, Datagrams).
+    Targets not finished when `halted()` turns true are left out."""
     results: dict = {}
     waiting = deque(targets)
     selector = selectors.DefaultSelector()
@@ -50,17 +51,11 @@ def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callabl
         if result is not None:
             results[conversation.target] = result
 
-    def ended(c: _Conversation):
-        if not c.datagrams:
-            return outcome("open|filtered", f"no reply within {timeout:g} s over UDP: open or filtered, unconfirmed", None, None)
-        answer = c.answer or protocols.read_datagrams(c.target.kind, c.datagrams, "timeout")
-        return outcome("open", f"{c.target.address}:{c.target.port}/udp replied", answer, c.latency)
-
     try:
         while (waiting or talking) and not halted():
             while waiting and len(talking) < concurrency:
                 target = waiting.popleft()
-                started = _start(target, outcome)
+                started = _start(target)
                 if not isinstance(started, _Conversation):
                     results[target] = started
                     continue
@@ -76,7 +71,7 @@ def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callabl
             wait = min(max(0.0, timers[0][0] - time.monotonic()), WAKE_UP)
             for key, _ in selector.select(timeout=wait):
                 conversation = talking[key.fd]
-                result = _read(conversation, outcome)
+                result = _read(conversation)
                 if result is not None:
                     finish(conversation, result)
             now = time.monotonic()
@@ -86,12 +81,12 @@ def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callabl
                 if conversation is None or conversation.serial != timer_serial:
                     continue  # that conversation ended, and its descriptor may serve another now
                 if what == "end":
-                    finish(conversation, ended(conversation))
+                    finish(conversation, _facts(conversation))
                 elif not conversation.datagrams:  # its one resend timer: a single lost datagram must not decide
                     try:
                         _send(conversation)
                     except OSError as exc:
-                        finish(conversation, _failure(conversation.target, exc, outcome))
+                        finish(conversation, _failure(exc))
     finally:
         for conversation in list(talking.values()):
             finish(conversation, None)  # halted: not probed, the caller says why
@@ -99,13 +94,17 @@ def udp_exchange_many(targets, timeout: float, concurrency: int, halted: Callabl
     return results
 
 
-def _start(target, outcome):
+def _start(target):
     family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        if target.source:
+    sock.setblocking(False)
+    if target.source:
+        try:
             sock.bind((target.source, 0))
+        except OSError as exc:
+            sock.close()
+            return Connect(exc.errno or errno.EADDRNOTAVAIL, failure=f"cannot send from {target.source}: {exc.strerror}"), None
+    try:
         sock.connect((target.address, target.port))  # connected: an ICMP port unreachable comes back as ECONNREFUSED
         conversation = _Conversation(target, sock, protocols.request(target.kind, "udp", target.address, target.port),
                                      time.monotonic())
@@ -113,13 +112,16 @@ def _start(target, outcome):
         return conversation
     except OSError as exc:
         sock.close()
-        return _failure(target, exc, outcome)
+        return _failure(exc)
 
 
-def _failure(target, exc: OSError, outcome):
-    if isinstance(exc, ConnectionRefusedError):
-        return outcome("refused", f"{target.address}:{target.port}/udp: port unreachable (ICMP): nothing listens", None, None)
-    return outcome("error", f"{target.address}:{target.port}: {exc.strerror or exc}", None, None)
+def _failure(exc: OSError):
+    """The exchange ended in an error the network gave (ECONNREFUSED: an ICMP port unreachable)."""
+    return Connect(CONNECTED), Datagrams(exc.errno or errno.EIO)
+
+
+def _facts(c: _Conversation):
+    return Connect(CONNECTED), Datagrams(CONNECTED, tuple(c.datagrams), c.latency)
 
 
 def _send(conversation: _Conversation) -> None:
@@ -127,7 +129,7 @@ def _send(conversation: _Conversation) -> None:
         conversation.sock.send(datagram)
 
 
-def _read(c: _Conversation, outcome):
+def _read(c: _Conversation):
     """Everything that arrived; the result when the exchange is over, else None."""
     while True:
         try:
@@ -135,12 +137,8 @@ def _read(c: _Conversation, outcome):
         except BlockingIOError:
             return None
         except OSError as exc:
-            return _failure(c.target, exc, outcome)
+            return _failure(exc)
         c.latency = c.latency or round((time.monotonic() - c.began) * 1000, 2)
         c.datagrams.append(datagram)
-        c.answer = protocols.read_datagrams(c.target.kind, c.datagrams, None)
-        if c.answer is not None:
-            return outcome("open", f"{c.target.address}:{c.target.port}/udp replied", c.answer, c.latency)
-        if len(c.datagrams) >= MAX_DATAGRAMS:
-            return outcome("open", f"{c.target.address}:{c.target.port}/udp replied",
-                           protocols.read_datagrams(c.target.kind, c.datagrams, "timeout"), c.latency)
+        if protocols.read_datagrams(c.target.kind, c.datagrams, None) is not None or len(c.datagrams) >= MAX_DATAGRAMS:
+            return _facts(c)
