@@ -11,7 +11,7 @@ from csaudit.model.errors import ConfigError
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.probes import Observation
 from csaudit.plan.catalogue import PROBE_PROTOCOLS, load_catalogue, parse_catalogue
-from csaudit.vantage import protocols
+from csaudit.vantage import certificates, protocols
 
 
 def flow(expect="open", probe="mysql"):
@@ -144,14 +144,14 @@ def lab_der():
 
 
 def test_certificate_subject_issuer_and_expiry_from_der():
-    cert = protocols.parse_certificate(lab_der())
+    cert = certificates.parse_certificate(lab_der())
     assert cert.subject == cert.issuer == "CN=csaudit-lab" and cert.not_after.year == 2046
 
 
 def test_tls_expiry_rules():
     der = lab_der()
-    not_after = protocols.parse_certificate(der).not_after
-    not_before = protocols.parse_certificate(der).not_before
+    not_after = certificates.parse_certificate(der).not_after
+    not_before = certificates.parse_certificate(der).not_before
     fine = protocols.tls_answer("TLSv1.3", der, "self-signed certificate", not_before + datetime.timedelta(days=1))
     assert fine.warnings == () and fine.problem is None and "self-signed, untrusted here" in fine.detail
     soon = protocols.tls_answer("TLSv1.3", der, None, not_after - datetime.timedelta(days=29, hours=1))
