@@ -133,19 +133,24 @@ def test_http_api_answers():
     assert not web.matched and web.service == "HTTP"
 
 
-# ------------------------------------------------------------------ TLS facts (certificate bytes from the lab's PEM)
+# ------------------------------------------------------------------ TLS facts (the lab's certificate, made as when it starts)
+
+LAB_STARTED = datetime.datetime(2026, 11, 24, 4, 50, 42, tzinfo=datetime.UTC)
+
 
 def lab_der():
-    import ssl
-    from importlib import resources
+    from cryptography.hazmat.primitives.serialization import Encoding
 
-    pem = resources.files("csaudit.lab").joinpath("lab-cert.pem").read_text()
-    return ssl.PEM_cert_to_DER_cert(pem)
+    from csaudit.lab import tls
+
+    _, certificate = tls.self_signed(LAB_STARTED)
+    return certificate.public_bytes(Encoding.DER)
 
 
 def test_certificate_subject_issuer_and_expiry_from_der():
     cert = certificates.parse_certificate(lab_der())
     assert cert.subject == cert.issuer == "CN=csaudit-lab" and cert.not_after.year == 2046
+    assert (cert.not_before, cert.not_after) == (LAB_STARTED, datetime.datetime(2046, 11, 24, 4, 50, 42, tzinfo=datetime.UTC))
 
 
 def test_tls_expiry_rules():
