@@ -1,7 +1,5 @@
 """The API fault matrix against a real HTTP server: every case is one clear line and exit code 3."""
 
-import ssl
-
 import pytest
 
 from csaudit.collect.api import CloudStackApi
@@ -67,11 +65,9 @@ def test_slow_server_times_out(cli):
 
 
 def test_tls_verification_failure(cli):
-    import importlib.resources
+    from csaudit.lab import tls
 
-    lab = importlib.resources.files("csaudit.lab")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(lab / "lab-cert.pem"), str(lab / "lab-key.pem"))
+    context = tls.make_identity().context  # the lab's self-signed certificate, trusted by nobody
     with FaultServer(lambda command, n: ok(command, {}), tls_context=context) as server:
         result = run(cli, server.endpoint)
     assert result.exit_code == 3 and "TLS verification failed" in result.stderr

@@ -1,5 +1,7 @@
 """Issue 9: partial results, deadline, real signals, dry run, secrets, the read-only guarantee on the wire."""
 
+import configparser
+import fnmatch
 import json
 import os
 import pathlib
@@ -230,3 +232,17 @@ def test_per_target_cap_holds_on_the_wire(filtered_port):
         sampler.join()
     assert {r.state for r in results.values()} == {"timeout"} and len(results) == 10
     assert 1 <= peak <= 3
+
+
+def test_the_package_ships_no_private_key():
+    """The lab makes its TLS key when it starts (csaudit/lab/tls.py): no file of the package holds one."""
+    files = [path for path in (REPO / "csaudit").rglob("*") if path.is_file()]
+    assert {"tls.py", "certificates.py", "demo.toml", "catalogue.toml"} <= {path.name for path in files}  # the scan saw the package
+    holding = [str(path.relative_to(REPO)) for path in files if b"PRIVATE KEY" in path.read_bytes()]
+    assert holding == []
+    assert [path.name for path in files if path.suffix in (".pem", ".key", ".p12", ".pfx")] == []
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    patterns = [pattern.strip() for value in config["options.package_data"].values() for pattern in value.split(",")]
+    assert "*.toml" in patterns
+    assert [p for p in patterns if any(fnmatch.fnmatch(name, p) for name in ("lab-key.pem", "lab-cert.pem", "lab.key"))] == []

@@ -1,5 +1,6 @@
 """The lab's service ports over real loopback sockets: greetings, TLS, faults, lifecycle."""
 
+import datetime
 import errno
 import os
 import socket
@@ -133,7 +134,25 @@ def test_tls_ports_complete_a_real_handshake(lab, name, port):
     name = name if "@" not in name else next(s.object_name for s in lab.services if s.role == "vcenter")
     version, der, _ = _tls(_service(lab, name, port))
     assert version in ("TLSv1.2", "TLSv1.3")
-    assert b"csaudit-lab" in der  # the bundled self-signed certificate
+    assert b"csaudit-lab" in der and der == lab.certificate  # the self-signed certificate the lab made at start
+
+
+@pytest.mark.root
+def test_the_lab_makes_its_certificate_when_it_starts(lab):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from csaudit.vantage.certificates import parse_certificate
+
+    facts = parse_certificate(lab.certificate)
+    assert facts.subject == facts.issuer == "CN=csaudit-lab"
+    assert facts.not_before <= datetime.datetime.now(datetime.UTC) < facts.not_before + datetime.timedelta(hours=1)
+    assert facts.not_after - facts.not_before == datetime.timedelta(days=7305)  # 20 years
+    key = x509.load_der_x509_certificate(lab.certificate).public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp256r1"
+    with Lab(default_topology()) as other:  # relocates: this module's lab holds the addresses
+        assert other.certificate != lab.certificate  # a new key and certificate per start
+    assert other.certificate is None  # gone with the lab
 
 
 @pytest.mark.root
@@ -344,14 +363,15 @@ def test_idle_connections_are_closed_by_the_single_listener_thread():
 @pytest.mark.root
 def test_privileged_ports_without_root_are_a_config_error(monkeypatch):
     """A non-root lab cannot bind port 22/53/111: one clear ConfigError, nothing left open."""
-    from csaudit.lab import listeners
+    from csaudit.lab import tls
     from csaudit.model.errors import ConfigError
 
-    # The package's files (topology, TLS certificate) are read as root, before the child becomes
-    # nobody: the checkout may sit in a folder nobody cannot read (a `mktemp -d` is mode 700).
+    # The package's topology is read and the lab's TLS key and certificate made as root, before the
+    # child becomes nobody: the checkout (and a virtualenv inside it, whose modules cryptography may
+    # import as it goes) may sit in a folder nobody cannot read (a `mktemp -d` is mode 700).
     topology = relocate(default_topology(), 120)
-    context = listeners.tls_context()
-    monkeypatch.setattr(listeners, "tls_context", lambda: context)
+    identity = tls.make_identity()
+    monkeypatch.setattr(tls, "make_identity", lambda: identity)
     child = os.fork()
     if child == 0:  # pragma: no cover - runs in the child
         code = 1

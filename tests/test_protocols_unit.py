@@ -11,7 +11,7 @@ from csaudit.model.errors import ConfigError
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.probes import Observation
 from csaudit.plan.catalogue import PROBE_PROTOCOLS, load_catalogue, parse_catalogue
-from csaudit.vantage import protocols
+from csaudit.vantage import certificates, protocols
 
 
 def flow(expect="open", probe="mysql"):
@@ -133,25 +133,30 @@ def test_http_api_answers():
     assert not web.matched and web.service == "HTTP"
 
 
-# ------------------------------------------------------------------ TLS facts (certificate bytes from the lab's PEM)
+# ------------------------------------------------------------------ TLS facts (the lab's certificate, made as when it starts)
+
+LAB_STARTED = datetime.datetime(2026, 11, 24, 4, 50, 42, tzinfo=datetime.UTC)
+
 
 def lab_der():
-    import ssl
-    from importlib import resources
+    from cryptography.hazmat.primitives.serialization import Encoding
 
-    pem = resources.files("csaudit.lab").joinpath("lab-cert.pem").read_text()
-    return ssl.PEM_cert_to_DER_cert(pem)
+    from csaudit.lab import tls
+
+    _, certificate = tls.self_signed(LAB_STARTED)
+    return certificate.public_bytes(Encoding.DER)
 
 
 def test_certificate_subject_issuer_and_expiry_from_der():
-    cert = protocols.parse_certificate(lab_der())
+    cert = certificates.parse_certificate(lab_der())
     assert cert.subject == cert.issuer == "CN=csaudit-lab" and cert.not_after.year == 2046
+    assert (cert.not_before, cert.not_after) == (LAB_STARTED, datetime.datetime(2046, 11, 24, 4, 50, 42, tzinfo=datetime.UTC))
 
 
 def test_tls_expiry_rules():
     der = lab_der()
-    not_after = protocols.parse_certificate(der).not_after
-    not_before = protocols.parse_certificate(der).not_before
+    not_after = certificates.parse_certificate(der).not_after
+    not_before = certificates.parse_certificate(der).not_before
     fine = protocols.tls_answer("TLSv1.3", der, "self-signed certificate", not_before + datetime.timedelta(days=1))
     assert fine.warnings == () and fine.problem is None and "self-signed, untrusted here" in fine.detail
     soon = protocols.tls_answer("TLSv1.3", der, None, not_after - datetime.timedelta(days=29, hours=1))

@@ -132,6 +132,11 @@ class Lab:
         return tuple(planned_services(self.topology))
 
     @property
+    def certificate(self) -> bytes | None:
+        """The DER certificate the running lab's TLS ports serve, made when it started (None when stopped)."""
+        return self._listeners.certificate if self._listeners is not None else None
+
+    @property
     def relocated(self) -> bool:
         return self.topology is not self.requested
 

@@ -16,9 +16,8 @@ import socket
 import ssl
 import threading
 import time
-from importlib import resources
 
-from csaudit.lab import banners
+from csaudit.lab import banners, tls
 from csaudit.lab.services import Service
 from csaudit.lab.wakeup import Waker
 from csaudit.model.errors import ConfigError
@@ -30,16 +29,6 @@ MAX_CONNECTIONS = 512  # beyond this, new connections are closed at once
 MAX_BUFFER = 64 * 1024
 _SELECT_SECONDS = 0.25
 _FILLERS = 2  # never-accepted connections that keep a filtered port's backlog full
-
-
-def tls_context() -> ssl.SSLContext:
-    """Server context with the bundled self-signed certificate (CN=csaudit-lab)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    folder = resources.files("csaudit.lab")
-    with resources.as_file(folder / "lab-cert.pem") as cert, \
-            resources.as_file(folder / "lab-key.pem") as key:
-        context.load_cert_chain(cert, key)
-    return context
 
 
 class _Connection:
@@ -65,7 +54,7 @@ class Listeners:
         self._filtered: list[socket.socket] = []  # plus their filler connections
         self._connections: dict[int, _Connection] = {}
         self._selector = selectors.DefaultSelector()
-        self._tls: ssl.SSLContext | None = None
+        self._tls: tls.Identity | None = None  # made when TLS ports are bound
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waker = Waker()
@@ -75,7 +64,7 @@ class Listeners:
     def bind_all(self) -> None:
         """Open every socket; OSError EADDRINUSE propagates (the lab relocates)."""
         if any(s.kind in ("tls", "https") for s in self._services):
-            self._tls = tls_context()
+            self._tls = tls.make_identity()
         for service in self._services:
             try:
                 self._bind(service)
@@ -148,6 +137,12 @@ class Listeners:
         self._listening.clear()
         self._filtered.clear()
         self._selector.close()
+        self._tls = None  # the key goes with the last connection that used it
+
+    @property
+    def certificate(self) -> bytes | None:
+        """The DER certificate the TLS ports serve (made at bind_all; None without TLS ports)."""
+        return self._tls.certificate if self._tls is not None else None
 
     @property
     def socket_count(self) -> int:
@@ -214,8 +209,8 @@ class Listeners:
         elif kind == "rfb":
             connection.outbox += banners.RFB_GREETING
         elif kind in ("tls", "https"):
-            connection.sock = self._tls.wrap_socket(connection.sock, server_side=True,
-                                                    do_handshake_on_connect=False)
+            connection.sock = self._tls.context.wrap_socket(connection.sock, server_side=True,
+                                                            do_handshake_on_connect=False)
             connection.handshaking = True
 
     @staticmethod

@@ -1,8 +1,9 @@
 """What each probe kind sends and how its answer is read: pure functions, bytes in, facts out.
 
-No sockets here (exchange.py drives them) and nothing beyond the standard library, so a remote
-vantage can run the very same code on any host with python3. Every request is the smallest one
-that makes the service show itself; none carries a credential.
+No sockets here (exchange.py drives them). Standard library only, except the certificate of a TLS
+handshake, which certificates.py reads with `cryptography`. A remote vantage runs none of this: it
+sends the requests made here and brings the raw answers back, read here by the same functions.
+Every request is the smallest one that makes the service show itself; none carries a credential.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import functools
 import json
 import ssl
 import struct
+
+from csaudit.vantage import certificates
 
 # kind -> the service that should answer, in the words of the report
 SERVICE_NAMES = {
@@ -402,79 +405,7 @@ def read_datagrams(kind: str, datagrams: list[bytes], ending: str | None) -> Ans
     raise ValueError(f"probe kind {kind!r} has no UDP reader")
 
 
-# ------------------------------------------------------------------ TLS certificates (DER, no verification)
-
-_NAME_KEYS = {"2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU"}
-
-
-def _der(data: bytes, offset: int) -> tuple[int, int, int]:
-    """(tag, start of content, end of content) of the DER element at offset."""
-    tag, length = data[offset], data[offset + 1]
-    offset += 2
-    if length & 0x80:
-        count = length & 0x7F
-        length = int.from_bytes(data[offset:offset + count], "big")
-        offset += count
-    if offset + length > len(data):
-        raise ValueError("truncated DER")
-    return tag, offset, offset + length
-
-
-def _children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
-    items = []
-    while start < end:
-        item = _der(data, start)
-        items.append(item)
-        start = item[2]
-    return items
-
-
-def _oid(raw: bytes) -> str:
-    parts = [raw[0] // 40, raw[0] % 40]
-    value = 0
-    for byte in raw[1:]:
-        value = value << 7 | byte & 0x7F
-        if not byte & 0x80:
-            parts.append(value)
-            value = 0
-    return ".".join(map(str, parts))
-
-
-def _name(data: bytes, start: int, end: int) -> str:
-    parts = []
-    for _, set_start, set_end in _children(data, start, end):
-        for _, pair_start, pair_end in _children(data, set_start, set_end):
-            (_, oid_start, oid_end), (_, value_start, value_end) = _children(data, pair_start, pair_end)[:2]
-            key = _NAME_KEYS.get(_oid(data[oid_start:oid_end]), _oid(data[oid_start:oid_end]))
-            parts.append(f"{key}={data[value_start:value_end].decode('utf-8', 'replace')}")
-    return ", ".join(parts) or "(empty)"
-
-
-def _time(tag: int, raw: bytes) -> datetime.datetime:
-    text = raw.decode("ascii")
-    layout = "%y%m%d%H%M%SZ" if tag == 0x17 else "%Y%m%d%H%M%SZ"  # UTCTime or GeneralizedTime
-    return datetime.datetime.strptime(text, layout).replace(tzinfo=datetime.UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class Certificate:
-    subject: str
-    issuer: str
-    not_before: datetime.datetime
-    not_after: datetime.datetime
-
-
-def parse_certificate(der: bytes) -> Certificate:
-    """Subject, issuer and validity of an X.509 certificate (RFC 5280 4.1), read from DER."""
-    _, cert_start, cert_end = _der(der, 0)
-    _, tbs_start, tbs_end = _children(der, cert_start, cert_end)[0]
-    fields = _children(der, tbs_start, tbs_end)
-    if fields[0][0] == 0xA0:  # explicit [0] version
-        fields = fields[1:]
-    _serial, _algorithm, issuer, validity, subject = fields[:5]
-    not_before, not_after = (_time(tag, der[s:e]) for tag, s, e in _children(der, validity[1], validity[2])[:2])
-    return Certificate(_name(der, subject[1], subject[2]), _name(der, issuer[1], issuer[2]), not_before, not_after)
-
+# ------------------------------------------------------------------ TLS: the facts of a handshake
 
 def tls_answer(version: str | None, der: bytes | None, untrusted: str | None, now: datetime.datetime) -> Answer:
     """The facts of a completed handshake; an expired certificate is a problem, a near expiry a warning.
@@ -484,11 +415,11 @@ def tls_answer(version: str | None, der: bytes | None, untrusted: str | None, no
     if not der:
         return Answer("TLS", f"{version or 'TLS'} handshake, but no certificate was sent", True)
     try:
-        cert = parse_certificate(der)
-    except (ValueError, IndexError, UnicodeDecodeError):
-        return Answer("TLS", f"{version} handshake; the certificate could not be read", True)
+        cert = certificates.parse_certificate(der)
+    except certificates.CertificateError:
+        return Answer("TLS", f"{version or 'TLS'} handshake; the certificate could not be read", True)
     days = (cert.not_after - now).total_seconds() / 86400
-    trust = "self-signed" if cert.subject == cert.issuer else f"issuer {cert.issuer}"
+    trust = "self-signed" if cert.self_signed else f"issuer {cert.issuer}"
     if untrusted:
         trust += ", untrusted here" + ("" if "self-signed" in untrusted or "self signed" in untrusted else f" ({untrusted})")
     detail = f"{version}, {cert.subject}, expires {cert.not_after:%Y-%m-%d}, {trust}"
