@@ -103,6 +103,9 @@ def test_cloudstack_error_bodies_become_one_clear_message(status, body, expected
     assert expected in caught.value.message
     assert caught.value.message.startswith("listZones:")
     assert caught.value.exit_status == ExitStatus.API
+    error = body["listzonesresponse"]  # what the server said travels as fields, for code to decide on
+    assert (caught.value.http_status, caught.value.error_code, caught.value.cs_error_code, caught.value.error_text) == (
+        status, error["errorcode"], error.get("cserrorcode"), error["errortext"])
 
 
 @responses.activate

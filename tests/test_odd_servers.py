@@ -16,8 +16,8 @@ import pytest
 from csaudit.judge.verdict import judge
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.probes import ProbeOptions, ProbeTarget
+from csaudit.model.vocabulary import TCP_KINDS
 from csaudit.vantage.local import LocalVantage
-from csaudit.vantage.protocols import TCP_KINDS
 from csaudit.vantage.remote import agent, parse_output, probe_command, probe_input
 from tests.oddservers import BEHAVIOURS, OddServer
 

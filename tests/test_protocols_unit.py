@@ -10,6 +10,7 @@ from csaudit.lab import banners as lab
 from csaudit.model.errors import ConfigError
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.probes import Observation
+from csaudit.model.vocabulary import TCP_KINDS, UDP_KINDS
 from csaudit.plan.catalogue import PROBE_PROTOCOLS, load_catalogue, parse_catalogue
 from csaudit.vantage import certificates, protocols
 
@@ -23,8 +24,8 @@ def test_the_catalogue_vocabulary_matches_what_the_probes_can_do():
     for kind, allowed in PROBE_PROTOCOLS.items():
         if kind in ("tcp", "none"):
             continue
-        assert ("tcp" in allowed) == (kind in protocols.TCP_KINDS), kind
-        assert ("udp" in allowed) == (kind in protocols.UDP_KINDS), kind
+        assert ("tcp" in allowed) == (kind in TCP_KINDS), kind
+        assert ("udp" in allowed) == (kind in UDP_KINDS), kind
         assert kind in protocols.SERVICE_NAMES
 
 

@@ -13,7 +13,7 @@ import cs
 import requests
 
 from csaudit.collect.config import ApiConfig
-from csaudit.model.errors import ApiError
+from csaudit.model.errors import ApiError, DeadlineError
 
 log = logging.getLogger("csaudit.collect.api")
 
@@ -74,7 +74,8 @@ class CloudStackApi:
                 return self._call_once(command, params)
             except TransientApiError as exc:
                 if attempt == RETRY_ATTEMPTS or time.monotonic() - started + delay > RETRY_BUDGET:
-                    raise ApiError(f"{exc.message} (gave up after {attempt} attempts)") from None
+                    raise ApiError(f"{exc.message} (gave up after {attempt} attempts)", exc.http_status, exc.error_code,
+                                   exc.error_text, exc.cs_error_code) from None
                 log.info("%s; retrying in %.1f s", exc.message, delay)
                 time.sleep(delay)
                 delay *= 2
@@ -82,15 +83,15 @@ class CloudStackApi:
 
     def _call_once(self, command: str, params: dict) -> dict:
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise ApiError(f"{command}: the --deadline passed while reading the API (after {self.requests_sent} requests)")
+            raise DeadlineError(f"{command}: the --deadline passed while reading the API (after {self.requests_sent} requests)")
         self.requests_sent += 1
         where = self.config.public_endpoint
         try:
             answer = getattr(self._client, command)(**params)
         except cs.CloudStackApiException as exc:
-            raise _maybe_transient(exc, describe_api_error(command, exc)) from None
+            raise _api_error(exc, describe_api_error(command, exc)) from None
         except cs.CloudStackException as exc:
-            raise _maybe_transient(exc, f"{command}: unusable answer from {where}: {_cs_message(exc)}") from None
+            raise _api_error(exc, f"{command}: unusable answer from {where}: {_cs_message(exc)}") from None
         except requests.exceptions.SSLError as exc:
             raise ApiError(f"{command}: TLS verification failed for {where}: {_root_cause(exc)}") from None
         except requests.exceptions.Timeout:
@@ -142,7 +143,7 @@ class CloudStackApi:
         try:
             return fetch()
         except ApiError as exc:
-            if any(f"HTTP {code}" in exc.message for code in (401, 432)):
+            if exc.http_status in (401, 432):
                 log.info("%s is not available on this server; going on without it", what)
                 return None
             raise
@@ -152,9 +153,16 @@ class TransientApiError(ApiError):
     """A fault worth one more try: the server reset the connection, or said 503 / 429."""
 
 
-def _maybe_transient(exc: cs.CloudStackException, message: str) -> ApiError:
-    status = getattr(exc.response, "status_code", None)
-    return TransientApiError(message) if status in RETRY_STATUSES else ApiError(message)
+def _api_error(exc: cs.CloudStackException, message: str) -> ApiError:
+    """The error with what the server said as fields; transient when worth another try."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    error = getattr(exc, "error", None)
+    error = error if isinstance(error, dict) else {}
+    def field(name, kind):
+        return error.get(name) if isinstance(error.get(name), kind) else None
+
+    kind = TransientApiError if status in RETRY_STATUSES else ApiError
+    return kind(message, status, field("errorcode", int), field("errortext", str), field("cserrorcode", int))
 
 
 def describe_api_error(command: str, exc: cs.CloudStackApiException) -> str:
@@ -165,8 +173,11 @@ def describe_api_error(command: str, exc: cs.CloudStackApiException) -> str:
 
 
 def _page_limit(exc: ApiError) -> int | None:
-    match = _PAGE_LIMIT.search(exc.message)
-    return int(match.group(1)) if match and "HTTP 431" in exc.message else None
+    """The largest page the server allows, when it refused ours (431); the number is only in its text."""
+    if exc.http_status != 431 or not exc.error_text:
+        return None
+    match = _PAGE_LIMIT.search(exc.error_text)
+    return int(match.group(1)) if match else None
 
 
 def _cs_message(exc: cs.CloudStackException) -> str:
@@ -259,9 +270,9 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
             raw["zoneconfigurations"][zone_id] = api.list_all("listConfigurations", "configuration", zoneid=zone_id)
             if zone_id in vmware_zones:
                 raw["vmwaredcs"][zone_id] = api.optional(lambda z=zone_id: api.list_all("listVmwareDcs", "VMwareDC", zoneid=z), "listVmwareDcs") or []
+        except DeadlineError:
+            raise
         except ApiError as exc:
-            if "--deadline" in exc.message:
-                raise
             # One zone's listing failing must not cost the audit of the others.
             log.warning("zone %s: %s; its flows stay unverified", zone.get("name", zone_id), exc.message)
             raw["zone_errors"][zone_id] = exc.message

@@ -11,6 +11,7 @@ import dataclasses
 from csaudit.model.inventory import Inventory
 from csaudit.model.probes import VantageState
 from csaudit.model.results import Finding, FlowResult
+from csaudit.model.vocabulary import VantageStatus
 
 HOST_UP = frozenset({"up"})
 HOST_DOWN = frozenset({"down", "disconnected", "alert", "error", "removed"})
@@ -67,18 +68,18 @@ def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages:
         aimed = [r for address in sorted(subject.addresses) for r in by_address.get(address, ())]
         answered = sorted({f"{r.flow.target.address}:{r.flow.port}" for r in aimed if r.observed == "open"})
         what = f"the API says {subject.role} {subject.name} is {subject.api_state}"
-        if subject.up and vantage is not None and vantage.state == "unreachable":
+        if subject.up and vantage is not None and vantage.state == VantageStatus.UNREACHABLE:
             findings.append(Finding("api-up-unreachable", subject.role, subject.name, subject.api_state,
                                     f"{what}, but its vantage {vantage.name} cannot be reached: {vantage.reason}"))
-        elif subject.down and (answered or (vantage is not None and vantage.state == "ok")):
+        elif subject.down and (answered or (vantage is not None and vantage.state == VantageStatus.OK)):
             evidence = []
-            if vantage is not None and vantage.state == "ok":
+            if vantage is not None and vantage.state == VantageStatus.OK:
                 evidence.append(f"csaudit logged in to it ({vantage.name})")
             if answered:
                 evidence.append("its ports answer: " + ", ".join(answered))
             findings.append(Finding("api-down-answers", subject.role, subject.name, subject.api_state,
                                     f"{what}, but " + " and ".join(evidence)))
-        elif subject.up and (vantage is None or vantage.state != "ok"):
+        elif subject.up and (vantage is None or vantage.state != VantageStatus.OK):
             needed = [r for r in aimed if r.flow.expect == "open"]
             if needed and not answered:
                 findings.append(Finding("api-up-silent", subject.role, subject.name, subject.api_state,

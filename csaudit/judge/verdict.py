@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from csaudit.model.flows import Flow
 from csaudit.model.probes import Observation
 from csaudit.model.results import STATUSES, FlowResult
+from csaudit.model.vocabulary import State, Status
 
 if TYPE_CHECKING:
     pass
@@ -17,32 +18,32 @@ if TYPE_CHECKING:
 
 def judge(flow: Flow, observation: Observation | None, vantage: str | None = None, unverified_reason: str = "") -> FlowResult:
     if observation is None:
-        return FlowResult(flow, "unverified", None, unverified_reason or "not probed")
+        return FlowResult(flow, Status.UNVERIFIED, None, unverified_reason or "not probed")
     state = observation.state
     status, reason = _status(flow, observation)
     return FlowResult(flow, status, state, reason, vantage, observation.latency_ms,
                       observation.service, observation.detail, observation.warnings)
 
 
-def _status(flow: Flow, observation: Observation) -> tuple[str, str]:
+def _status(flow: Flow, observation: Observation) -> tuple[Status, str]:
     state, reason = observation.state, observation.reason
-    if state == "error":
-        return "error", reason
-    if state == "open|filtered":  # UDP without a reply proves nothing either way
-        return "unverified", f"unconfirmed: {reason}"
+    if state == State.ERROR:
+        return Status.ERROR, reason
+    if state == State.OPEN_FILTERED:  # UDP without a reply proves nothing either way
+        return Status.UNVERIFIED, f"unconfirmed: {reason}"
     if flow.expect == "closed":
-        if state != "open":
-            return "pass", reason
+        if state != State.OPEN:
+            return Status.PASS, reason
         if observation.danger:
-            return "fail", f"critical: must be closed, but {reason} ({observation.danger})"
-        return "fail", f"must be closed, but {reason}"
-    if state != "open":
-        return "fail", f"must be open, but {reason}"
+            return Status.FAIL, f"critical: must be closed, but {reason} ({observation.danger})"
+        return Status.FAIL, f"must be closed, but {reason}"
+    if state != State.OPEN:
+        return Status.FAIL, f"must be open, but {reason}"
     if observation.mismatch:
-        return "fail", f"port open, but {observation.mismatch}"
+        return Status.FAIL, f"port open, but {observation.mismatch}"
     if observation.problem:
-        return "fail", f"{observation.service} answers, but {observation.problem}"
-    return "pass", reason
+        return Status.FAIL, f"{observation.service} answers, but {observation.problem}"
+    return Status.PASS, reason
 
 
 def judge_all(flows, observed: dict[str, tuple[str, Observation]], unverified: dict[str, str]) -> tuple[FlowResult, ...]:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from csaudit.collect.textfile import read_text
 from csaudit.model.errors import ConfigError
 from csaudit.model.results import FlowResult, Waiver
+from csaudit.model.vocabulary import Status
 
 _KEYS = ("rule", "flow", "reason", "expires")
 _HEADER = re.compile(r"^\s*\[\[\s*waiver\s*\]\]")
@@ -114,13 +115,13 @@ def waive(results: Iterable[FlowResult], waivers: tuple[Waiver, ...], today: dat
     expired = [w for w in waivers if w.expired(today)]
     waived = []
     for result in results:
-        if result.status != "fail":
+        if result.status != Status.FAIL:
             waived.append(result)
             continue
         for waiver in expired:
             expired_hits[waiver] += waiver.matches(result)
         waiver = next((w for w in active if w.matches(result)), None)
-        waived.append(dataclasses.replace(result, status="waived", waiver=waiver) if waiver else result)
+        waived.append(dataclasses.replace(result, status=Status.WAIVED, waiver=waiver) if waiver else result)
     return tuple(waived)
 
 

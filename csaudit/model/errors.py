@@ -22,4 +22,19 @@ class ConfigError(CsauditError):
 
 
 class ApiError(CsauditError):
+    """The CloudStack API failed us. What the server said travels as fields, for code to decide on:
+    the HTTP status, CloudStack's error code (errorcode) and internal code (cserrorcode), and its text."""
+
     exit_status = ExitStatus.API
+
+    def __init__(self, message: str, http_status: int | None = None, error_code: int | None = None,
+                 error_text: str | None = None, cs_error_code: int | None = None):
+        super().__init__(message)
+        self.http_status = http_status
+        self.error_code = error_code
+        self.error_text = error_text
+        self.cs_error_code = cs_error_code
+
+
+class DeadlineError(ApiError):
+    """The run's --deadline passed while the API was being read."""

@@ -6,7 +6,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-STATES = ("open", "open|filtered", "refused", "timeout", "error")  # open|filtered: UDP, no reply
+from csaudit.model.vocabulary import State, VantageStatus
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,7 +23,7 @@ class ProbeTarget:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Observation:
-    state: str  # one of STATES
+    state: State
     reason: str
     latency_ms: float | None = None
     service: str | None = None  # what answered (protocol probes only)
@@ -54,7 +54,7 @@ class VantageState:
     """One place probes ran from, for the report's vantage summary and the API cross-check."""
 
     name: str  # local, ssh:host/NAME, ssh:systemvm/NAME
-    state: str  # ok | unreachable | denied | unusable | error | not-run
+    state: VantageStatus
     probes: int  # probes it ran
     reason: str = ""
     role: str | None = None  # the object it stands for (host, ssvm, cpvm, vr), for the cross-check

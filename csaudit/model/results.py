@@ -7,15 +7,15 @@ import datetime
 import fnmatch
 
 from csaudit.model.flows import Flow
+from csaudit.model.vocabulary import Status
 
-# "waived": a failure an operator accepted with a reason until a date (a Waiver, csaudit/judge/waivers.py)
-STATUSES = ("pass", "fail", "unverified", "error", "waived")
+STATUSES = tuple(Status)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class FlowResult:
     flow: Flow
-    status: str
+    status: Status
     observed: str | None
     reason: str
     vantage: str | None = None

@@ -9,24 +9,20 @@ import tomllib
 
 from csaudit.collect.textfile import read_text
 from csaudit.model.errors import ConfigError
+from csaudit.model.vocabulary import ANY_HYPERVISOR, TCP_KINDS, UDP_KINDS, Hypervisor, ProbeKind, Protocol, Role
 
-ROLES = frozenset(
-    {
-        "user", "ms", "db", "host", "ssvm", "cpvm", "vr", "secondary-storage", "primary-storage",
-        "vcenter", "internal-dns", "dns", "ntp",
-    }
-)
-PROTOCOLS = frozenset({"tcp", "udp"})
-HYPERVISORS = frozenset({"any", "kvm", "lxc", "xenserver", "vmware", "hyperv", "simulator"})
+ROLES = frozenset(Role)
+PROTOCOLS = frozenset(Protocol)
+HYPERVISORS = frozenset({ANY_HYPERVISOR, *Hypervisor})
 PAIRINGS = frozenset({"zone", "local", "peers", "self", "cluster-ring", "other-zone"})
 ADDRESS_KINDS = frozenset({"default", "private", "public", "linklocal", "guest", "control"})
 # probe kind -> the protocols it can run over ("none": not probed at all)
 PROBE_PROTOCOLS = {
-    "tcp": ("tcp", "udp"), "none": ("tcp", "udp"), "ssh": ("tcp",), "tls": ("tcp",), "http-api": ("tcp",),
-    "mysql": ("tcp",), "rpcbind": ("tcp", "udp"), "nfs": ("tcp",), "vnc": ("tcp",), "dns": ("tcp", "udp"),
-    "ntp": ("udp",),
+    kind: ("tcp", "udp") if kind in (ProbeKind.TCP, ProbeKind.NONE) else
+    tuple(protocol for protocol, kinds in (("tcp", TCP_KINDS), ("udp", UDP_KINDS)) if kind in kinds)
+    for kind in ProbeKind
 }
-PROBES = frozenset(PROBE_PROTOCOLS)
+PROBES = frozenset(ProbeKind)
 CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
 OPTIONAL = (

@@ -8,10 +8,12 @@ from collections.abc import Iterable
 from csaudit.model.errors import UsageError
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.inventory import Inventory
+from csaudit.model.vocabulary import LINK_LOCAL_CONTROL, Hypervisor
 from csaudit.plan.catalogue import PORT_OPTIONS, PortSpec, Rule
 
 ALL_ZONES = None
-CONTROL_BY_LINKLOCAL = frozenset({"kvm", "lxc", "xenserver", "simulator"})
+# whose system VMs have a link-local control IP (the simulator reports one too; on VMware and Hyper-V it is private)
+CONTROL_BY_LINKLOCAL = LINK_LOCAL_CONTROL | {Hypervisor.SIMULATOR}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

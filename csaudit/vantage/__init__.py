@@ -13,6 +13,7 @@ from typing import Protocol
 
 from csaudit.model.flows import Flow
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
+from csaudit.model.vocabulary import VantageStatus
 
 
 class Vantage(Protocol):
@@ -87,7 +88,7 @@ def merge_states(states: Iterable[VantageState]) -> tuple[VantageState, ...]:
     """One state per vantage over a run audited zone by zone: the local vantage works in every zone.
     Probes add up; ok wins over a failure, and a failure over not-run. SSH vantages first, by name."""
     merged: dict[str, VantageState] = {}
-    rank = {"ok": 0, "not-run": 2}
+    rank = {VantageStatus.OK: 0, VantageStatus.NOT_RUN: 2}
     for state in states:
         old = merged.get(state.name)
         if old is None:
@@ -103,8 +104,8 @@ def _states_of(name: str, targets: list[ProbeTarget], results: dict) -> list[Van
     ran = sum(isinstance(results.get(t), Observation) for t in targets)
     reasons = Counter(r for r in results.values() if isinstance(r, str))
     if ran or not reasons:
-        return [VantageState(name, "ok" if ran else "not-run", ran)]
-    return [VantageState(name, "error", 0, reasons.most_common(1)[0][0])]
+        return [VantageState(name, VantageStatus.OK if ran else VantageStatus.NOT_RUN, ran)]
+    return [VantageState(name, VantageStatus.ERROR, 0, reasons.most_common(1)[0][0])]
 
 
 def not_probed_reason(options: ProbeOptions) -> str:

@@ -13,6 +13,7 @@ import errno
 import os
 
 from csaudit.model.probes import Observation, ProbeTarget
+from csaudit.model.vocabulary import ProbeKind, Protocol, State
 from csaudit.vantage import protocols
 from csaudit.vantage.facts import (
     CLOSED,
@@ -34,13 +35,13 @@ from csaudit.vantage.protocols import Answer
 def observe(target: ProbeTarget, connect: Connect, conversation: Conversation | None, timeout: float,
             now: datetime.datetime | None = None) -> Observation:
     """The observation of one probe: its connection (or first datagram), then what the service said."""
-    if target.protocol == "udp":
+    if target.protocol == Protocol.UDP:
         return _udp(target, connect, conversation, timeout)
     if connect.code == errno.ECONNRESET and connect.failure is None:
         # The handshake completed (a refusal is ECONNREFUSED), then the server reset before we could speak.
         connect, conversation = Connect(CONNECTED, connect.elapsed_ms), conversation or Stream(ending=RESET)
     connection = connected(target, connect, timeout)
-    if connection.state != "open" or conversation is None or target.kind == "tcp":
+    if connection.state != State.OPEN or conversation is None or target.kind == ProbeKind.TCP:
         return connection
     if isinstance(conversation, Unchecked):
         service = protocols.SERVICE_NAMES[target.kind]
@@ -53,32 +54,32 @@ def connected(target: ProbeTarget, connect: Connect, timeout: float) -> Observat
     where = f"{target.address}:{target.port}"
     latency = connect.elapsed_ms
     if connect.failure is not None:
-        return Observation("error", connect.failure, latency)
+        return Observation(State.ERROR, connect.failure, latency)
     if connect.code == CONNECTED:
-        return Observation("open", f"{where} accepted the connection", latency)
+        return Observation(State.OPEN, f"{where} accepted the connection", latency)
     if connect.code == errno.ECONNREFUSED:
-        return Observation("refused", f"{where} refused the connection (nothing listens, or a firewall rejects)", latency)
+        return Observation(State.REFUSED, f"{where} refused the connection (nothing listens, or a firewall rejects)", latency)
     if connect.code == NO_ANSWER:
-        return Observation("timeout", f"no answer within {timeout:g} s (packets dropped?)", latency)
-    return Observation("error", f"{where}: {os.strerror(connect.code)}", latency)
+        return Observation(State.TIMEOUT, f"no answer within {timeout:g} s (packets dropped?)", latency)
+    return Observation(State.ERROR, f"{where}: {os.strerror(connect.code)}", latency)
 
 
 def _udp(target: ProbeTarget, connect: Connect, conversation: Conversation | None, timeout: float) -> Observation:
     where = f"{target.address}:{target.port}"
     if connect.failure is not None:
-        return Observation("error", connect.failure, connect.elapsed_ms)
+        return Observation(State.ERROR, connect.failure, connect.elapsed_ms)
     if isinstance(conversation, Unchecked):
-        return Observation("error", f"{where}/udp not probed: {conversation.why}")
+        return Observation(State.ERROR, f"{where}/udp not probed: {conversation.why}")
     replies = conversation if isinstance(conversation, Datagrams) else Datagrams(connect.code)
     if replies.code == errno.ECONNREFUSED:
-        return Observation("refused", f"{where}/udp: port unreachable (ICMP): nothing listens", replies.elapsed_ms)
+        return Observation(State.REFUSED, f"{where}/udp: port unreachable (ICMP): nothing listens", replies.elapsed_ms)
     if replies.code != CONNECTED:
-        return Observation("error", f"{where}: {os.strerror(replies.code)}", replies.elapsed_ms)
+        return Observation(State.ERROR, f"{where}: {os.strerror(replies.code)}", replies.elapsed_ms)
     if not replies.replies:
-        return Observation("open|filtered", f"no reply within {timeout:g} s over UDP: open or filtered, unconfirmed")
+        return Observation(State.OPEN_FILTERED, f"no reply within {timeout:g} s over UDP: open or filtered, unconfirmed")
     datagrams = list(replies.replies)
     answer = protocols.read_datagrams(target.kind, datagrams, None) or protocols.read_datagrams(target.kind, datagrams, TIMEOUT)
-    return with_answer(Observation("open", f"{where}/udp replied", replies.elapsed_ms), answer)
+    return with_answer(Observation(State.OPEN, f"{where}/udp replied", replies.elapsed_ms), answer)
 
 
 def answer_of(target: ProbeTarget, conversation: Stream | Tls, timeout: float, now: datetime.datetime) -> Answer:

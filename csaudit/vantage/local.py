@@ -8,11 +8,11 @@ import socket
 
 from csaudit.model.flows import Flow
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget
+from csaudit.model.vocabulary import UDP_KINDS
 from csaudit.vantage.classify import observe
 from csaudit.vantage.connect import family_of, tcp_connect_many
 from csaudit.vantage.exchange import exchange_many
 from csaudit.vantage.facts import CONNECTED
-from csaudit.vantage.protocols import UDP_KINDS
 
 
 class LocalVantage:

@@ -23,8 +23,6 @@ SERVICE_NAMES = {
     "rpcbind": "rpcbind", "nfs": "NFS", "vnc": "VNC", "dns": "DNS", "ntp": "NTP",
 }
 SERVER_SPEAKS_FIRST = frozenset({"ssh", "mysql", "vnc"})
-UDP_KINDS = frozenset({"rpcbind", "dns", "ntp"})
-TCP_KINDS = frozenset({"ssh", "tls", "http-api", "mysql", "rpcbind", "nfs", "vnc", "dns"})
 MAX_ANSWER = 64 * 1024  # bytes read at most from one service
 EXPIRY_WARNING_DAYS = 30
 # When a server-speaks-first service stays silent, this line makes an HTTP server show itself.

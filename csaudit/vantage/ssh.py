@@ -27,7 +27,7 @@ from csaudit.collector import collector_running
 from csaudit.model.flows import Flow
 from csaudit.model.inventory import Inventory
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
-from csaudit.vantage.protocols import UDP_KINDS
+from csaudit.model.vocabulary import LINK_LOCAL_CONTROL, UDP_KINDS, Hypervisor, Role, VantageStatus
 from csaudit.vantage.remote import (
     SYSTEMVM_PORT,
     SYSTEMVM_USER,
@@ -39,9 +39,9 @@ from csaudit.vantage.remote import (
 )
 from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
 
-REMOTE_ROLES = ("host", "ssvm", "cpvm", "vr")
-THROUGH_HOST = frozenset({"kvm", "lxc", "xenserver"})  # system VMs reached over the host's link-local bridge
-DIRECT = frozenset({"vmware", "hyperv"})  # the MS opens 3922 itself
+REMOTE_ROLES = (Role.HOST, Role.SSVM, Role.CPVM, Role.VR)
+THROUGH_HOST = LINK_LOCAL_CONTROL  # system VMs reached over the host's link-local bridge
+DIRECT = frozenset({Hypervisor.VMWARE, Hypervisor.HYPERV})  # the MS opens 3922 itself
 CHANNELS_PER_CONNECTION = 8  # OpenSSH's MaxSessions defaults to 10 sessions per connection
 REMOTE_CONCURRENCY = 32  # connects in flight inside one remote command
 WAKE_UP = 0.2  # seconds; how often the run looks at the stop flag and the deadline
@@ -63,7 +63,7 @@ class Remote:
 
 @dataclasses.dataclass(frozen=True)
 class Unavailable:
-    state: str  # unreachable | denied | unusable | error | not-run
+    state: VantageStatus
     reason: str
 
 
@@ -207,7 +207,7 @@ class SshVantages:
             if isinstance(conn, Unavailable):
                 self._fail(host, own, conn, results)
                 for remote, targets in hops:
-                    self._fail(remote, targets, Unavailable("not-run", f"only its host {host.name} can reach it, and "
+                    self._fail(remote, targets, Unavailable(VantageStatus.NOT_RUN, f"only its host {host.name} can reach it, and "
                                                                        f"{host.label} is {conn.state}: {conn.reason}"), results)
                 return
             async with conn:
@@ -248,7 +248,7 @@ class SshVantages:
             except asyncssh.TimeoutError as exc:  # keep what came back before the bound
                 stdout, stderr, status = exc.stdout or "", exc.stderr or "", None
             except (asyncssh.Error, OSError) as exc:
-                self._fail(remote, targets, Unavailable("error", f"the SSH session broke: {_text(exc)}"), results)
+                self._fail(remote, targets, Unavailable(VantageStatus.ERROR, f"the SSH session broke: {_text(exc)}"), results)
                 return
         answer = parse_output(stdout, targets, options.timeout)
         if answer.engine is None or answer.engine == "none":
@@ -259,37 +259,37 @@ class SshVantages:
         results.update({t: f"{remote.label}: {why}" for t, why in answer.unchecked.items()})
         missing = [t for t in targets if t not in answer.observations and t not in answer.unchecked]
         results.update(dict.fromkeys(missing, f"{remote.label} gave no result for it within {bound:g} s"))
-        self._record(remote, "ok", len(answer.observations), "", answer.engine)
+        self._record(remote, VantageStatus.OK, len(answer.observations), "", answer.engine)
 
     def _why_no_answer(self, remote: Remote, through: Remote | None, answer, stderr: str, status, bound: float) -> Unavailable:
         last = " ".join(stderr.strip().splitlines()[-1:]) or f"exit status {status}"
         if answer.engine == "none":
-            return Unavailable("unusable", f"neither python3 nor bash with coreutils timeout on {remote.name}")
+            return Unavailable(VantageStatus.UNUSABLE, f"neither python3 nor bash with coreutils timeout on {remote.name}")
         if through is None:
-            return Unavailable("error", f"the probe command failed on {remote.name}: {last}")
+            return Unavailable(VantageStatus.ERROR, f"the probe command failed on {remote.name}: {last}")
         where = f"{SYSTEMVM_USER}@{remote.hop_address}:{SYSTEMVM_PORT} from {through.name}"
         if answer.hop_problem == "key-missing":
-            return Unavailable("unusable", f"key missing: {remote.hop_key} does not exist on {through.name}")
+            return Unavailable(VantageStatus.UNUSABLE, f"key missing: {remote.hop_key} does not exist on {through.name}")
         if answer.hop_problem == "key-unreadable":
-            return Unavailable("unusable", f"key {remote.hop_key} on {through.name} is not readable by the SSH user")
+            return Unavailable(VantageStatus.UNUSABLE, f"key {remote.hop_key} on {through.name} is not readable by the SSH user")
         if answer.hop_problem == "no-ssh-client":
-            return Unavailable("unusable", f"no ssh client on {through.name}")
+            return Unavailable(VantageStatus.UNUSABLE, f"no ssh client on {through.name}")
         if status == 124 or status is None:
-            return Unavailable("error", f"{where}: no answer within {bound:g} s")
+            return Unavailable(VantageStatus.ERROR, f"{where}: no answer within {bound:g} s")
         lowered = stderr.lower()
         if "permission denied" in lowered:
-            return Unavailable("denied", f"auth refused by {where} (key {remote.hop_key})")
+            return Unavailable(VantageStatus.DENIED, f"auth refused by {where} (key {remote.hop_key})")
         for words in ("connection refused", "timed out", "no route to host", "network is unreachable", "host is unreachable"):
             if words in lowered:
-                return Unavailable("unreachable", f"{where}: {last.split(': ')[-1]}")
-        return Unavailable("error", f"{where}: ssh exit status {status}: {last}")
+                return Unavailable(VantageStatus.UNREACHABLE, f"{where}: {last.split(': ')[-1]}")
+        return Unavailable(VantageStatus.ERROR, f"{where}: ssh exit status {status}: {last}")
 
     # ---------------------------------------------------------------- connections
     async def _connect(self, access: SshAccess, jumps: _JumpHosts, tunnel=None):
         """An SSH connection, or why not (the exact reason goes to the report)."""
         where = access.describe()
         if access.key and not os.path.isfile(access.key):
-            return Unavailable("unusable", f"key missing: {access.key} does not exist on this machine")
+            return Unavailable(VantageStatus.UNUSABLE, f"key missing: {access.key} does not exist on this machine")
         if tunnel is None and access.jump_host:
             tunnel = await jumps.get(access.jump_host)
             if isinstance(tunnel, Unavailable):
@@ -311,24 +311,24 @@ class SshVantages:
         try:
             conn = await asyncssh.connect(access.address, **options)
         except asyncssh.PermissionDenied:
-            return Unavailable("denied", f"auth refused by {where}")
+            return Unavailable(VantageStatus.DENIED, f"auth refused by {where}")
         except asyncssh.HostKeyNotVerifiable as exc:
-            return Unavailable("denied", f"host key of {where} not trusted ({_text(exc)}); check its fingerprint "
+            return Unavailable(VantageStatus.DENIED, f"host key of {where} not trusted ({_text(exc)}); check its fingerprint "
                                          "and add it to known_hosts (csaudit never adds one)")
         except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as exc:
-            return Unavailable("unusable", f"cannot use key {access.key}: {_text(exc)} (load it into ssh-agent "
+            return Unavailable(VantageStatus.UNUSABLE, f"cannot use key {access.key}: {_text(exc)} (load it into ssh-agent "
                                            "and leave --ssh-key out)")
         except ConnectionRefusedError:
-            return Unavailable("unreachable", f"host unreachable: {where} refused the connection (no sshd listening?)")
+            return Unavailable(VantageStatus.UNREACHABLE, f"host unreachable: {where} refused the connection (no sshd listening?)")
         except TimeoutError:
-            return Unavailable("unreachable", f"host unreachable: no answer from {where} within "
+            return Unavailable(VantageStatus.UNREACHABLE, f"host unreachable: no answer from {where} within "
                                               f"{self.settings.connect_timeout:g} s")
         except OSError as exc:
-            return Unavailable("unreachable", f"host unreachable: {where}: {exc.strerror or exc}")
+            return Unavailable(VantageStatus.UNREACHABLE, f"host unreachable: {where}: {exc.strerror or exc}")
         except asyncssh.Error as exc:
-            return Unavailable("error", f"SSH to {where} failed: {_text(exc)}")
+            return Unavailable(VantageStatus.ERROR, f"SSH to {where} failed: {_text(exc)}")
         except ValueError as exc:  # asyncssh reports unusable option values this way
-            return Unavailable("unusable", f"SSH to {where}: {exc}")
+            return Unavailable(VantageStatus.UNUSABLE, f"SSH to {where}: {exc}")
         return conn
 
     # ---------------------------------------------------------------- bookkeeping

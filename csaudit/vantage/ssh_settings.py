@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 
 from csaudit.model.errors import ConfigError
+from csaudit.model.vocabulary import Hypervisor
 from csaudit.vantage.remote import DEFAULT_SYSTEMVM_KEY_ON_HOST, SYSTEMVM_PORT, SYSTEMVM_USER
 
 # The MS's own key for system VMs on VMware/Hyper-V, where the MS opens 3922 itself (VmwareManagerImpl.getSystemVMKeyFile).
@@ -26,7 +27,7 @@ DEFAULT_REMOTE_CONCURRENCY = 32
 
 _SECTION_KEYS = frozenset({"user", "key", "port", "jump_host", "known_hosts", "systemvm_key", "systemvm_known_hosts"})
 _OBJECT_KEYS = frozenset({"address", "port", "user", "key", "jump_host", "known_hosts", "systemvm_key"})
-HYPERVISORS = ("kvm", "lxc", "xenserver", "vmware", "hyperv", "simulator")
+HYPERVISORS = tuple(Hypervisor)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,97 @@
+"""The words the stages share, each defined once. They are strings (StrEnum), so reports, saved
+inventories and the catalogue keep their text, and a member compares equal to its value."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Status(enum.StrEnum):
+    """A flow's verdict."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    UNVERIFIED = "unverified"
+    ERROR = "error"  # the probe itself failed (no route, a local limit): neither pass nor fail
+    WAIVED = "waived"  # a failure an operator accepted with a reason until a date
+
+
+class State(enum.StrEnum):
+    """What a probe observed of its port."""
+
+    OPEN = "open"
+    OPEN_FILTERED = "open|filtered"  # UDP without a reply: open or filtered, unconfirmed
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class VantageStatus(enum.StrEnum):
+    """How a place probes run from fared."""
+
+    OK = "ok"
+    UNREACHABLE = "unreachable"
+    DENIED = "denied"
+    UNUSABLE = "unusable"
+    ERROR = "error"
+    NOT_RUN = "not-run"
+
+
+class ProbeKind(enum.StrEnum):
+    """The catalogue's `probe`: which service must answer (tcp: a connect is enough; none: not probed)."""
+
+    TCP = "tcp"
+    NONE = "none"
+    SSH = "ssh"
+    TLS = "tls"
+    HTTP_API = "http-api"
+    MYSQL = "mysql"
+    RPCBIND = "rpcbind"
+    NFS = "nfs"
+    VNC = "vnc"
+    DNS = "dns"
+    NTP = "ntp"
+
+
+class Protocol(enum.StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class Role(enum.StrEnum):
+    """What an endpoint of a flow is."""
+
+    USER = "user"  # this machine, standing for an operator, an API client, a browser
+    MS = "ms"
+    DB = "db"
+    HOST = "host"
+    SSVM = "ssvm"
+    CPVM = "cpvm"
+    VR = "vr"
+    SECONDARY_STORAGE = "secondary-storage"
+    PRIMARY_STORAGE = "primary-storage"
+    VCENTER = "vcenter"
+    INTERNAL_DNS = "internal-dns"
+    DNS = "dns"
+    NTP = "ntp"
+
+
+class Hypervisor(enum.StrEnum):
+    """Hypervisors as the catalogue and the settings name them (lower case of the API's)."""
+
+    KVM = "kvm"
+    LXC = "lxc"
+    XENSERVER = "xenserver"
+    VMWARE = "vmware"
+    HYPERV = "hyperv"
+    SIMULATOR = "simulator"
+
+
+ANY_HYPERVISOR = "any"  # a catalogue rule that applies whatever the hypervisor
+
+# Which probe kinds run over which protocol.
+TCP_KINDS = frozenset({ProbeKind.SSH, ProbeKind.TLS, ProbeKind.HTTP_API, ProbeKind.MYSQL, ProbeKind.RPCBIND, ProbeKind.NFS,
+                       ProbeKind.VNC, ProbeKind.DNS})
+UDP_KINDS = frozenset({ProbeKind.RPCBIND, ProbeKind.DNS, ProbeKind.NTP})
+# System VMs reached over their host's link-local bridge (cloud0, xapi0); on the others the MS opens 3922 itself.
+LINK_LOCAL_CONTROL = frozenset({Hypervisor.KVM, Hypervisor.LXC, Hypervisor.XENSERVER})
