@@ -22,7 +22,7 @@ from csaudit.model.environment import Environment
 from csaudit.model.errors import UsageError
 from csaudit.model.exitcodes import ExitStatus
 from csaudit.model.inventory import Database, Inventory
-from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions, VantageState
+from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, DEFAULT_TIMEOUT, ProbeOptions, VantageState
 from csaudit.model.results import Finding, Waiver
 from csaudit.plan.catalogue import load_catalogue
 from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
@@ -67,7 +67,8 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True, fo
     parser.add_argument("--format", choices=formats, default="table")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
     if probes:
-        parser.add_argument("--timeout", type=float, default=2.0, help="seconds a probe waits for an answer (default 2)")
+        parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                            help=f"seconds a probe waits for an answer (default {DEFAULT_TIMEOUT:g})")
         parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                             help=f"probes in flight at once (default {DEFAULT_CONCURRENCY})")
         parser.add_argument("--per-target", type=int, default=DEFAULT_PER_TARGET,
@@ -82,7 +83,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True, fo
 
 
 def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditRequest:
-    timeout = getattr(args, "timeout", 2.0)
+    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT)
     concurrency = getattr(args, "concurrency", DEFAULT_CONCURRENCY)
     per_target = getattr(args, "per_target", DEFAULT_PER_TARGET)
     deadline = getattr(args, "deadline", None)

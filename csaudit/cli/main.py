@@ -11,6 +11,7 @@ from csaudit.cli.lab import add_lab_commands
 from csaudit.model.environment import Environment
 from csaudit.model.errors import CsauditError
 from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
+from csaudit.model.probes import DEMO_TIMEOUT
 from csaudit.pipeline import add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
 from csaudit.report.files import add_report_arguments, check_writable, report_files, write_content, write_file, write_report_files
 from csaudit.report.formats import PLAN_FORMATS, REPORT_FORMATS
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--topology", metavar="FILE", help="a topology TOML instead of the bundled demo cloud")
     demo.add_argument("--format", choices=REPORT_FORMATS, default="table")
-    demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
+    demo.add_argument("--timeout", type=float, default=DEMO_TIMEOUT, help=f"seconds a probe waits (default {DEMO_TIMEOUT:g})")
     add_report_arguments(demo)
     demo.add_argument("--no-remote", action="store_true", help="no SSH vantages (by default, as root, real sshds play some hosts and system VMs)")
     demo.set_defaults(func=cmd_demo)
