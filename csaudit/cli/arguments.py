@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 
 from csaudit import __version__
 from csaudit.judge.waivers import load_waivers
-from csaudit.model.errors import UsageError
+from csaudit.model.errors import ConfigError
 from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, DEFAULT_TIMEOUT, DEMO_TIMEOUT, ProbeOptions
 from csaudit.pipeline import AuditRequest
@@ -35,6 +36,66 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own usage errors keep exit code 2, documented below
         self.print_usage(sys.stderr)
         self.exit(ExitStatus.USAGE, f"csaudit: error: {message}\n")
+
+
+# ---------------------------------------------------------------- option types
+# A bad value is argparse's own usage error, naming the option: "argument --timeout: must be ...", exit 2.
+def positive_seconds(text: str) -> float:
+    """--timeout, --deadline, --ssh-timeout."""
+    value = _number(text, float)
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
+def zero_or_more_seconds(text: str) -> float:
+    """lab serve --duration."""
+    value = _number(text, float)
+    if value is None or not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or more seconds, not {text!r}")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    """--concurrency, --per-target, --ssh-concurrency, lab generate --zones and --hosts."""
+    value = _number(text, int)
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def zero_or_more(text: str) -> int:
+    """lab generate --routers."""
+    value = _number(text, int)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of 0 or more, not {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    """--api-port, --db-port, --cluster-port, --ssh-port."""
+    value = _number(text, int)
+    if value is None or not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, not {text!r}")
+    return value
+
+
+def jump_host(text: str) -> str:
+    """--jump-host [USER@]HOST[:PORT]; RemoteSettings.jump_access splits it again when it connects."""
+    try:
+        host, port = split_host_port(text.rpartition("@")[2])
+    except ConfigError:
+        host, port = "", None
+    if not host or (port is not None and not 0 < port < 65536):
+        raise argparse.ArgumentTypeError(f"must be [USER@]HOST[:PORT] with a port from 1 to 65535, not {text!r}")
+    return text
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float | None:
+    try:
+        return kind(text)
+    except ValueError:
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--topology", metavar="FILE", help="a topology TOML instead of the bundled demo cloud")
     demo.add_argument("--format", choices=REPORT_FORMATS, default="table")
-    demo.add_argument("--timeout", type=float, default=DEMO_TIMEOUT, help=f"seconds a probe waits (default {DEMO_TIMEOUT:g})")
+    demo.add_argument("--timeout", type=positive_seconds, default=DEMO_TIMEOUT, help=f"seconds a probe waits (default {DEMO_TIMEOUT:g})")
     _add_report_arguments(demo)
     demo.add_argument("--no-remote", action="store_true", help="no SSH vantages (by default, as root, real sshds play some hosts and system VMs)")
 
@@ -91,9 +152,9 @@ def _add_audit_arguments(parser: argparse.ArgumentParser, formats) -> None:
     parser.add_argument("--inventory", dest="inventory_file", metavar="FILE",
                         help="work offline from an inventory saved with `csaudit inventory --format json`")
     parser.add_argument("--db-host", help="MySQL address (the API only tells it from 4.17 on, via listDbMetrics)")
-    parser.add_argument("--db-port", type=int, metavar="PORT", help="MySQL port, if not 3306 (db.properties db.cloud.port)")
-    parser.add_argument("--cluster-port", type=int, metavar="PORT", help="MS cluster servlet port, if not 9090 (db.properties)")
-    parser.add_argument("--api-port", type=int, metavar="PORT", help="MS UI/API port, if not 8080 (server.properties http.port)")
+    parser.add_argument("--db-port", type=port_number, metavar="PORT", help="MySQL port, if not 3306 (db.properties db.cloud.port)")
+    parser.add_argument("--cluster-port", type=port_number, metavar="PORT", help="MS cluster servlet port, if not 9090 (db.properties)")
+    parser.add_argument("--api-port", type=port_number, metavar="PORT", help="MS UI/API port, if not 8080 (server.properties http.port)")
     parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE", help="a flow catalogue TOML instead of the built-in one")
     parser.add_argument("--format", choices=formats, default="table")
     parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
@@ -101,13 +162,13 @@ def _add_audit_arguments(parser: argparse.ArgumentParser, formats) -> None:
 
 def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
     """`run` only: how the probes go."""
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
                         help=f"seconds a probe waits for an answer (default {DEFAULT_TIMEOUT:g})")
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+    parser.add_argument("--concurrency", type=at_least_one, default=DEFAULT_CONCURRENCY,
                         help=f"probes in flight at once (default {DEFAULT_CONCURRENCY})")
-    parser.add_argument("--per-target", type=int, default=DEFAULT_PER_TARGET,
+    parser.add_argument("--per-target", type=at_least_one, default=DEFAULT_PER_TARGET,
                         help=f"probes in flight to one address at once (default {DEFAULT_PER_TARGET}), so an audit does not look like a port scan")
-    parser.add_argument("--deadline", type=float, metavar="SECONDS",
+    parser.add_argument("--deadline", type=positive_seconds, metavar="SECONDS",
                         help="bound the whole run; probes not done by then stay unverified and the report is still written")
     parser.add_argument("--dry-run", action="store_true", help="print the planned probes (vantage, target, port) and send nothing")
     parser.add_argument("--outside", action="store_true",
@@ -131,8 +192,8 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-remote", action="store_true", help="no SSH: probe only from this machine")
     group.add_argument("--ssh-user", metavar="USER", help="user on the hosts (default: ~/.ssh/config, else your user name)")
     group.add_argument("--ssh-key", metavar="FILE", help="private key for the hosts and the jump host (default: ~/.ssh/id_* and ssh-agent)")
-    group.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port of the hosts (default: ~/.ssh/config, else 22)")
-    group.add_argument("--jump-host", metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
+    group.add_argument("--ssh-port", type=port_number, metavar="PORT", help="SSH port of the hosts (default: ~/.ssh/config, else 22)")
+    group.add_argument("--jump-host", type=jump_host, metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
     group.add_argument("--ssh-known-hosts", metavar="FILE", help="known_hosts for the hosts and the jump host (default: ~/.ssh/known_hosts); unknown keys are refused")
     group.add_argument("--systemvm-key", metavar="PATH_ON_HOST",
                        help="on KVM/XenServer hosts, the key that opens their system VMs on 3922 (default /root/.ssh/id_rsa.cloud)")
@@ -140,9 +201,9 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
                        help="on this machine, the management server's key for VMware/Hyper-V system VMs (default ~cloud/.ssh/id_rsa)")
     group.add_argument("--systemvm-known-hosts", metavar="FILE", help="check VMware system VMs' host keys against FILE (default: not checked, as CloudStack)")
     group.add_argument("--ssh-settings", metavar="FILE", help="TOML with SSH access per hypervisor and per host (see README)")
-    group.add_argument("--ssh-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
+    group.add_argument("--ssh-timeout", type=positive_seconds, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
                        help=f"seconds to set up one SSH connection (default {DEFAULT_CONNECT_TIMEOUT:g})")
-    group.add_argument("--ssh-concurrency", type=int, default=DEFAULT_REMOTE_CONCURRENCY, metavar="N",
+    group.add_argument("--ssh-concurrency", type=at_least_one, default=DEFAULT_REMOTE_CONCURRENCY, metavar="N",
                        help=f"remote vantages worked on at once (default {DEFAULT_REMOTE_CONCURRENCY})")
 
 
@@ -159,14 +220,14 @@ def _add_lab_commands(subparsers) -> None:
     serve.add_argument("--topology", metavar="FILE", help="topology TOML (default: the bundled demo)")
     serve.add_argument("--ini", metavar="PATH", default="cloudstack.ini",
                        help="where to write the cloudstack.ini (default: ./cloudstack.ini)")
-    serve.add_argument("--duration", metavar="SECONDS", type=float,
+    serve.add_argument("--duration", metavar="SECONDS", type=zero_or_more_seconds,
                        help="stop after this many seconds (default: run until interrupted)")
 
     generate = lab_commands.add_parser(
         "generate", help="write a large synthetic topology (API only, listeners = false)")
-    generate.add_argument("--zones", type=int, required=True, metavar="N")
-    generate.add_argument("--hosts", type=int, required=True, metavar="N", help="hosts per zone")
-    generate.add_argument("--routers", type=int, required=True, metavar="N",
+    generate.add_argument("--zones", type=at_least_one, required=True, metavar="N")
+    generate.add_argument("--hosts", type=at_least_one, required=True, metavar="N", help="hosts per zone")
+    generate.add_argument("--routers", type=zero_or_more, required=True, metavar="N",
                           help="virtual routers per zone")
     generate.add_argument("--version", help="CloudStack version to simulate (default: the generator's own, csaudit/lab/generate.py)")
     generate.add_argument("--output", metavar="FILE", help="write here instead of stdout")
@@ -188,8 +249,6 @@ def audit_request(args: argparse.Namespace) -> AuditRequest:
 
 def run_request(args: argparse.Namespace) -> AuditRequest:
     """`run`: the audit request with its probe options, waivers and remote vantages."""
-    if args.timeout <= 0 or args.concurrency < 1 or args.per_target < 1 or (args.deadline is not None and args.deadline <= 0):
-        raise UsageError("--timeout and --deadline must be above 0, --concurrency and --per-target at least 1")
     return dataclasses.replace(
         audit_request(args),
         probe=ProbeOptions(timeout=args.timeout, concurrency=args.concurrency, per_target=args.per_target, outside=args.outside),
@@ -205,10 +264,6 @@ def demo_request(args: argparse.Namespace) -> AuditRequest:
 
 
 def _port_options(args: argparse.Namespace) -> tuple[tuple[str, int], ...]:
-    for name in PORT_OPTIONS:
-        port = getattr(args, name.replace("-", "_"))
-        if port is not None and not 0 < port < 65536:
-            raise UsageError(f"--{name} must be a port from 1 to 65535")
     return tuple((name, getattr(args, name.replace("-", "_"))) for name in PORT_OPTIONS if getattr(args, name.replace("-", "_")))
 
 
@@ -216,15 +271,8 @@ def remote_settings(args: argparse.Namespace) -> RemoteSettings:
     """`run`: the SSH vantages, off with --no-remote. RemoteSettings expands ~ in the paths it uses."""
     if args.no_remote:
         return RemoteSettings(enabled=False)
-    port = args.ssh_port
-    if port is not None and not 0 < port < 65536:
-        raise UsageError("--ssh-port must be a port from 1 to 65535")
-    if args.ssh_timeout <= 0 or args.ssh_concurrency < 1:
-        raise UsageError("--ssh-timeout must be above 0 and --ssh-concurrency at least 1")
-    if args.jump_host:
-        split_host_port(args.jump_host.rpartition("@")[2])
     return RemoteSettings(
-        enabled=True, user=args.ssh_user, key=args.ssh_key, port=port, jump_host=args.jump_host,
+        enabled=True, user=args.ssh_user, key=args.ssh_key, port=args.ssh_port, jump_host=args.jump_host,
         known_hosts=args.ssh_known_hosts, systemvm_key=args.systemvm_key,
         vmware_systemvm_key=args.vmware_systemvm_key, systemvm_known_hosts=args.systemvm_known_hosts,
         connect_timeout=args.ssh_timeout, concurrency=args.ssh_concurrency,

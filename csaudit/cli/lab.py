@@ -19,8 +19,6 @@ _WAIT_STEP = 0.25  # how often serve re-checks its deadline (bounded wait, no bu
 def cmd_serve(args: argparse.Namespace, env: Environment) -> int:
     from csaudit.lab import Lab, default_topology, load_topology
 
-    if args.duration is not None and args.duration < 0:
-        raise UsageError("--duration must be zero or more seconds")
     topology = load_topology(_path(env, args.topology)) if args.topology else default_topology()
     stop = threading.Event()
     restore = _stop_on_signals(stop)
