@@ -3,6 +3,7 @@ outcome to a documented exit code."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -18,8 +19,9 @@ from csaudit.report.files import check_writable, write_content, write_file, writ
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment()
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
+    try:  # argparse prints --help and --version to stdout, its usage errors to stderr: the injected ones
+        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse
         return int(exc.code or 0)
     _setup_logging(env, args.verbose)
