@@ -3,6 +3,9 @@
 import collections
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -15,6 +18,7 @@ from csaudit.vantage.ssh_settings import RemoteSettings
 from tests.conftest import free_port, golden_flow_lines
 from tests.faultserver import FaultServer, integration_api, signed_api
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 MS = f"127.12.{os.getpid() % 250}.1"  # per process: parallel test runs never clash on 8080
 
 
@@ -209,3 +213,30 @@ def test_help_documents_exit_codes(cli):
         assert "130  interrupted" in result.stdout and "3    CloudStack API unreachable" in result.stdout
     diff = cli("diff", "--help")
     assert diff.exit_code == 0 and "1    something changed" in diff.stdout
+
+
+def _python(*argv: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter on this checkout, so sys.modules holds only what the code imports."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_importing_the_cli_imports_no_lab_module():
+    """The product does not carry the simulated cloud: `demo` and `lab` import csaudit.lab when they run."""
+    lines = _python("-X", "importtime", "-c", "import csaudit.cli.main").stderr.splitlines()
+    modules = [line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")]
+    assert {"csaudit.cli.main", "csaudit.cli.arguments", "csaudit.pipeline"} <= set(modules)
+    assert [name for name in modules if name.startswith("csaudit.lab")] == []
+
+
+def test_parsing_every_command_imports_no_lab_module():
+    script = """if True:
+        import sys
+        from csaudit.cli.arguments import build_parser
+        parse = build_parser().parse_args
+        for argv in (["run"], ["inventory"], ["flows"], ["demo"], ["diff", "a", "b"], ["lab", "serve"],
+                     ["lab", "generate", "--zones", "1", "--hosts", "1", "--routers", "0"]):
+            parse(argv)
+        print(sorted(name for name in sys.modules if name.startswith("csaudit.lab")))
+    """
+    assert _python("-c", script).stdout == "[]\n"
