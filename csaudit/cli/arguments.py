@@ -16,9 +16,11 @@ from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, DEFAULT_TIMEOUT, DEMO_TIMEOUT, ProbeOptions
 from csaudit.pipeline import AuditRequest
 from csaudit.report.formats import FILE_FORMATS, PLAN_FORMATS, REPORT_FORMATS
+from csaudit.vantage.remote_script import DEFAULT_SYSTEMVM_KEY_ON_HOST
 from csaudit.vantage.ssh_settings import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REMOTE_CONCURRENCY,
+    MS_SYSTEMVM_KEYS,
     RemoteSettings,
     load_settings_file,
     split_host_port,
@@ -196,9 +198,10 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--jump-host", type=jump_host, metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
     group.add_argument("--ssh-known-hosts", metavar="FILE", help="known_hosts for the hosts and the jump host (default: ~/.ssh/known_hosts); unknown keys are refused")
     group.add_argument("--systemvm-key", metavar="PATH_ON_HOST",
-                       help="on KVM/XenServer hosts, the key that opens their system VMs on 3922 (default /root/.ssh/id_rsa.cloud)")
+                       help=f"on KVM/XenServer hosts, the key that opens their system VMs on 3922 (default {DEFAULT_SYSTEMVM_KEY_ON_HOST})")
     group.add_argument("--vmware-systemvm-key", metavar="FILE",
-                       help="on this machine, the management server's key for VMware/Hyper-V system VMs (default ~cloud/.ssh/id_rsa)")
+                       help="on this machine, the management server's key for VMware/Hyper-V system VMs "
+                            f"(default: the first of {', '.join(MS_SYSTEMVM_KEYS)} that exists)")
     group.add_argument("--systemvm-known-hosts", metavar="FILE", help="check VMware system VMs' host keys against FILE (default: not checked, as CloudStack)")
     group.add_argument("--ssh-settings", metavar="FILE", help="TOML with SSH access per hypervisor and per host (see README)")
     group.add_argument("--ssh-timeout", type=positive_seconds, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
