@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import io
@@ -17,12 +16,11 @@ from csaudit.collector import collector_paused
 from csaudit.interrupts import Interrupts
 from csaudit.judge.crosscheck import cross_check
 from csaudit.judge.verdict import judge_all
-from csaudit.judge.waivers import load_waivers, waive, warn_expired
+from csaudit.judge.waivers import waive, warn_expired
 from csaudit.model.environment import Environment
-from csaudit.model.errors import UsageError
 from csaudit.model.exitcodes import ExitStatus
 from csaudit.model.inventory import Database, Inventory
-from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, ProbeOptions, VantageState
+from csaudit.model.probes import ProbeOptions, VantageState
 from csaudit.model.results import Finding, Waiver
 from csaudit.plan.catalogue import load_catalogue
 from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
@@ -32,7 +30,7 @@ from csaudit.report.progress import ProgressBar
 from csaudit.report.resultlog import ResultLog
 from csaudit.vantage import merge_states, run_vantages
 from csaudit.vantage.local import LocalVantage
-from csaudit.vantage.ssh_settings import RemoteSettings, add_remote_arguments, remote_settings_from_args
+from csaudit.vantage.ssh_settings import RemoteSettings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,65 +46,7 @@ class AuditRequest:
     api_config: ApiConfig | None = None  # given directly by the demo; otherwise read from cs config
     deadline: float | None = None  # seconds the whole run may take
     waivers: tuple[Waiver, ...] = ()
-    remote: RemoteSettings = RemoteSettings(enabled=False)  # SSH vantages; the CLI turns them on (--no-remote: off)
-
-
-def add_audit_arguments(parser: argparse.ArgumentParser, probes: bool = True, formats=("table", "json")) -> None:
-    parser.add_argument("--zone", action="append", default=[], metavar="ZONE",
-                        help="zone name or id to audit (repeatable; default: all). Management-tier flows stay in.")
-    parser.add_argument("--endpoint", help="API URL, e.g. http://ms:8080/client/api (key/secret from env or cloudstack.ini; "
-                                           "none means the unauthenticated integration port)")
-    parser.add_argument("--region", help="section of cloudstack.ini to use (like cs --region)")
-    parser.add_argument("--inventory", dest="inventory_file", metavar="FILE",
-                        help="work offline from an inventory saved with `csaudit inventory --format json`")
-    parser.add_argument("--db-host", help="MySQL address (the API only tells it from 4.17 on, via listDbMetrics)")
-    parser.add_argument("--db-port", type=int, metavar="PORT", help="MySQL port, if not 3306 (db.properties db.cloud.port)")
-    parser.add_argument("--cluster-port", type=int, metavar="PORT", help="MS cluster servlet port, if not 9090 (db.properties)")
-    parser.add_argument("--api-port", type=int, metavar="PORT", help="MS UI/API port, if not 8080 (server.properties http.port)")
-    parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE", help="a flow catalogue TOML instead of the built-in one")
-    parser.add_argument("--format", choices=formats, default="table")
-    parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
-    if probes:
-        parser.add_argument("--timeout", type=float, default=2.0, help="seconds a probe waits for an answer (default 2)")
-        parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                            help=f"probes in flight at once (default {DEFAULT_CONCURRENCY})")
-        parser.add_argument("--per-target", type=int, default=DEFAULT_PER_TARGET,
-                            help=f"probes in flight to one address at once (default {DEFAULT_PER_TARGET}), so an audit does not look like a port scan")
-        parser.add_argument("--deadline", type=float, metavar="SECONDS",
-                            help="bound the whole run; probes not done by then stay unverified and the report is still written")
-        parser.add_argument("--dry-run", action="store_true", help="print the planned probes (vantage, target, port) and send nothing")
-        parser.add_argument("--outside", action="store_true",
-                            help="this machine is outside the management network: also check the deny rules meant for it")
-        parser.add_argument("--strict", action="store_true", help="exit 1 also when a flow is unverified or in error")
-        add_remote_arguments(parser)
-
-
-def audit_request_from_args(args, api_config: ApiConfig | None = None) -> AuditRequest:
-    timeout = getattr(args, "timeout", 2.0)
-    concurrency = getattr(args, "concurrency", DEFAULT_CONCURRENCY)
-    per_target = getattr(args, "per_target", DEFAULT_PER_TARGET)
-    deadline = getattr(args, "deadline", None)
-    if timeout <= 0 or concurrency < 1 or per_target < 1 or (deadline is not None and deadline <= 0):
-        raise UsageError("--timeout and --deadline must be above 0, --concurrency and --per-target at least 1")
-    for name in ("api_port", "db_port", "cluster_port"):
-        port = getattr(args, name, None)
-        if port is not None and not 0 < port < 65536:
-            raise UsageError(f"--{name.replace('_', '-')} must be a port from 1 to 65535")
-    return AuditRequest(
-        zones=tuple(getattr(args, "zone", ())),
-        endpoint=getattr(args, "endpoint", None),
-        region=getattr(args, "region", None),
-        inventory_file=getattr(args, "inventory_file", None),
-        db_host=getattr(args, "db_host", None),
-        catalogue_file=getattr(args, "catalogue_file", None),
-        port_options=tuple((name, getattr(args, name.replace("-", "_"))) for name in ("api-port", "db-port", "cluster-port")
-                           if getattr(args, name.replace("-", "_"), None)),
-        probe=ProbeOptions(timeout=timeout, concurrency=concurrency, per_target=per_target, outside=getattr(args, "outside", False)),
-        api_config=api_config,
-        deadline=deadline,
-        waivers=load_waivers(args.waivers) if getattr(args, "waivers", None) else (),
-        remote=remote_settings_from_args(args),
-    )
+    remote: RemoteSettings = RemoteSettings(enabled=False)  # SSH vantages; `run` turns them on (--no-remote: off)
 
 
 def collect_inventory(request: AuditRequest, env: Environment, deadline: float | None = None) -> Inventory:

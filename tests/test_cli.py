@@ -3,12 +3,22 @@
 import collections
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
+import pytest
+
+from csaudit.cli.arguments import audit_request, build_parser, demo_request, run_request
 from csaudit.collect.parse import parse_inventory
 from csaudit.collect.saved import inventory_to_dict
+from csaudit.model.probes import DEMO_TIMEOUT, ProbeOptions
+from csaudit.pipeline import AuditRequest
+from csaudit.vantage.ssh_settings import RemoteSettings
 from tests.conftest import free_port, golden_flow_lines
 from tests.faultserver import FaultServer, integration_api, signed_api
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 MS = f"127.12.{os.getpid() % 250}.1"  # per process: parallel test runs never clash on 8080
 
 
@@ -124,14 +134,109 @@ def test_bad_inventory_file_exit_2(cli, tmp_path):
     assert result.exit_code == 2 and "not valid JSON" in result.stderr
 
 
-def test_bad_arguments_exit_2(cli, capsys):
-    assert cli("run", "--format", "xml").exit_code == 2
-    assert "invalid choice: 'xml'" in capsys.readouterr().err
+def test_bad_arguments_exit_2(cli):
+    xml = cli("run", "--format", "xml")
+    assert xml.exit_code == 2 and "invalid choice: 'xml'" in xml.stderr
     zero = cli("run", "--timeout", "0")
-    assert zero.exit_code == 2 and "--timeout and --deadline must be above 0" in zero.stderr
+    assert zero.exit_code == 2 and "argument --timeout: must be a number of seconds above 0, not '0'" in zero.stderr
 
 
-def test_help_documents_exit_codes(cli, capsys):
-    assert cli("run", "--help").exit_code == 0
-    out = capsys.readouterr().out
-    assert "130  interrupted" in out and "3    CloudStack API unreachable" in out
+SECONDS = "must be a number of seconds above 0"
+COUNT = "must be a whole number of at least 1"
+PORT = "must be a port from 1 to 65535"
+
+
+@pytest.mark.parametrize("argv, option, message", [
+    (("run", "--timeout", "0"), "--timeout", f"{SECONDS}, not '0'"),
+    (("run", "--timeout", "nan"), "--timeout", f"{SECONDS}, not 'nan'"),
+    (("run", "--timeout", "soon"), "--timeout", f"{SECONDS}, not 'soon'"),
+    (("run", "--deadline", "-1"), "--deadline", f"{SECONDS}, not '-1'"),
+    (("run", "--deadline", "inf"), "--deadline", f"{SECONDS}, not 'inf'"),
+    (("run", "--ssh-timeout", "0"), "--ssh-timeout", f"{SECONDS}, not '0'"),
+    (("demo", "--timeout", "0"), "--timeout", f"{SECONDS}, not '0'"),
+    (("run", "--concurrency", "0"), "--concurrency", f"{COUNT}, not '0'"),
+    (("run", "--per-target", "1.5"), "--per-target", f"{COUNT}, not '1.5'"),
+    (("run", "--ssh-concurrency", "-3"), "--ssh-concurrency", f"{COUNT}, not '-3'"),
+    (("run", "--api-port", "0"), "--api-port", f"{PORT}, not '0'"),
+    (("flows", "--db-port", "65536"), "--db-port", f"{PORT}, not '65536'"),
+    (("inventory", "--cluster-port", "http"), "--cluster-port", f"{PORT}, not 'http'"),
+    (("run", "--ssh-port", "70000"), "--ssh-port", f"{PORT}, not '70000'"),
+    (("run", "--jump-host", "root@ms1:ssh"), "--jump-host",
+     "must be [USER@]HOST[:PORT] with a port from 1 to 65535, not 'root@ms1:ssh'"),
+    (("run", "--jump-host", "ms1:0"), "--jump-host", "must be [USER@]HOST[:PORT] with a port from 1 to 65535, not 'ms1:0'"),
+    (("lab", "serve", "--duration", "-1"), "--duration", "must be zero or more seconds, not '-1'"),
+    (("lab", "generate", "--zones", "0", "--hosts", "1", "--routers", "0"), "--zones", f"{COUNT}, not '0'"),
+    (("lab", "generate", "--zones", "1", "--hosts", "0", "--routers", "0"), "--hosts", f"{COUNT}, not '0'"),
+    (("lab", "generate", "--zones", "1", "--hosts", "1", "--routers", "-1"), "--routers",
+     "must be a whole number of 0 or more, not '-1'"),
+])
+def test_a_bad_option_value_is_a_usage_error_naming_the_option(cli, capsys, argv, option, message):
+    """Each check is the option's argparse type: nothing runs, exit 2, the usage then one line."""
+    result = cli(*argv)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"usage: csaudit {argv[0]}")
+    assert result.stderr.splitlines()[-1] == f"csaudit: error: argument {option}: {message}"
+    assert capsys.readouterr() == ("", "")  # all of it went to the injected environment
+
+
+def test_option_defaults_are_the_stages_own():
+    parse = build_parser().parse_args
+    run = run_request(parse(["run"]))
+    assert run.probe == ProbeOptions() and run.remote == RemoteSettings() and run.deadline is None
+    assert audit_request(parse(["flows"])) == audit_request(parse(["inventory"])) == AuditRequest()
+    assert demo_request(parse(["demo"])).probe == ProbeOptions(timeout=DEMO_TIMEOUT)
+    assert run_request(parse(["run", "--no-remote"])).remote == RemoteSettings(enabled=False)
+
+
+def test_option_values_at_their_limits_are_accepted():
+    parse = build_parser().parse_args
+    request = run_request(parse(["run", "--timeout", "0.001", "--deadline", "1e-3", "--concurrency", "1", "--per-target", "1",
+                                 "--api-port", "1", "--db-port", "65535", "--cluster-port", "9091", "--ssh-port", "1",
+                                 "--jump-host", "admin@[::1]:65535", "--ssh-timeout", "0.5", "--ssh-concurrency", "1",
+                                 "--outside"]))
+    assert request.probe == ProbeOptions(timeout=0.001, concurrency=1, per_target=1, outside=True)
+    assert request.deadline == 0.001
+    assert request.port_options == (("api-port", 1), ("db-port", 65535), ("cluster-port", 9091))
+    remote = request.remote
+    assert (remote.port, remote.jump_host, remote.connect_timeout, remote.concurrency) == (1, "admin@[::1]:65535", 0.5, 1)
+    assert remote.jump_access(remote.jump_host).describe() == "admin@::1:65535"
+    assert parse(["lab", "serve", "--duration", "0"]).duration == 0
+    generate = parse(["lab", "generate", "--zones", "1", "--hosts", "1", "--routers", "0"])
+    assert (generate.zones, generate.hosts, generate.routers, generate.version) == (1, 1, 0, None)
+    assert demo_request(parse(["demo", "--timeout", "3"])).probe.timeout == 3
+
+
+def test_help_documents_exit_codes(cli):
+    for command in ((), ("run",), ("demo",)):
+        result = cli(*command, "--help")
+        assert result.exit_code == 0 and result.stderr == ""
+        assert "130  interrupted" in result.stdout and "3    CloudStack API unreachable" in result.stdout
+    diff = cli("diff", "--help")
+    assert diff.exit_code == 0 and "1    something changed" in diff.stdout
+
+
+def _python(*argv: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter on this checkout, so sys.modules holds only what the code imports."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+
+
+def test_importing_the_cli_imports_no_lab_module():
+    """The product does not carry the simulated cloud: `demo` and `lab` import csaudit.lab when they run."""
+    lines = _python("-X", "importtime", "-c", "import csaudit.cli.main").stderr.splitlines()
+    modules = [line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")]
+    assert {"csaudit.cli.main", "csaudit.cli.arguments", "csaudit.pipeline"} <= set(modules)
+    assert [name for name in modules if name.startswith("csaudit.lab")] == []
+
+
+def test_parsing_every_command_imports_no_lab_module():
+    script = """if True:
+        import sys
+        from csaudit.cli.arguments import build_parser
+        parse = build_parser().parse_args
+        for argv in (["run"], ["inventory"], ["flows"], ["demo"], ["diff", "a", "b"], ["lab", "serve"],
+                     ["lab", "generate", "--zones", "1", "--hosts", "1", "--routers", "0"]):
+            parse(argv)
+        print(sorted(name for name in sys.modules if name.startswith("csaudit.lab")))
+    """
+    assert _python("-c", script).stdout == "[]\n"

@@ -1,6 +1,5 @@
 """`csaudit lab serve` and `csaudit lab generate`, plus serving a generated cloud at scale."""
 
-import argparse
 import configparser
 import io
 import os
@@ -14,20 +13,19 @@ import time
 import pytest
 from cs import CloudStack
 
-from csaudit.cli.lab import add_lab_commands
+from csaudit.cli.arguments import build_parser
+from csaudit.cli.main import dispatch
 from csaudit.lab import Lab, load_topology
 from csaudit.model.environment import Environment
 from csaudit.model.exitcodes import ExitStatus
 
 
 def _run(tmp_path, *argv):
-    """The lab sub-commands under a stand-in `csaudit` parser, with an injected environment."""
-    parser = argparse.ArgumentParser(prog="csaudit")
-    add_lab_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    """The lab sub-commands through csaudit's parser, with an injected environment; errors raise."""
+    args = build_parser().parse_args(argv)
     stdout, stderr = io.StringIO(), io.StringIO()
     env = Environment(stdout=stdout, stderr=stderr, env={}, cwd=str(tmp_path))
-    code = args.func(args, env)
+    code = dispatch(args, env)
     return code, stdout.getvalue(), stderr.getvalue()
 
 
@@ -50,13 +48,12 @@ def test_serve_prints_endpoints_writes_a_private_ini_and_never_the_secret(tmp_pa
 @pytest.mark.root
 def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path):
     script = textwrap.dedent("""
-        import argparse, sys
+        import sys
         from csaudit.model.environment import Environment
-        from csaudit.cli.lab import add_lab_commands
-        parser = argparse.ArgumentParser()
-        add_lab_commands(parser.add_subparsers(dest="command", required=True))
-        args = parser.parse_args(["lab", "serve", "--ini", "lab.ini"])
-        sys.exit(args.func(args, Environment()))
+        from csaudit.cli.arguments import build_parser
+        from csaudit.cli.main import dispatch
+        args = build_parser().parse_args(["lab", "serve", "--ini", "lab.ini"])
+        sys.exit(dispatch(args, Environment()))
     """)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     server = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env,

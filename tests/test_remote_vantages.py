@@ -178,9 +178,9 @@ def test_no_remote_and_dry_run_open_no_ssh_connection(cli, cloud):
 def test_a_jump_connection_lost_between_zones_is_opened_again(cloud):
     """The run keeps its jump-host connection from zone to zone; if the jump host dropped it in
     between, the next zone logs in again instead of failing its vantages."""
-    from csaudit.cli.main import build_parser
+    from csaudit.cli.arguments import build_parser, run_request
     from csaudit.collect.saved import load_inventory
-    from csaudit.pipeline import audit_request_from_args, vantages
+    from csaudit.pipeline import vantages
     from csaudit.plan.catalogue import load_catalogue
     from csaudit.plan.derive import audit_units, derive_unit_flows
     from csaudit.vantage import run_vantages
@@ -189,7 +189,7 @@ def test_a_jump_connection_lost_between_zones_is_opened_again(cloud):
         ["run", "--inventory", str(cloud.inventory_file), "--timeout", "1", "--ssh-timeout", "2", "--ssh-user", "root",
          "--ssh-key", cloud.client_key, "--ssh-known-hosts", str(cloud.known_hosts), "--vmware-systemvm-key", cloud.ms_key,
          "--jump-host", f"root@{cloud.ip['ms']}"])
-    request = audit_request_from_args(args)
+    request = run_request(args)
     inventory = load_inventory(str(cloud.inventory_file))
     registry = vantages(inventory, request.remote)
     rules = tuple(load_catalogue())

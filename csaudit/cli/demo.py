@@ -5,28 +5,28 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from csaudit.cli.arguments import demo_request, report_files
 from csaudit.collect.config import ApiConfig
-from csaudit.judge.waivers import load_waivers
 from csaudit.model.environment import Environment
 from csaudit.model.errors import ConfigError
-from csaudit.model.probes import ProbeOptions
 from csaudit.pipeline import AuditOutcome, AuditRequest, run_audit
-from csaudit.report.files import check_writable, report_files, write_report_files
+from csaudit.report.files import check_writable, write_report_files
 
 
 def run_demo(args, env: Environment) -> int:
     from csaudit.lab import default_topology, load_topology
 
     topology = load_topology(args.topology) if args.topology else default_topology()
-    waivers = load_waivers(args.waivers) if args.waivers else ()
-    check_writable(report_files(args).values())
+    request = demo_request(args)
+    files = report_files(args)
+    check_writable(files.values())
     no_sshd = None
     if os.geteuid() != 0:
         _enter_private_network(env)
         no_sshd = "not root: a real sshd cannot switch users inside the demo's private user namespace"
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
-    outcome, faults, remote_note = _audit_demo_cloud(topology, args, env, waivers, no_sshd)
-    write_report_files(outcome, args, env)
+    outcome, faults, remote_note = _audit_demo_cloud(topology, request, args.no_remote, env, no_sshd)
+    write_report_files(outcome, files, env)
     outcome.write(args.format, env.stdout, env.colour)
     # The explanation is prose: keep it out of a JSON stdout.
     explanation_stream = env.stdout if args.format == "table" else env.stderr
@@ -44,14 +44,15 @@ def _enter_private_network(env: Environment) -> None:
     env.log("csaudit: not root: the demo cloud and its audit run in a private user and network namespace of their own")
 
 
-def _audit_demo_cloud(topology, args, env: Environment, waivers=(), no_sshd: str | None = None,
+def _audit_demo_cloud(topology, request: AuditRequest, no_remote: bool, env: Environment, no_sshd: str | None = None,
                       ) -> tuple[AuditOutcome, tuple, list[str]]:
     """With root and OpenSSH's sshd, some hosts and system VMs are real SSH vantages; else local only.
-    `no_sshd` says why real sshds cannot run here, when the caller knows."""
+    `request`: the demo's probe options and waivers. `no_sshd` says why real sshds cannot run here,
+    when the caller knows."""
     from csaudit.lab import Lab, sshd
     from csaudit.lab.remote import RemoteVantages, plan_remote
 
-    problem = "--no-remote" if getattr(args, "no_remote", False) else no_sshd or sshd.available()
+    problem = "--no-remote" if no_remote else no_sshd or sshd.available()
     plan = plan_remote(topology) if problem is None else None
     if plan is not None:
         with Lab(topology, served_elsewhere=plan.served_elsewhere) as lab, RemoteVantages(plan) as remote:
@@ -61,16 +62,16 @@ def _audit_demo_cloud(topology, args, env: Environment, waivers=(), no_sshd: str
                 problem = f"sshd did not start: {exc}"
             else:
                 env.log("csaudit: remote vantages: real sshd for " + "; ".join(remote.describe()))
-                outcome = run_audit(_request(lab, args, waivers, settings), env)
+                outcome = run_audit(_request(lab, request, settings), env)
                 return outcome, lab.faults, ["Remote vantages (real OpenSSH sshd on 127.x):", *remote.describe()]
     with Lab(topology) as lab:
-        outcome = run_audit(_request(lab, args, waivers), env)
+        outcome = run_audit(_request(lab, request), env)
         return outcome, lab.faults, [f"Remote vantages: not shown ({problem}); every probe ran from this machine."]
 
 
-def _request(lab, args, waivers=(), remote=None) -> AuditRequest:
-    config = ApiConfig(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
-    request = AuditRequest(api_config=config, probe=ProbeOptions(timeout=args.timeout), waivers=waivers)
+def _request(lab, request: AuditRequest, remote=None) -> AuditRequest:
+    """The demo's request, pointed at the embedded cloud's API (and its sshds, when they run)."""
+    request = dataclasses.replace(request, api_config=ApiConfig(endpoint=lab.endpoint, key=lab.key, secret=lab.secret))
     return dataclasses.replace(request, remote=remote) if remote is not None else request
 
 

@@ -1,95 +1,44 @@
-"""Command line: parse arguments, run the pipeline, map every outcome to a documented exit code."""
+"""Command line: parse the arguments (csaudit/cli/arguments.py), run the command, map every
+outcome to a documented exit code."""
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import logging
 import sys
 
-from csaudit import __version__
-from csaudit.cli.lab import add_lab_commands
+from csaudit.cli import lab
+from csaudit.cli.arguments import audit_request, build_parser, report_files, run_request
 from csaudit.model.environment import Environment
 from csaudit.model.errors import CsauditError
-from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
-from csaudit.pipeline import add_audit_arguments, audit_request_from_args, collect_inventory, run_audit
-from csaudit.report.files import add_report_arguments, check_writable, report_files, write_content, write_file, write_report_files
-from csaudit.report.formats import PLAN_FORMATS, REPORT_FORMATS
-
-DIFF_EXIT_CODES = """exit codes:
-  0    nothing changed
-  1    something changed (a new failure, a fixed flow, another change, a flow added or removed)
-  2    bad input (unreadable file, not a csaudit/report/v1 document)"""
-DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's own usage errors keep exit code 2, documented below
-        self.print_usage(sys.stderr)
-        self.exit(ExitStatus.USAGE, f"csaudit: error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="csaudit",
-        description=DESCRIPTION,
-        epilog=EXIT_CODE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"csaudit {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="more progress detail on stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    run = sub.add_parser("run", help="audit the cloud: inventory, expected flows, live probes, report",
-                         epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_audit_arguments(run, formats=REPORT_FORMATS)
-    add_report_arguments(run)
-    run.set_defaults(func=cmd_run)
-
-    inventory = sub.add_parser("inventory", help="print what the CloudStack API says about the cloud")
-    add_audit_arguments(inventory, probes=False)
-    inventory.set_defaults(func=cmd_inventory)
-
-    flows = sub.add_parser("flows", help="print the flows csaudit would check, without probing (also as nft/iptables rules)")
-    add_audit_arguments(flows, probes=False, formats=PLAN_FORMATS)
-    flows.set_defaults(func=cmd_flows)
-
-    demo = sub.add_parser("demo", help="start the embedded demo cloud and audit it",
-                          epilog=EXIT_CODE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--topology", metavar="FILE", help="a topology TOML instead of the bundled demo cloud")
-    demo.add_argument("--format", choices=REPORT_FORMATS, default="table")
-    demo.add_argument("--timeout", type=float, default=1.5, help="seconds a probe waits (default 1.5)")
-    add_report_arguments(demo)
-    demo.add_argument("--no-remote", action="store_true", help="no SSH vantages (by default, as root, real sshds play some hosts and system VMs)")
-    demo.set_defaults(func=cmd_demo)
-
-    diff = sub.add_parser("diff", help="compare two JSON reports: new failures, fixed flows, changes",
-                          epilog=DIFF_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    diff.add_argument("old", metavar="OLD.json", help="the earlier report (csaudit run --json FILE)")
-    diff.add_argument("new", metavar="NEW.json", help="the later report")
-    diff.add_argument("--format", choices=("text", "json"), default="text")
-    diff.set_defaults(func=cmd_diff)
-
-    add_lab_commands(sub)
-    return parser
+from csaudit.model.exitcodes import ExitStatus
+from csaudit.pipeline import collect_inventory, run_audit
+from csaudit.report.files import check_writable, write_content, write_file, write_report_files
 
 
 def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
     env = env or Environment()
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
+    try:  # argparse prints --help and --version to stdout, its usage errors to stderr: the injected ones
+        with contextlib.redirect_stdout(env.stdout), contextlib.redirect_stderr(env.stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed by argparse
         return int(exc.code or 0)
     _setup_logging(env, args.verbose)
     try:
-        return int(args.func(args, env))
+        return dispatch(args, env)
     except CsauditError as exc:
         env.log(f"csaudit: {exc.message}")
         return int(exc.exit_status)
     except KeyboardInterrupt:
         env.log("csaudit: interrupted")
         return int(ExitStatus.INTERRUPTED)
+
+
+def dispatch(args, env: Environment) -> int:
+    """Run the command the parsed arguments name; its CsauditError is left to the caller."""
+    name = f"lab {args.lab_command}" if args.command == "lab" else args.command
+    return int(COMMANDS[name](args, env))
 
 
 def _setup_logging(env: Environment, verbose: bool) -> None:
@@ -111,15 +60,16 @@ def _emit(content, args, env: Environment) -> None:
 
 
 def cmd_run(args, env: Environment) -> int:
-    request = audit_request_from_args(args)
+    request = run_request(args)
     if args.dry_run:
         from csaudit.pipeline import dry_run
 
         _emit(dry_run(request, env), args, env)
         return int(ExitStatus.OK)
-    check_writable([*report_files(args).values(), *([args.output] if args.output else [])])
+    files = report_files(args)
+    check_writable([*files.values(), *([args.output] if args.output else [])])
     outcome = run_audit(request, env)
-    write_report_files(outcome, args, env)
+    write_report_files(outcome, files, env)
     _emit(lambda out: outcome.write(args.format, out, env.colour and not args.output), args, env)
     return int(outcome.exit_status(args.strict))
 
@@ -128,7 +78,7 @@ def cmd_inventory(args, env: Environment) -> int:
     from csaudit.collect.saved import inventory_to_dict
     from csaudit.report.document import render_inventory_table, render_json
 
-    inventory = collect_inventory(audit_request_from_args(args), env)
+    inventory = collect_inventory(audit_request(args), env)
     text = render_json(inventory_to_dict(inventory)) if args.format == "json" else render_inventory_table(inventory)
     _emit(text, args, env)
     return int(ExitStatus.OK)
@@ -141,8 +91,7 @@ def cmd_flows(args, env: Environment) -> int:
     from csaudit.report.document import render_flows_table
     from csaudit.report.formats import render_plan
 
-    request = audit_request_from_args(args)
-    flows, _, _ = plan_flows(request, env)
+    flows, _, _ = plan_flows(audit_request(args), env)
     if args.format == "table":
         text = render_flows_table(flows)
     else:
@@ -164,6 +113,10 @@ def cmd_demo(args, env: Environment) -> int:
     from csaudit.cli.demo import run_demo
 
     return int(run_demo(args, env))
+
+
+COMMANDS = {"run": cmd_run, "inventory": cmd_inventory, "flows": cmd_flows, "diff": cmd_diff, "demo": cmd_demo,
+            "lab serve": lab.cmd_serve, "lab generate": lab.cmd_generate}
 
 
 if __name__ == "__main__":  # pragma: no cover

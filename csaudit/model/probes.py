@@ -34,13 +34,16 @@ class Observation:
     danger: str | None = None  # why this service answering a must-be-closed flow is critical
 
 
+# The probe defaults, here only: ProbeOptions and the command line read them.
+DEFAULT_TIMEOUT = 2.0  # seconds a probe waits for an answer
+DEMO_TIMEOUT = 1.5  # `csaudit demo`: its cloud is on loopback; a dropped SYN (its planted filtered port) waits this long
 DEFAULT_CONCURRENCY = 1024  # one wave covers 1,000 filtered targets within one timeout (bench/)
 DEFAULT_PER_TARGET = 32  # connects in flight to one address: an audit, not a port scan
 
 
 @dataclasses.dataclass(frozen=True)
 class ProbeOptions:
-    timeout: float = 2.0
+    timeout: float = DEFAULT_TIMEOUT
     concurrency: int = DEFAULT_CONCURRENCY
     per_target: int | None = DEFAULT_PER_TARGET
     outside: bool = False  # this machine sits outside the management network

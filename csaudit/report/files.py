@@ -1,28 +1,13 @@
-"""Report files beside stdout: `--json FILE --junit FILE --csv FILE ...` in one run, and `--waivers`."""
+"""Report files beside stdout: several formats of one report in one run (`--json FILE --junit FILE ...`)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable
 from typing import TextIO
 
 from csaudit.model.environment import Environment
 from csaudit.model.errors import CsauditError, UsageError
-from csaudit.report.formats import FILE_FORMATS
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    for fmt in FILE_FORMATS:
-        parser.add_argument(f"--{fmt}", dest=f"{fmt}_file", metavar="FILE",
-                            help=f"also write the {fmt} report to FILE (any number of these in one run)")
-    parser.add_argument("--waivers", metavar="FILE",
-                        help="accepted failures (TOML [[waiver]]: rule or flow glob, reason, expires); they show as waived")
-
-
-def report_files(args) -> dict[str, str]:
-    """format -> path, for the --FORMAT FILE options given."""
-    return {fmt: getattr(args, f"{fmt}_file") for fmt in FILE_FORMATS if getattr(args, f"{fmt}_file", None)}
 
 
 def check_writable(paths) -> None:
@@ -52,6 +37,7 @@ def write_file(path: str, content: str | Callable[[TextIO], None], env: Environm
     env.log(f"csaudit: report written to {os.path.abspath(path)}")
 
 
-def write_report_files(outcome, args, env: Environment) -> None:
-    for fmt, path in report_files(args).items():
+def write_report_files(outcome, files: dict[str, str], env: Environment) -> None:
+    """`files`: format -> path."""
+    for fmt, path in files.items():
         write_file(path, lambda handle, fmt=fmt: outcome.write(fmt, handle), env)

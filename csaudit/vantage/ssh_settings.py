@@ -117,7 +117,7 @@ class RemoteSettings:
 
     def jump_access(self, jump_host: str) -> SshAccess:
         user, _, rest = jump_host.rpartition("@")
-        host, port = _split_port(rest)
+        host, port = split_host_port(rest)
         layers = self.section("defaults")
         return SshAccess(address=host, port=port, user=user or self.user or layers.get("user"),
                          key=_path(self.key or layers.get("key")),
@@ -128,7 +128,7 @@ def _path(value) -> str | None:
     return os.path.expanduser(value) if value else None
 
 
-def _split_port(text: str) -> tuple[str, int | None]:
+def split_host_port(text: str) -> tuple[str, int | None]:
     if text.startswith("["):  # [v6 address]:port
         host, _, port = text[1:].partition("]")
         port = port.lstrip(":")
@@ -177,45 +177,3 @@ def _checked(table, allowed: frozenset[str], where: str, path: str) -> tuple[tup
         elif not isinstance(value, str) or not value:
             raise ConfigError(f"{path}: {where}: {key} must be a non-empty string")
     return tuple(sorted(table.items()))
-
-
-def add_remote_arguments(parser) -> None:
-    group = parser.add_argument_group(
-        "remote vantages", "probe flows from their true source: hosts over SSH, system VMs over port 3922 (see README)")
-    group.add_argument("--no-remote", action="store_true", help="no SSH: probe only from this machine")
-    group.add_argument("--ssh-user", metavar="USER", help="user on the hosts (default: ~/.ssh/config, else your user name)")
-    group.add_argument("--ssh-key", metavar="FILE", help="private key for the hosts and the jump host (default: ~/.ssh/id_* and ssh-agent)")
-    group.add_argument("--ssh-port", type=int, metavar="PORT", help="SSH port of the hosts (default: ~/.ssh/config, else 22)")
-    group.add_argument("--jump-host", metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
-    group.add_argument("--ssh-known-hosts", metavar="FILE", help="known_hosts for the hosts and the jump host (default: ~/.ssh/known_hosts); unknown keys are refused")
-    group.add_argument("--systemvm-key", metavar="PATH_ON_HOST",
-                       help="on KVM/XenServer hosts, the key that opens their system VMs on 3922 (default /root/.ssh/id_rsa.cloud)")
-    group.add_argument("--vmware-systemvm-key", metavar="FILE",
-                       help="on this machine, the management server's key for VMware/Hyper-V system VMs (default ~cloud/.ssh/id_rsa)")
-    group.add_argument("--systemvm-known-hosts", metavar="FILE", help="check VMware system VMs' host keys against FILE (default: not checked, as CloudStack)")
-    group.add_argument("--ssh-settings", metavar="FILE", help="TOML with SSH access per hypervisor and per host (see README)")
-    group.add_argument("--ssh-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
-                       help=f"seconds to set up one SSH connection (default {DEFAULT_CONNECT_TIMEOUT:g})")
-    group.add_argument("--ssh-concurrency", type=int, default=DEFAULT_REMOTE_CONCURRENCY, metavar="N",
-                       help=f"remote vantages worked on at once (default {DEFAULT_REMOTE_CONCURRENCY})")
-
-
-def remote_settings_from_args(args) -> RemoteSettings:
-    from csaudit.model.errors import UsageError
-
-    if getattr(args, "no_remote", True):
-        return RemoteSettings(enabled=False)
-    port = args.ssh_port
-    if port is not None and not 0 < port < 65536:
-        raise UsageError("--ssh-port must be a port from 1 to 65535")
-    if args.ssh_timeout <= 0 or args.ssh_concurrency < 1:
-        raise UsageError("--ssh-timeout must be above 0 and --ssh-concurrency at least 1")
-    if args.jump_host:
-        _split_port(args.jump_host.rpartition("@")[2])
-    return RemoteSettings(
-        enabled=True, user=args.ssh_user, key=_path(args.ssh_key), port=port, jump_host=args.jump_host,
-        known_hosts=_path(args.ssh_known_hosts), systemvm_key=args.systemvm_key,
-        vmware_systemvm_key=_path(args.vmware_systemvm_key), systemvm_known_hosts=_path(args.systemvm_known_hosts),
-        connect_timeout=args.ssh_timeout, concurrency=args.ssh_concurrency,
-        file=load_settings_file(args.ssh_settings) if args.ssh_settings else (),
-    )
