@@ -16,7 +16,7 @@ from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, DEFAULT_TIMEOUT, DEMO_TIMEOUT, ProbeOptions
 from csaudit.pipeline import AuditRequest
 from csaudit.report.formats import FILE_FORMATS, PLAN_FORMATS, REPORT_FORMATS
-from csaudit.vantage.remote_script import DEFAULT_SYSTEMVM_KEY_ON_HOST
+from csaudit.vantage.remote import DEFAULT_SYSTEMVM_KEY_ON_HOST
 from csaudit.vantage.ssh_settings import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REMOTE_CONCURRENCY,
