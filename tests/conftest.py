@@ -11,7 +11,8 @@ import pytest
 from csaudit.cli.main import main
 from csaudit.model.environment import Environment
 
-DATA = pathlib.Path(__file__).parent / "data"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
 
 # What the tests need beyond Python, by marker (tox.ini registers them; `tox -e unit` runs none of them):
 #   root            runs as root (ports below 1024 for the embedded cloud, nft -c, iptables-restore, mounts)

@@ -12,7 +12,7 @@ import pytest
 
 from csaudit.lab import Lab, default_topology
 from csaudit.report.formats import FILE_FORMATS, render_report
-from tests.test_render import nft_check, tool
+from tests.report.test_formats import nft_check, tool
 
 # The flows the missing NFS listener of sec-nfs-west breaks (names only: the lab may relocate addresses).
 NFS_FAULT_FLOWS = {

@@ -18,7 +18,7 @@ from csaudit.vantage.ssh_settings import RemoteSettings
 from tests.conftest import free_port, golden_flow_lines
 from tests.faultserver import FaultServer, integration_api, signed_api
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 MS = f"127.12.{os.getpid() % 250}.1"  # per process: parallel test runs never clash on 8080
 
 

@@ -46,7 +46,7 @@ def test_a_full_temporary_folder_is_one_clear_line_and_exit_2(cli, tmp_path, mon
     import subprocess
     import tempfile
 
-    from tests.test_cli import write_inventory
+    from tests.cli.test_main import write_inventory
 
     inventory = write_inventory(tmp_path, raw_small_cloud)
     small = tmp_path / "small-tmp"

@@ -14,9 +14,9 @@ from csaudit.judge.verdict import judge
 from csaudit.model.probes import ProbeTarget
 from csaudit.vantage.remote import agent, parse_output, probe_command, probe_input
 from tests import realservers
-from tests import test_protocol_probes as local_probes
 from tests.realservers import unique_address
-from tests.test_protocol_probes import TIMEOUT, flow_for, probe
+from tests.vantage import test_local as local_probes
+from tests.vantage.test_local import TIMEOUT, flow_for, probe
 
 # the real servers of the local protocol-probe tests, shared
 folder, openssh, tls_servers, wrong_service = (local_probes.folder, local_probes.openssh, local_probes.tls_servers,

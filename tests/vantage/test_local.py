@@ -31,7 +31,7 @@ from tests.faultserver import FaultServer, integration_api, signed_api
 from tests.realservers import unique_address
 
 TIMEOUT = 2.0
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def probe(*targets, timeout=TIMEOUT):

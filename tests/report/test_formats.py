@@ -1,7 +1,7 @@
 """Every renderer against golden files built from one fixed report (tests/golden_report.py), and
 each output read back by a real reader: junitparser, csv, graphviz `dot`, `nft -c`, iptables-restore.
 
-To accept a deliberate change: CSAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/test_render.py tests/test_diff.py
+To accept a deliberate change: CSAUDIT_UPDATE_GOLDEN=1 python -m pytest tests/report
 rewrites the files that differ (those tests still fail in that run), then review `git diff tests/data/golden`
 and run the tests again without the variable.
 """
