@@ -211,7 +211,7 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_lab_commands(subparsers) -> None:
-    """`lab serve|generate`: csaudit/cli/lab.py runs them; csaudit.lab is imported only then."""
+    """`lab serve|generate`: csaudit/cli/lab_commands.py runs them; csaudit.lab is imported only then."""
     lab = subparsers.add_parser("lab", help="run the embedded simulated CloudStack cloud")
     lab_commands = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", parser_class=_Parser)
     lab_commands.required = True

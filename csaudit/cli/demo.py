@@ -50,7 +50,7 @@ def _audit_demo_cloud(topology, request: AuditRequest, no_remote: bool, env: Env
     `request`: the demo's probe options and waivers. `no_sshd` says why real sshds cannot run here,
     when the caller knows."""
     from csaudit.lab import Lab, sshd
-    from csaudit.lab.remote import RemoteVantages, plan_remote
+    from csaudit.lab.real_vantages import RemoteVantages, plan_remote
 
     problem = "--no-remote" if no_remote else no_sshd or sshd.available()
     plan = plan_remote(topology) if problem is None else None

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import sys
 
-from csaudit.cli import lab
+from csaudit.cli import lab_commands
 from csaudit.cli.arguments import audit_request, build_parser, report_files, run_request
 from csaudit.model.environment import Environment
 from csaudit.model.errors import CsauditError
@@ -116,7 +116,7 @@ def cmd_demo(args, env: Environment) -> int:
 
 
 COMMANDS = {"run": cmd_run, "inventory": cmd_inventory, "flows": cmd_flows, "diff": cmd_diff, "demo": cmd_demo,
-            "lab serve": lab.cmd_serve, "lab generate": lab.cmd_generate}
+            "lab serve": lab_commands.cmd_serve, "lab generate": lab_commands.cmd_generate}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,7 +34,7 @@ class Lab:
         self.key = self.requested.api_key or secrets.token_urlsafe(64)
         self.secret = self.requested.secret_key or secrets.token_urlsafe(64)
         self._max_relocations = max_relocations
-        self.served_elsewhere = served_elsewhere  # (object name, tcp port) a real daemon serves instead (lab.remote)
+        self.served_elsewhere = served_elsewhere  # (object name, tcp port) a real daemon serves instead (lab.real_vantages)
         self._service: ApiService | None = None
         self._api: ApiServer | None = None
         self._listeners: Listeners | None = None
