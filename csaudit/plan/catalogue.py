@@ -148,7 +148,7 @@ def _rule(entry: dict, where: str) -> Rule:
         "source_address": ADDRESS_KINDS,
         "target_address": ADDRESS_KINDS,
         "probe": PROBES,
-        "hypervisor_of": {"source", "target"},
+        "hypervisor_of": {"source", "target", "both"},
     }
     for key, allowed in choices.items():
         if key in entry and entry[key] not in allowed:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from csaudit.model.errors import UsageError
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.inventory import Inventory
-from csaudit.model.vocabulary import LINK_LOCAL_CONTROL, Hypervisor
+from csaudit.model.vocabulary import ANY_HYPERVISOR, LINK_LOCAL_CONTROL, Hypervisor
 from csaudit.plan.catalogue import PORT_OPTIONS, PortSpec, Rule
 
 ALL_ZONES = None
@@ -279,9 +279,12 @@ def _ring(hosts: list[Node]):
 def _applies(rule: Rule, source: Node, target: Node, inventory: Inventory) -> bool:
     if rule.target_protocol and (target.protocol or "") != rule.target_protocol:
         return False
-    if "any" not in rule.hypervisors:
-        side = target if rule.hypervisor_of == "target" or source.hypervisor is None else source
-        if (side.hypervisor or "").lower() not in rule.hypervisors:
+    if ANY_HYPERVISOR not in rule.hypervisors:
+        if rule.hypervisor_of == "both":  # e.g. a VMware SSVM to ESXi hosts only, in a zone that also has KVM
+            sides = [node for node in (source, target) if node.hypervisor is not None] or [target]
+        else:
+            sides = [target if rule.hypervisor_of == "target" or source.hypervisor is None else source]
+        if any((side.hypervisor or "").lower() not in rule.hypervisors for side in sides):
             return False
     if rule.when is not None:
         zone_id = source.zone_id or target.zone_id

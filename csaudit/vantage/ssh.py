@@ -82,6 +82,11 @@ class SshVantages:
         self._jumps: _JumpHosts | None = None
         hosts = {host.id: host for host in inventory.hosts}
         for host in inventory.hosts:
+            if (host.hypervisor or "").lower() == Hypervisor.VMWARE and not settings.named_esxi(host.name):
+                self._remotes[("host", host.name)] = (
+                    f"ESXi host {host.name}: CloudStack needs no SSH to ESXi, so csaudit does not try it; name it in "
+                    f"--ssh-settings ([host.{host.name}] or [vmware]) to probe from it")
+                continue
             access = settings.host_access(host.name, host.address, host.hypervisor)
             self._remotes[("host", host.name)] = access if isinstance(access, str) else \
                 Remote(f"ssh:host/{host.name}", "host", host.name, "host", access=access)

@@ -71,6 +71,10 @@ class RemoteSettings:
         """Did the operator name this object in the settings file? Then SSH wins over a local probe."""
         return f"{'host' if role == 'host' else 'systemvm'}.{name}" in dict(self.file)
 
+    def named_esxi(self, name: str) -> bool:
+        """An ESXi host is an SSH vantage only when the operator asks for it: [host.NAME] or [vmware]."""
+        return self.named("host", name) or Hypervisor.VMWARE in dict(self.file)
+
     def _layers(self, hypervisor: str | None, entry: str) -> dict:
         merged = self.section("defaults")
         merged.update(self.section((hypervisor or "").lower()))

@@ -6,6 +6,7 @@ import pytest
 
 from csaudit.collect.parse import parse_inventory
 from csaudit.model.errors import ConfigError, UsageError
+from csaudit.model.inventory import Cluster, Host, Inventory, SystemVm, Zone
 from csaudit.plan.catalogue import load_catalogue, parse_catalogue
 from csaudit.plan.derive import derive_flows, select_zones
 from tests.conftest import golden_flow_lines
@@ -149,3 +150,18 @@ def test_only_the_chosen_zones_are_parts(raw_small_cloud):
     inventory = small(raw_small_cloud)
     first = inventory.zones[0]
     assert [z for z, _ in audit_units(inventory, frozenset({first.id}))] == [None, first.id]
+
+
+def test_a_mixed_zone_pairs_the_vmware_ssvm_with_esxi_hosts_only():
+    """F27 names VMware on both sides: in a zone with KVM and VMware clusters, the VMware SSVM reaches
+    the ESXi hosts on 443, never the KVM hosts (and a KVM SSVM reaches none)."""
+    inventory = Inventory(
+        endpoint=None, api_mode=None, version=None, zones=(Zone("z1", "mixed"),),
+        clusters=(Cluster("c1", "kvm", "z1", None, "KVM"), Cluster("c2", "vmw", "z1", None, "VMware")),
+        hosts=(Host("h1", "kvm01", "z1", None, "c1", "KVM", "127.61.0.21", "Up"),
+               Host("h2", "esxi01", "z1", None, "c2", "VMware", "127.61.0.31", "Up")),
+        system_vms=(SystemVm("s1", "s-1-VM", "ssvm", "z1", "h2", "VMware", "127.61.0.101", None, None, "Running", "Up"),
+                    SystemVm("s2", "s-2-VM", "ssvm", "z1", "h1", "KVM", "127.61.0.102", "169.254.1.2", None, "Running", "Up")))
+    to_hosts = {(f.source.name, f.target.name) for f in derive_flows(CATALOGUE, inventory)
+                if f.rule == "F27" and f.target.role == "host"}
+    assert to_hosts == {("s-1-VM", "esxi01")}

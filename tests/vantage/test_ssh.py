@@ -279,3 +279,18 @@ def test_demo_shows_remote_vantages_or_says_why_not(cli):
     assert by_id["F18:kvm01->s-1-VM:3922/tcp"]["vantage"] == "ssh:host/kvm01"
     assert ("api-up-unreachable", "kvm02") in {(f["kind"], f["object"]["name"]) for f in document["findings"]}
     assert "finding: the API says host kvm02 is Up" in result.stderr and "NOT FOUND" not in result.stderr
+
+
+def test_an_esxi_host_is_an_ssh_vantage_only_when_the_settings_name_it(tmp_path):
+    """CloudStack needs no SSH to ESXi: csaudit tries none (no 'API says Up but unreachable' for each ESXi),
+    unless the operator names the host, or all ESXi hosts, in --ssh-settings."""
+    esxi = Inventory(None, None, None, hosts=(Host("e1", "esxi01", "z1", None, None, "VMware", f"{NET}.41", "Up"),))
+    flow = _flow("host", "esxi01", f"{NET}.41")
+    plan = SshVantages(esxi, RemoteSettings(), owns=lambda address: False).plan(flow, ProbeOptions())
+    assert plan == ("no SSH vantage: ESXi host esxi01: CloudStack needs no SSH to ESXi, so csaudit does not try it; "
+                    "name it in --ssh-settings ([host.esxi01] or [vmware]) to probe from it")
+    for section in ("[host.esxi01]\nuser = \"root\"\n", "[vmware]\nuser = \"root\"\n"):
+        path = tmp_path / "ssh.toml"
+        path.write_text(section)
+        named = SshVantages(esxi, RemoteSettings(file=load_settings_file(str(path))), owns=lambda address: False)
+        assert named.plan(flow, ProbeOptions()).via == "ssh:host/esxi01"
