@@ -146,7 +146,7 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
                         error = inventory.zone_errors.get(zone_id)
                         blocked = {f.id: f"zone listing failed: {error}" for f in flows} if error else {}
                         run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
-                        results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}), request.waivers,
+                        results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}, run.ranges), request.waivers,
                                         today, expired_hits)
                         if zone_id is not None:
                             findings.extend(cross_check(part, results, run.vantages, zone_id))

@@ -118,6 +118,20 @@ def listener():
         sock.close()
 
 
+def drop_syns(server: socket.socket) -> list[socket.socket]:
+    """Make a bound socket a port that drops SYNs: listen with an accept queue that three connects
+    fill and nobody empties. Returns those connects, for the caller to close."""
+    server.listen(0)
+    address, port = server.getsockname()[:2]
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex((address, port))
+        fillers.append(filler)
+    return fillers
+
+
 @pytest.fixture
 def filtered_port():
     """A port whose SYNs are really dropped: its accept queue is full and nobody accepts."""
@@ -126,15 +140,8 @@ def filtered_port():
     def make(address="127.0.0.1"):
         server = socket.socket()
         server.bind((address, 0))
-        server.listen(0)
-        sockets.append(server)
-        port = server.getsockname()[1]
-        for _ in range(3):
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex((address, port))
-            sockets.append(filler)
-        return port
+        sockets.extend([server, *drop_syns(server)])
+        return server.getsockname()[1]
 
     yield make
     for sock in sockets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from csaudit.model.flows import Flow
@@ -46,10 +47,36 @@ def _status(flow: Flow, observation: Observation) -> tuple[Status, str]:
     return Status.PASS, reason
 
 
-def judge_all(flows, observed: dict[str, tuple[str, Observation]], unverified: dict[str, str]) -> tuple[FlowResult, ...]:
+def judge_range(flow: Flow, ports: tuple[tuple[int, Observation], ...], vantage: str | None = None) -> FlowResult:
+    """A port range probed on a sample of its ports. The first port is judged as a single flow would be.
+    Where the range must be open, every other sampled port must be reached: refused is fine (the host
+    answered; nothing listens there now, as for a VNC display without a VM), a timeout is not (dropped).
+    Where it must be closed, no sampled port may accept."""
+    (_, first), rest = ports[0], ports[1:]
+    result = judge(flow, first, vantage)
+    failing = next(((port, seen) for port, seen in rest if _fails_in_range(flow, seen)), None)
+    if result.status == Status.PASS and failing is not None:
+        port, seen = failing
+        status, reason = _status(flow, seen)
+        result = dataclasses.replace(result, status=status, observed=seen.state, reason=f"port {port}: {reason}")
+    sampled = ", ".join(f"{port} {seen.state}" for port, seen in ports)
+    return dataclasses.replace(result, reason=f"{result.reason} (ports {flow.port}-{flow.port_end} sampled: {sampled})",
+                               ports=tuple((port, seen.state) for port, seen in ports))
+
+
+def _fails_in_range(flow: Flow, seen: Observation) -> bool:
+    if flow.expect == "closed":
+        return seen.state == State.OPEN
+    return seen.state != State.REFUSED and _status(flow, seen)[0] != Status.PASS
+
+
+def judge_all(flows, observed: dict[str, tuple[str, Observation]], unverified: dict[str, str],
+              ranges: dict[str, tuple[tuple[int, Observation], ...]] | None = None) -> tuple[FlowResult, ...]:
     results = []
     for flow in flows:
-        if flow.id in observed:
+        if flow.id in (ranges or {}):
+            results.append(judge_range(flow, ranges[flow.id], observed[flow.id][0]))
+        elif flow.id in observed:
             vantage, observation = observed[flow.id]
             results.append(judge(flow, observation, vantage))
         else:

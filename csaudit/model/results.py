@@ -7,7 +7,7 @@ import datetime
 import fnmatch
 
 from csaudit.model.flows import Flow
-from csaudit.model.vocabulary import Status
+from csaudit.model.vocabulary import State, Status
 
 STATUSES = tuple(Status)
 
@@ -24,6 +24,7 @@ class FlowResult:
     detail: str | None = None
     warnings: tuple[str, ...] = ()
     waiver: Waiver | None = None  # set only when status is "waived"
+    ports: tuple[tuple[int, State], ...] = ()  # a port range: each sampled port and what it gave
 
 
 @dataclasses.dataclass(frozen=True)

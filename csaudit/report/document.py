@@ -78,6 +78,8 @@ def flow_json(result: FlowResult) -> dict:
         "notes": list(flow.notes),
         "citation": flow.citation,
         "waiver": _waiver_json(result.waiver),
+        # a port range: the ports probed and what each gave (absent for a single port)
+        **({"sampled_ports": [{"port": port, "observed": state} for port, state in result.ports]} if result.ports else {}),
     }
 
 

@@ -30,11 +30,25 @@ class Vantage(Protocol):
         """The run is over (it probed zone by zone): release what was kept between calls of probe."""
 
 
+RANGE_SAMPLE = 5  # ports probed of a port range: the first, the last and evenly spaced ones between
+
+
 @dataclasses.dataclass(frozen=True)
 class ProbeRun:
-    observed: dict[str, tuple[str, Observation]]  # flow id -> (vantage name, observation)
+    observed: dict[str, tuple[str, Observation]]  # flow id -> (vantage name, observation of its first port)
     unverified: dict[str, str]  # flow id -> why it stays unverified
     vantages: tuple[VantageState, ...] = ()
+    ranges: dict[str, tuple[tuple[int, Observation], ...]] = dataclasses.field(default_factory=dict)  # every sampled port
+
+
+def sample_ports(first: int, last: int | None, count: int = RANGE_SAMPLE) -> tuple[int, ...]:
+    """The ports of a range that get a probe: all of a short range, else `count` spread from first to last
+    (a firewall that opens only the start of a range, 5900-5910 of 5900-6100, shows on the others)."""
+    if last is None or last <= first:
+        return (first,)
+    if last - first < count:
+        return tuple(range(first, last + 1))
+    return tuple(dict.fromkeys(first + round(i * (last - first) / (count - 1)) for i in range(count)))
 
 
 def plan_probes(
@@ -62,26 +76,34 @@ def run_vantages(
     options: ProbeOptions,
     progress: Callable[[str], None] = lambda _: None,
 ) -> ProbeRun:
-    """Probe every flow from the first vantage that can stand for its source."""
+    """Probe every flow from the first vantage that can stand for its source; a port range on a sample
+    of its ports (sample_ports), from the same vantage."""
+    flows = list(flows)
+    ports = {flow.id: sample_ports(flow.port, flow.port_end) for flow in flows}
     assigned, unverified = plan_probes(flows, vantages, options)
     observed: dict[str, tuple[str, Observation]] = {}
+    ranges: dict[str, tuple[tuple[int, Observation], ...]] = {}
     states: list[VantageState] = []
     for vantage in vantages:
-        mine = {fid: target for fid, (v, target) in assigned.items() if v is vantage}
+        mine = {fid: [dataclasses.replace(target, port=port) if port != target.port else target for port in ports[fid]]
+                for fid, (v, target) in assigned.items() if v is vantage}
         if not mine:
             continue
-        unique = sorted(set(mine.values()), key=lambda t: (t.via or "", t.address, t.port, t.protocol, t.source or "", t.kind))
+        unique = sorted({t for targets in mine.values() for t in targets},
+                        key=lambda t: (t.via or "", t.address, t.port, t.protocol, t.source or "", t.kind))
         progress(f"probing {len(unique)} targets for {len(mine)} flows from {vantage.name}")
         results = vantage.probe(unique, options)
-        for fid, target in mine.items():
-            result = results.get(target)
+        for fid, targets in mine.items():
+            result = results.get(targets[0])
             if isinstance(result, Observation):
-                observed[fid] = (target.via or vantage.name, result)
+                observed[fid] = (targets[0].via or vantage.name, result)
+                if len(targets) > 1:
+                    ranges[fid] = tuple((t.port, results[t]) for t in targets if isinstance(results.get(t), Observation))
             else:
                 unverified[fid] = result or not_probed_reason(options)
         own_states = getattr(vantage, "states", None)
         states.extend(own_states() if own_states else _states_of(vantage.name, unique, results))
-    return ProbeRun(observed, unverified, tuple(states))
+    return ProbeRun(observed, unverified, tuple(states), ranges)
 
 
 def merge_states(states: Iterable[VantageState]) -> tuple[VantageState, ...]:

@@ -3,11 +3,12 @@
 import dataclasses
 import time
 
+from csaudit.judge.verdict import judge_all
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.probes import ProbeOptions, ProbeTarget
-from csaudit.vantage import run_vantages
+from csaudit.vantage import run_vantages, sample_ports
 from csaudit.vantage.local import LocalVantage
-from tests.conftest import connect_observations, free_port
+from tests.conftest import connect_observations, drop_syns, free_port
 
 
 def test_four_states_on_real_sockets(listener, filtered_port):
@@ -100,3 +101,74 @@ def test_flows_sharing_a_probe_are_probed_once(listener):
     assert len(vantage.batches) == 1 and len(vantage.batches[0]) == 1
     assert {fid: obs.state for fid, (_, obs) in observed.items()} == {flows[0].id: "open", "other": "open"}
     assert unverified == {}
+
+
+# ---------------------------------------------------------------- port ranges: a sample of the range, judged together
+def test_a_range_is_sampled_first_last_and_between():
+    assert sample_ports(5900, 6100) == (5900, 5950, 6000, 6050, 6100)
+    assert sample_ports(49152, 49216) == (49152, 49168, 49184, 49200, 49216)
+    assert sample_ports(8000, 8002) == (8000, 8001, 8002)
+    assert sample_ports(22, None) == (22,)
+
+
+def _bound_range(address: str, span: int = 200, attempts: int = 20):
+    """A first port with a listener, and the sampled ports of first..first+span free on `address`."""
+    import socket
+
+    for _ in range(attempts):  # bounded: ports picked at random may be taken
+        first = free_port(address)
+        if first + span > 65535:
+            continue
+        sockets = []
+        try:
+            for port in sample_ports(first, first + span):
+                sock = socket.socket()
+                sock.bind((address, port))
+                sockets.append(sock)
+        except OSError:
+            for sock in sockets:
+                sock.close()
+            continue
+        sockets[0].listen(16)
+        return first, sockets
+    raise AssertionError(f"no free range of {span} ports on {address} after {attempts} attempts")
+
+
+def test_a_range_opened_only_at_its_start_fails_on_the_port_that_is_dropped():
+    address = "127.11.6.1"
+    first, sockets = _bound_range(address)
+    dropped = sockets[2]
+    fillers = drop_syns(dropped)
+    try:
+        ranged = dataclasses.replace(flow(source_role="user", source_address=None, target_address=address, port=first),
+                                     port_end=first + 200)
+        run = run_vantages([ranged], [LocalVantage()], ProbeOptions(timeout=0.5))
+        (result,) = judge_all([ranged], run.observed, run.unverified, run.ranges)
+    finally:
+        for sock in sockets + fillers:
+            sock.close()
+    sampled = sample_ports(first, first + 200)
+    assert [port for port, _ in result.ports] == list(sampled)
+    assert dict(result.ports) == {sampled[0]: "open", sampled[1]: "refused", sampled[2]: "timeout",
+                                  sampled[3]: "refused", sampled[4]: "refused"}
+    assert (result.status, result.observed) == ("fail", "timeout")
+    assert result.reason.startswith(f"port {sampled[2]}: must be open, but no answer within 0.5 s (packets dropped?)")
+    assert f"(ports {first}-{first + 200} sampled: {sampled[0]} open, {sampled[1]} refused, {sampled[2]} timeout" in result.reason
+
+
+def test_a_range_that_must_be_closed_fails_when_any_sampled_port_accepts():
+    address = "127.11.6.2"
+    first, sockets = _bound_range(address)
+    sockets[0].close()  # the first port: closed
+    sockets[3].listen(4)  # one in the middle accepts
+    try:
+        ranged = dataclasses.replace(flow(source_role="user", source_address=None, target_address=address, port=first),
+                                     port_end=first + 200, expect="closed")
+        run = run_vantages([ranged], [LocalVantage()], ProbeOptions(timeout=0.5))
+        (result,) = judge_all([ranged], run.observed, run.unverified, run.ranges)
+    finally:
+        for sock in sockets:
+            sock.close()
+    middle = sample_ports(first, first + 200)[3]
+    assert (result.status, result.observed) == ("fail", "open")
+    assert result.reason.startswith(f"port {middle}: must be closed, but {address}:{middle} accepted the connection")

@@ -91,10 +91,11 @@ def test_each_flow_is_probed_from_its_true_source_with_one_connection_per_vantag
     assert "ssh:host/kvm02 unreachable: host unreachable: no answer from root@" in by_id["F08:kvm02->ms1:8250/tcp"]["reason"]
     assert "ssh:systemvm/r-3-VM unreachable: root@169.254.1.3:3922 from kvm01" in by_id["F53:r-3-VM->east dns1:53/tcp"]["reason"]
 
-    # The vantage summary: state, engine, and one probe per distinct target it ran.
+    # The vantage summary: state, engine, and one probe per distinct target it ran (each sampled port of a range).
     vantages = {v["name"]: v for v in document["vantages"]}
     for name in ("ssh:host/kvm01", "ssh:systemvm/s-1-VM", "ssh:systemvm/v-2-VM", "ssh:systemvm/s-5-VM", "local"):
-        targets = {(f["target"]["address"], f["port"], f["protocol"]) for f in document["flows"] if f["vantage"] == name}
+        targets = {(f["target"]["address"], port, f["protocol"]) for f in document["flows"] if f["vantage"] == name
+                   for port in ([p["port"] for p in f["sampled_ports"]] if "sampled_ports" in f else [f["port"]])}
         assert vantages[name]["state"] == "ok" and vantages[name]["probes"] == len(targets) > 0, name
     assert vantages["ssh:systemvm/v-2-VM"]["engine"] == "bash"
     assert vantages["ssh:systemvm/s-1-VM"]["engine"] == vantages["ssh:host/kvm01"]["engine"] == "python3"
