@@ -37,9 +37,8 @@ def observe(target: ProbeTarget, connect: Connect, conversation: Conversation | 
     """The observation of one probe: its connection (or first datagram), then what the service said."""
     if target.protocol == Protocol.UDP:
         return _udp(target, connect, conversation, timeout)
-    if connect.code == errno.ECONNRESET and connect.failure is None:
-        # The handshake completed (a refusal is ECONNREFUSED), then the server reset before we could speak.
-        connect, conversation = Connect(CONNECTED, connect.elapsed_ms), conversation or Stream(ending=RESET)
+    if connect.code == errno.ECONNRESET and conversation is None:  # reset before we could speak: that is its answer
+        conversation = Stream(ending=RESET)
     connection = connected(target, connect, timeout)
     if connection.state != State.OPEN or conversation is None or target.kind == ProbeKind.TCP:
         return connection
@@ -55,7 +54,7 @@ def connected(target: ProbeTarget, connect: Connect, timeout: float) -> Observat
     latency = connect.elapsed_ms
     if connect.failure is not None:
         return Observation(State.ERROR, connect.failure, latency)
-    if connect.code == CONNECTED:
+    if connect.code in (CONNECTED, errno.ECONNRESET):  # a reset during connect: the handshake completed first
         return Observation(State.OPEN, f"{where} accepted the connection", latency)
     if connect.code == errno.ECONNREFUSED:
         return Observation(State.REFUSED, f"{where} refused the connection (nothing listens, or a firewall rejects)", latency)

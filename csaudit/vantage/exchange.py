@@ -10,6 +10,7 @@ finally block; TLS sessions end with close_notify.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import functools
 import socket
 import ssl
@@ -228,8 +229,8 @@ def _tls(target, timeout: float) -> Outcome:
         untrusted = facts.untrusted
         connect, facts = _tls_session(target, timeout, verify=False)
         if facts is not None:
-            facts = Tls(facts.version, facts.der, untrusted, facts.failure, facts.raw, facts.ending)
+            facts = dataclasses.replace(facts, untrusted=untrusted)
     if isinstance(facts, Tls) and not facts.completed and not facts.raw and facts.ending == TIMEOUT:
         # Silent to a ClientHello: a plain HTTP server waiting for its blank line looks like this.
-        facts = Tls(failure=facts.failure, ending=TIMEOUT, poke=_poke(target, timeout))
+        facts = dataclasses.replace(facts, poke=_poke(target, timeout))
     return connect, facts
