@@ -20,8 +20,9 @@ from csaudit.judge.waivers import waive, warn_expired
 from csaudit.model.environment import Environment
 from csaudit.model.exitcodes import ExitStatus
 from csaudit.model.inventory import Database, Inventory
-from csaudit.model.probes import ProbeOptions, VantageState
-from csaudit.model.results import Finding, Waiver
+from csaudit.model.probes import ProbeOptions, Unverifiable, VantageState
+from csaudit.model.results import STATUSES, Finding, Waiver
+from csaudit.model.vocabulary import Gap
 from csaudit.plan.catalogue import load_catalogue
 from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
 from csaudit.report.document import report_head, write_json, write_table
@@ -144,7 +145,8 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
                         if bar:
                             bar.label = f"probing {label}"  # its count starts again for each zone
                         error = inventory.zone_errors.get(zone_id)
-                        blocked = {f.id: f"zone listing failed: {error}" for f in flows} if error else {}
+                        blocked = {f.id: Unverifiable(f"zone listing failed: {error}", Gap.ZONE_LISTING_FAILED)
+                                   for f in flows} if error else {}
                         run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
                         results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}, run.ranges), request.waivers,
                                         today, expired_hits)
@@ -162,7 +164,7 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
         env.log("csaudit: interrupted: writing what was measured; the flows not yet probed stay unverified")
     elif deadline is not None and time.monotonic() >= deadline:
         env.log("csaudit: the --deadline passed: writing what was measured; the flows not yet probed stay unverified")
-    env.log(f"csaudit: {len(log)} flows: " + ", ".join(f"{n} {s}" for s, n in log.summary.items()))
+    env.log(f"csaudit: {len(log)} flows: " + ", ".join(f"{log.summary[s]} {s}" for s in STATUSES))
     return AuditOutcome(log, inventory, zone_ids, interrupted=interrupts.stop.is_set(),
                         vantages=merge_states(states), findings=tuple(findings))
 

@@ -12,6 +12,7 @@ import pathlib
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.inventory import Inventory, Zone
 from csaudit.model.results import FlowResult, Waiver
+from csaudit.model.vocabulary import Gap
 from csaudit.report.document import report_document
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden"
@@ -69,7 +70,7 @@ def golden_results() -> tuple[FlowResult, ...]:
         FlowResult(flow("D01", "unauthenticated integration API", None, USER, MS1, 8096, expect="closed"), "fail", "open",
                    "must be closed, but 192.0.2.11:8096 accepted the connection", "local", 0.31),
         FlowResult(flow("F04", "MS to MySQL", None, MS1, DB, 3306, notes=("database address: unknown; pass --db-host",)),
-                   "unverified", None, "no address known for db db1"),
+                   "unverified", None, "no address known for db db1", gap=Gap.NO_ADDRESS),
         FlowResult(flow("F08", "agent to MS", "zone-east", KVM01, MS1, 8250), "pass", "open",
                    "192.0.2.11:8250 accepted the connection", "local", 1.5),
         FlowResult(flow("F11", "MS to KVM host SSH", "zone-east", MS1, KVM02, 22), "fail", "refused",
@@ -79,7 +80,7 @@ def golden_results() -> tuple[FlowResult, ...]:
         FlowResult(flow("F34", "console proxy to VNC", "zone-east", CPVM, KVM02, 5900, port_end=6100), "error", "error",
                    "cannot send from 192.0.2.102: Cannot assign requested address", "local"),
         FlowResult(flow("F46", "host to NFS portmapper", "zone-east", KVM01, POOL, 111, protocol="udp"), "unverified", None,
-                   "UDP cannot be judged by a connect; it needs a protocol probe"),
+                   "UDP cannot be judged by a connect; it needs a protocol probe", gap=Gap.NOT_JUDGEABLE),
         FlowResult(flow("D05", "hypervisor ports from outside", "zone-east", USER, KVM02, 22, expect="closed"), "pass",
                    "refused", refused.format("192.0.2.22", 22), "local", 0.1),
         FlowResult(flow("F43", "host to primary storage", "zone-east", KVM_V6, POOL_V6, 2049), "pass", "open",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from csaudit.model.flows import Flow
-from csaudit.model.probes import Observation
+from csaudit.model.probes import Observation, Unverifiable
 from csaudit.model.results import STATUSES, FlowResult
-from csaudit.model.vocabulary import State, Status
+from csaudit.model.vocabulary import Gap, State, Status
 
 if TYPE_CHECKING:
     pass
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
 
 def judge(flow: Flow, observation: Observation | None, vantage: str | None = None, unverified_reason: str = "") -> FlowResult:
     if observation is None:
-        return FlowResult(flow, Status.UNVERIFIED, None, unverified_reason or "not probed")
+        gap = unverified_reason.gap if isinstance(unverified_reason, Unverifiable) else Gap.NOT_PROBED
+        return FlowResult(flow, Status.UNVERIFIED, None, unverified_reason or "not probed", gap=gap)
     state = observation.state
     status, reason = _status(flow, observation)
     return FlowResult(flow, status, state, reason, vantage, observation.latency_ms,
-                      observation.service, observation.detail, observation.warnings)
+                      observation.service, observation.detail, observation.warnings,
+                      gap=Gap.UNCONFIRMED if status == Status.UNVERIFIED else None)
 
 
 def _status(flow: Flow, observation: Observation) -> tuple[Status, str]:
@@ -84,8 +87,15 @@ def judge_all(flows, observed: dict[str, tuple[str, Observation]], unverified: d
     return tuple(results)
 
 
-def summarize(results) -> dict[str, int]:
-    summary = dict.fromkeys(STATUSES, 0)
-    for result in results:
-        summary[result.status] += 1
-    return summary
+def summarize(results) -> dict:
+    results = tuple(results)
+    return summary_of(Counter(r.status for r in results), Counter(r.gap for r in results if r.status == Status.UNVERIFIED))
+
+
+def summary_of(statuses: Counter, gaps: Counter) -> dict:
+    """The count of each status, and the coverage: how many flows got a verdict (pass, fail, waived) out of how
+    many, and the unverified ones by what keeps them so."""
+    verified = statuses[Status.PASS] + statuses[Status.FAIL] + statuses[Status.WAIVED]
+    return {**{status: statuses[status] for status in STATUSES},
+            "coverage": {"verified": verified, "flows": sum(statuses.values()),
+                         "unverified": {gap: gaps[gap] for gap in Gap if gaps[gap]}}}

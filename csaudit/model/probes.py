@@ -6,7 +6,19 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from csaudit.model.vocabulary import State, VantageStatus
+from csaudit.model.vocabulary import Gap, State, VantageStatus
+
+
+class Unverifiable(str):
+    """Why a flow cannot be verified: the words of the report, and the gap they belong to (for coverage).
+    It is a str, so what reads reasons as text keeps reading them."""
+
+    gap: Gap
+
+    def __new__(cls, text: str, gap: Gap) -> Unverifiable:
+        reason = super().__new__(cls, text)
+        reason.gap = gap
+        return reason
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

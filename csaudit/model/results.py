@@ -7,7 +7,7 @@ import datetime
 import fnmatch
 
 from csaudit.model.flows import Flow
-from csaudit.model.vocabulary import State, Status
+from csaudit.model.vocabulary import Gap, State, Status
 
 STATUSES = tuple(Status)
 
@@ -25,6 +25,7 @@ class FlowResult:
     warnings: tuple[str, ...] = ()
     waiver: Waiver | None = None  # set only when status is "waived"
     ports: tuple[tuple[int, State], ...] = ()  # a port range: each sampled port and what it gave
+    gap: Gap | None = None  # why it stays unverified (status unverified only)
 
 
 @dataclasses.dataclass(frozen=True)

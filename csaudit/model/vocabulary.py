@@ -37,6 +37,19 @@ class VantageStatus(enum.StrEnum):
     NOT_RUN = "not-run"
 
 
+class Gap(enum.StrEnum):
+    """Why a flow stays unverified: what is missing for a verdict."""
+
+    NO_VANTAGE = "no-vantage"  # nothing here can stand for the flow's source
+    VANTAGE_UNAVAILABLE = "vantage-unavailable"  # its vantage exists but could not be used (SSH refused, a key missing)
+    NEEDS_OUTSIDE = "needs-outside"  # a deny rule meant for a vantage outside the management network
+    NO_ADDRESS = "no-address"  # the API does not say where an endpoint is
+    NOT_JUDGEABLE = "not-judgeable"  # a connect cannot judge this flow
+    UNCONFIRMED = "unconfirmed"  # UDP without a reply: open or filtered
+    NOT_PROBED = "not-probed"  # interrupted, or the --deadline passed, before its probe ran
+    ZONE_LISTING_FAILED = "zone-listing-failed"  # the API could not list the zone's objects
+
+
 class ProbeKind(enum.StrEnum):
     """The catalogue's `probe`: which service must answer (tcp: a connect is enough; none: not probed)."""
 

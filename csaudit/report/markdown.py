@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from csaudit.model.results import STATUSES
 from csaudit.report.common import detail, endpoint_label, port_label, printable, zone_label, zone_order
+from csaudit.report.document import REMEDIES
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]"})
 _COLUMNS = ("flow", "source", "target", "port", "expect", "status", "detail")
@@ -19,9 +21,10 @@ def render_markdown(document: dict) -> str:
         f" ({_text(cloud.get('api_mode') or 'offline')} API), generated {_text(document.get('generated_at', ''))}"
         f" by csaudit {_text(document.get('tool_version', ''))}.",
         "",
-        "| " + " | ".join(summary) + " |",
-        "| " + " | ".join("---:" for _ in summary) + " |",
-        "| " + " | ".join(str(n) for n in summary.values()) + " |",
+        "| " + " | ".join(STATUSES) + " |",
+        "| " + " | ".join("---:" for _ in STATUSES) + " |",
+        "| " + " | ".join(str(summary.get(status, 0)) for status in STATUSES) + " |",
+        *_coverage(summary.get("coverage")),
     ]
     problems = [f for f in flows if f.get("status") in ("fail", "error")]
     if problems:
@@ -29,6 +32,14 @@ def render_markdown(document: dict) -> str:
     for zone in zone_order(document, flows):
         lines += ["", f"## {_text(zone)}", "", *_table([f for f in flows if zone_label(f) == zone])]
     return "\n".join(lines) + "\n"
+
+
+def _coverage(coverage: dict | None) -> list[str]:
+    if not coverage or not coverage.get("flows"):
+        return []
+    share = 100 * coverage["verified"] / coverage["flows"]
+    return ["", f"Coverage: {coverage['verified']} of {coverage['flows']} flows verified ({share:.0f} %).",
+            *(f"- {count} {_text(gap)}: {_text(REMEDIES.get(gap, gap))}" for gap, count in coverage.get("unverified", {}).items())]
 
 
 def _table(flows: list[dict]) -> list[str]:

@@ -12,10 +12,12 @@ import json
 import json.encoder
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from csaudit.judge.verdict import summary_of
 from csaudit.model.errors import CsauditError
-from csaudit.model.results import STATUSES, FlowResult
+from csaudit.model.results import FlowResult
 from csaudit.report.document import flow_json
 
 READ_CHUNK = 1 << 20
@@ -39,7 +41,8 @@ encode_line = _line_encoder()
 
 class ResultLog:
     def __init__(self):
-        self.summary = dict.fromkeys(STATUSES, 0)
+        self._statuses: Counter = Counter()
+        self._gaps: Counter = Counter()
         self._size = 0
         self._count = 0
         try:
@@ -50,12 +53,18 @@ class ResultLog:
     def append(self, results: Iterable[FlowResult]) -> None:
         batch: list[str] = []
         for result in results:
-            self.summary[result.status] += 1
+            self._statuses[result.status] += 1
+            if result.gap is not None:
+                self._gaps[result.gap] += 1
             batch.append(encode_line(flow_json(result)))
             if len(batch) >= WRITE_BATCH:
                 self._write(batch)
                 batch = []
         self._write(batch)
+
+    @property
+    def summary(self) -> dict:
+        return summary_of(self._statuses, self._gaps)
 
     def _write(self, lines: list[str]) -> None:
         """A batch at a time: a zone's 60,000 lines joined at once would be 40 MB of text, twice."""

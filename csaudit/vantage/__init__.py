@@ -12,15 +12,15 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from csaudit.model.flows import Flow
-from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
-from csaudit.model.vocabulary import VantageStatus
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable, VantageState
+from csaudit.model.vocabulary import Gap, VantageStatus
 
 
 class Vantage(Protocol):
     name: str
 
-    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
-        """The probe that checks this flow from here, or the reason this vantage cannot."""
+    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | Unverifiable | str:
+        """The probe that checks this flow from here, or the reason this vantage cannot ("": not mine, no comment)."""
 
     def probe(self, targets: list[ProbeTarget], options: ProbeOptions) -> dict[ProbeTarget, Observation | str]:
         """Run the probes: an observation per target, or the reason it could not run (its flows
@@ -36,7 +36,7 @@ RANGE_SAMPLE = 5  # ports probed of a port range: the first, the last and evenly
 @dataclasses.dataclass(frozen=True)
 class ProbeRun:
     observed: dict[str, tuple[str, Observation]]  # flow id -> (vantage name, observation of its first port)
-    unverified: dict[str, str]  # flow id -> why it stays unverified
+    unverified: dict[str, Unverifiable]  # flow id -> why it stays unverified
     vantages: tuple[VantageState, ...] = ()
     ranges: dict[str, tuple[tuple[int, Observation], ...]] = dataclasses.field(default_factory=dict)  # every sampled port
 
@@ -53,10 +53,11 @@ def sample_ports(first: int, last: int | None, count: int = RANGE_SAMPLE) -> tup
 
 def plan_probes(
     flows: Iterable[Flow], vantages: list[Vantage], options: ProbeOptions
-) -> tuple[dict[str, tuple[Vantage, ProbeTarget]], dict[str, str]]:
-    """Each flow goes to the first vantage that can stand for its source; the others say why not."""
+) -> tuple[dict[str, tuple[Vantage, ProbeTarget]], dict[str, Unverifiable]]:
+    """Each flow goes to the first vantage that can stand for its source; the others say why not
+    (the gap is the first vantage's that had something to say)."""
     assigned: dict[str, tuple[Vantage, ProbeTarget]] = {}
-    unverified: dict[str, str] = {}
+    unverified: dict[str, Unverifiable] = {}
     for flow in flows:
         reasons = []
         for vantage in vantages:
@@ -66,7 +67,9 @@ def plan_probes(
                 break
             reasons.append(plan)
         else:
-            unverified[flow.id] = "; ".join(r for r in reasons if r) or "no vantage"
+            said = [r for r in reasons if r]
+            gap = next((r.gap for r in said if isinstance(r, Unverifiable)), Gap.NO_VANTAGE)
+            unverified[flow.id] = Unverifiable("; ".join(said) or "no vantage", gap)
     return assigned, unverified
 
 
@@ -99,8 +102,10 @@ def run_vantages(
                 observed[fid] = (targets[0].via or vantage.name, result)
                 if len(targets) > 1:
                     ranges[fid] = tuple((t.port, results[t]) for t in targets if isinstance(results.get(t), Observation))
+            elif result:  # the vantage could not run it (SSH refused, no python3 there for UDP, ...)
+                unverified[fid] = result if isinstance(result, Unverifiable) else Unverifiable(result, Gap.VANTAGE_UNAVAILABLE)
             else:
-                unverified[fid] = result or not_probed_reason(options)
+                unverified[fid] = Unverifiable(not_probed_reason(options), Gap.NOT_PROBED)
         own_states = getattr(vantage, "states", None)
         states.extend(own_states() if own_states else _states_of(vantage.name, unique, results))
     return ProbeRun(observed, unverified, tuple(states), ranges)

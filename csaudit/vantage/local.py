@@ -7,8 +7,8 @@ from __future__ import annotations
 import socket
 
 from csaudit.model.flows import Flow
-from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget
-from csaudit.model.vocabulary import UDP_KINDS
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable
+from csaudit.model.vocabulary import UDP_KINDS, Gap
 from csaudit.vantage.classify import observe
 from csaudit.vantage.connect import family_of, tcp_connect_many
 from csaudit.vantage.exchange import exchange_many
@@ -23,21 +23,23 @@ class LocalVantage:
     def __init__(self):
         self._owned: dict[str, bool] = {}
 
-    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
+    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | Unverifiable:
         if flow.probe == "none":
-            return next((n for n in flow.notes), "a connect cannot judge this flow")
+            return Unverifiable(next((n for n in flow.notes), "a connect cannot judge this flow"), Gap.NOT_JUDGEABLE)
         if flow.protocol == "udp" and flow.probe not in UDP_KINDS:
-            return f"UDP cannot be judged by a connect; give the flow a UDP probe kind ({', '.join(sorted(UDP_KINDS))})"
+            return Unverifiable(f"UDP cannot be judged by a connect; give the flow a UDP probe kind "
+                                f"({', '.join(sorted(UDP_KINDS))})", Gap.NOT_JUDGEABLE)
         if not flow.target.address:
-            return f"no address known for {flow.target.role} {flow.target.name}"
+            return Unverifiable(f"no address known for {flow.target.role} {flow.target.name}", Gap.NO_ADDRESS)
         if flow.outside and not options.outside:
-            return "deny rule for the outside network: run csaudit from outside the management network with --outside"
+            return Unverifiable("deny rule for the outside network: run csaudit from outside the management network "
+                                "with --outside", Gap.NEEDS_OUTSIDE)
         if flow.source.role == "user":
             return ProbeTarget(flow.target.address, flow.port, flow.protocol, kind=flow.probe)
         if not flow.source.address:
-            return f"no address known for {flow.source.role} {flow.source.name}"
+            return Unverifiable(f"no address known for {flow.source.role} {flow.source.name}", Gap.NO_ADDRESS)
         if not self.owns(flow.source.address):
-            return f"no vantage for {flow.source.role} {flow.source.name} ({flow.source.address})"
+            return Unverifiable(f"no vantage for {flow.source.role} {flow.source.name} ({flow.source.address})", Gap.NO_VANTAGE)
         return ProbeTarget(flow.target.address, flow.port, flow.protocol, source=flow.source.address, kind=flow.probe)
 
     def close(self) -> None:

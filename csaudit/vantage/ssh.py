@@ -26,8 +26,8 @@ import asyncssh
 from csaudit.collector import collector_running
 from csaudit.model.flows import Flow
 from csaudit.model.inventory import Inventory
-from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
-from csaudit.model.vocabulary import LINK_LOCAL_CONTROL, UDP_KINDS, Hypervisor, Role, VantageStatus
+from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable, VantageState
+from csaudit.model.vocabulary import LINK_LOCAL_CONTROL, UDP_KINDS, Gap, Hypervisor, Role, VantageStatus
 from csaudit.vantage.remote import (
     SYSTEMVM_PORT,
     SYSTEMVM_USER,
@@ -75,7 +75,7 @@ class SshVantages:
     def __init__(self, inventory: Inventory, settings: RemoteSettings, owns: Callable[[str], bool] = lambda _: False):
         self.settings = settings
         self._owns = owns
-        self._remotes: dict[tuple[str, str], Remote | str] = {}
+        self._remotes: dict[tuple[str, str], Remote | Unverifiable] = {}
         self._states: dict[str, VantageState] = {}
         # A run probes zone by zone: one event loop and one set of jump-host connections serve them all.
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -83,9 +83,9 @@ class SshVantages:
         hosts = {host.id: host for host in inventory.hosts}
         for host in inventory.hosts:
             if (host.hypervisor or "").lower() == Hypervisor.VMWARE and not settings.named_esxi(host.name):
-                self._remotes[("host", host.name)] = (
+                self._remotes[("host", host.name)] = Unverifiable(
                     f"ESXi host {host.name}: CloudStack needs no SSH to ESXi, so csaudit does not try it; name it in "
-                    f"--ssh-settings ([host.{host.name}] or [vmware]) to probe from it")
+                    f"--ssh-settings ([host.{host.name}] or [vmware]) to probe from it", Gap.NO_VANTAGE)
                 continue
             access = settings.host_access(host.name, host.address, host.hypervisor)
             self._remotes[("host", host.name)] = access if isinstance(access, str) else \
@@ -99,30 +99,31 @@ class SshVantages:
                                                                  router.linklocal_ip, router.linklocal_ip, hosts)
         self._by_label = {r.label: r for r in self._remotes.values() if isinstance(r, Remote)}
 
-    def _system_vm(self, role, name, hypervisor, host_id, linklocal, private, hosts) -> Remote | str:
+    def _system_vm(self, role, name, hypervisor, host_id, linklocal, private, hosts) -> Remote | Unverifiable:
         host = hosts.get(host_id)
         kind = (hypervisor or (host.hypervisor if host else None) or "").lower()
         label = f"ssh:systemvm/{name}"
         if kind in THROUGH_HOST:
             if host is None:
-                return f"{role} {name} runs on no host csaudit knows (host id {host_id}), and only that host can reach it"
+                return Unverifiable(f"{role} {name} runs on no host csaudit knows (host id {host_id}), and only that host "
+                                    "can reach it", Gap.NO_VANTAGE)
             host_remote = self._remotes.get(("host", host.name))
             if not isinstance(host_remote, Remote):
-                return f"only its host {host.name} can reach {name}, and: {host_remote}"
+                return Unverifiable(f"only its host {host.name} can reach {name}, and: {host_remote}", host_remote.gap)
             address = self.settings.hop_address(name, linklocal)
             if not address:
-                return f"no link-local control address known for {role} {name}"
+                return Unverifiable(f"no link-local control address known for {role} {name}", Gap.NO_ADDRESS)
             return Remote(label, role, name, "hop", host_label=host_remote.label, hop_address=address,
                           hop_key=self.settings.systemvm_key_on_host(name, kind))
         if kind in DIRECT:
             access = self.settings.direct_access(name, private, kind)
             return access if isinstance(access, str) else Remote(label, role, name, "direct", access=access)
         if kind == "simulator":
-            return f"{role} {name} runs on the CloudStack simulator, which has no SSH"
-        return f"{role} {name}: no SSH path known for hypervisor {hypervisor or 'unknown'}"
+            return Unverifiable(f"{role} {name} runs on the CloudStack simulator, which has no SSH", Gap.NOT_JUDGEABLE)
+        return Unverifiable(f"{role} {name}: no SSH path known for hypervisor {hypervisor or 'unknown'}", Gap.NO_VANTAGE)
 
     # ---------------------------------------------------------------- Vantage protocol
-    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | str:
+    def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | Unverifiable | str:
         """"" means "not mine, no comment": the local vantage says why for generic cases (UDP, ...)."""
         if flow.source.role not in REMOTE_ROLES or flow.probe == "none" or not flow.target.address or flow.outside \
                 or (flow.protocol == "udp" and flow.probe not in UDP_KINDS) or flow.protocol not in ("tcp", "udp"):
@@ -130,8 +131,8 @@ class SshVantages:
         remote = self._remotes.get((flow.source.role, flow.source.name))
         if remote is None:
             return ""
-        if isinstance(remote, str):
-            return f"no SSH vantage: {remote}"
+        if isinstance(remote, Unverifiable):
+            return Unverifiable(f"no SSH vantage: {remote}", remote.gap)
         # This machine owning the source address means it is that machine: a local probe is from the
         # true source with no credentials. An object named in --ssh-settings is probed over SSH anyway.
         if flow.source.address and self._owns(flow.source.address) and not self.settings.named(remote.role, remote.name):

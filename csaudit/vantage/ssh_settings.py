@@ -13,7 +13,8 @@ import tomllib
 from collections.abc import Mapping
 
 from csaudit.model.errors import ConfigError
-from csaudit.model.vocabulary import Hypervisor
+from csaudit.model.probes import Unverifiable
+from csaudit.model.vocabulary import Gap, Hypervisor
 from csaudit.vantage.remote import DEFAULT_SYSTEMVM_KEY_ON_HOST, SYSTEMVM_PORT, SYSTEMVM_USER
 
 # The MS's own key for system VMs on VMware/Hyper-V, where the MS opens 3922 itself (VmwareManagerImpl.getSystemVMKeyFile).
@@ -81,11 +82,11 @@ class RemoteSettings:
         merged.update(self.section(entry))
         return merged
 
-    def host_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | str:
+    def host_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | Unverifiable:
         layers = self._layers(hypervisor, f"host.{name}")
         address = layers.get("address") or address
         if not address:
-            return f"no management address known for host {name}"
+            return Unverifiable(f"no management address known for host {name}", Gap.NO_ADDRESS)
         return SshAccess(
             address=address,
             port=self.port or layers.get("port"),
@@ -101,19 +102,20 @@ class RemoteSettings:
     def hop_address(self, name: str, linklocal: str | None) -> str | None:
         return self.section(f"systemvm.{name}").get("address") or linklocal
 
-    def direct_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | str:
+    def direct_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | Unverifiable:
         """A system VM on VMware/Hyper-V: straight to its private IP on 3922 with the MS key."""
         layers = self._layers(hypervisor, f"systemvm.{name}")
         entry = self.section(f"systemvm.{name}")
         address = entry.get("address") or address
         if not address:
-            return f"no private address known for system VM {name}"
+            return Unverifiable(f"no private address known for system VM {name}", Gap.NO_ADDRESS)
         key = _path(self.vmware_systemvm_key or layers.get("systemvm_key"))
         if key is None:
             key = next((p for p in map(_path, MS_SYSTEMVM_KEYS) if p and os.path.exists(p)), None)
             if key is None:
-                return ("key missing: no management-server key for system VMs on this machine "
-                        f"({', '.join(MS_SYSTEMVM_KEYS)}); give one with --vmware-systemvm-key")
+                return Unverifiable("key missing: no management-server key for system VMs on this machine "
+                                    f"({', '.join(MS_SYSTEMVM_KEYS)}); give one with --vmware-systemvm-key",
+                                    Gap.VANTAGE_UNAVAILABLE)
         known_hosts = _path(self.systemvm_known_hosts or layers.get("systemvm_known_hosts"))
         return SshAccess(address=address, port=entry.get("port") or SYSTEMVM_PORT, user=SYSTEMVM_USER, key=key,
                          known_hosts=known_hosts, check_host_key=known_hosts is not None,

@@ -30,8 +30,13 @@ def write_inventory(tmp_path, raw, name="inv.json"):
 
 
 def summary_of(flows):
+    """The summary a report must carry, counted here from its flows: statuses, then the coverage."""
     counts = collections.Counter(f["status"] for f in flows)
-    return {status: counts[status] for status in ("pass", "fail", "unverified", "error", "waived")}
+    gaps = collections.Counter(f["gap"] for f in flows if f["status"] == "unverified")
+    assert None not in gaps  # every unverified flow says what keeps it so
+    return {**{status: counts[status] for status in ("pass", "fail", "unverified", "error", "waived")},
+            "coverage": {"verified": counts["pass"] + counts["fail"] + counts["waived"], "flows": len(flows),
+                         "unverified": dict(gaps)}}
 
 
 def one_ms_cloud():

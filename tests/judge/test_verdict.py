@@ -23,4 +23,5 @@ def test_verdict_table(expect, state, status):
 def test_never_pass_without_a_probe():
     result = judge(flow("closed"), None, unverified_reason="no vantage for ssvm s-1-VM")
     assert (result.status, result.observed, result.reason) == ("unverified", None, "no vantage for ssvm s-1-VM")
-    assert summarize([result]) == {"pass": 0, "fail": 0, "unverified": 1, "error": 0, "waived": 0}
+    assert summarize([result]) == {"pass": 0, "fail": 0, "unverified": 1, "error": 0, "waived": 0,
+                                   "coverage": {"verified": 0, "flows": 1, "unverified": {"not-probed": 1}}}

@@ -52,7 +52,8 @@ def test_plan_renderers_match_their_golden_files(fmt, name):
 
 def test_json_report_carries_waiver_and_summary():
     document = golden_document()
-    assert document["summary"] == {"pass": 4, "fail": 3, "unverified": 2, "error": 2, "waived": 1}
+    assert document["summary"] == {"pass": 4, "fail": 3, "unverified": 2, "error": 2, "waived": 1,
+                                   "coverage": {"verified": 8, "flows": 12, "unverified": {"no-address": 1, "not-judgeable": 1}}}
     waived = next(f for f in document["flows"] if f["status"] == "waived")
     assert waived["waiver"] == {"reason": "xen01 is retired in April (CHG-1234)", "expires": "2099-04-30", "rule": "F12", "flow": None}
     assert waived["observed"] == "timeout" and waived["reason"].startswith("must be open")  # what was seen stays
@@ -197,3 +198,12 @@ def test_renderers_accept_a_saved_report(tmp_path):
     saved = json.loads(render_report("json", golden_document()))
     for fmt in FILE_FORMATS:
         assert render_report(fmt, saved) == render_report(fmt, golden_document())
+
+
+def test_the_table_ends_with_coverage_by_gap_and_what_would_verify_them():
+    lines = render_table(golden_results()).splitlines()
+    assert lines[-4:] == [
+        "coverage: 8 of 12 flows verified (67 %)",
+        "  1 no-address: the API does not give an address they need (the MySQL server: --db-host)",
+        "  1 not-judgeable: a connect cannot judge them (each flow's reason says why)",
+        "summary: 4 pass, 3 fail, 2 unverified, 2 error, 1 waived"]

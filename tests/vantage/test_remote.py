@@ -4,6 +4,7 @@ python3 and bash engines against real loopback sockets, the hop's own checks, an
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -130,7 +131,7 @@ def test_a_python3_that_cannot_run_the_script_falls_back_to_bash_with_the_input_
     env = _only_tools(tmp_path, "bash", "timeout", "date", "head")
     fake = tmp_path / "bin" / "python3"
     hide = "import sys; sys.modules['selectors'] = None; s = sys.argv[1]; sys.argv = ['-c'] + sys.argv[2:]; exec(compile(s, '-c', 'exec'))"
-    fake.write_text(f'#!/bin/sh\nshift\nexec {shutil.which("python3")} -c "{hide}" "$@"\n')
+    fake.write_text(f'#!/bin/sh\nshift\nexec {sys.executable} -c "{hide}" "$@"\n')  # a real interpreter, not a shim
     fake.chmod(0o755)
     targets = [ProbeTarget("127.0.0.1", listener()), ProbeTarget("127.0.0.1", free_port())]
     answer, _ = _run(["/bin/sh", "-c", probe_command(1.0, 8)], targets, env=env)

@@ -150,6 +150,8 @@ def test_a_host_without_sshd_is_unreachable_unverified_and_a_finding(cli, tmp_pa
         f"ssh:host/kvm01 unreachable: host unreachable: {NET}.21:{port} refused the connection (no sshd listening?)"}
     ssvm = next(f for f in document["flows"] if f["source"]["name"] == "s-1-VM" and f["protocol"] == "tcp")
     assert ssvm["reason"].startswith("ssh:systemvm/s-1-VM not-run: only its host kvm01 can reach it, and ssh:host/kvm01 is unreachable")
+    assert {f["gap"] for f in [*host_flows, ssvm]} == {"vantage-unavailable"}  # coverage counts them so
+    assert document["summary"]["coverage"]["unverified"]["vantage-unavailable"] >= len(host_flows) + 1
     kvm01 = [f["kind"] for f in document["findings"] if f["object"]["name"] == "kvm01"]
     assert kvm01 == ["api-up-unreachable"]
 
