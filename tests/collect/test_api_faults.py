@@ -1,5 +1,8 @@
 """The API fault matrix against a real HTTP server: every case is one clear line and exit code 3."""
 
+import time
+import types
+
 import pytest
 
 from csaudit.collect.api import CloudStackApi
@@ -17,6 +20,14 @@ ERRORS = {
     530: "Internal error executing command, please contact your system administrator",
     503: "Service Unavailable",
 }
+
+
+@pytest.fixture(autouse=True)
+def backoff(monkeypatch):
+    """The waits between retries, recorded instead of slept: the schedule is checked, the suite stays fast."""
+    waits = []  # only the API client's clock: the fault server's own sleeps stay real
+    monkeypatch.setattr("csaudit.collect.api.time", types.SimpleNamespace(monotonic=time.monotonic, sleep=waits.append))
+    return waits
 
 
 def run(cli, endpoint, *extra):
@@ -50,12 +61,13 @@ def test_connection_refused(cli):
     assert result.exit_code == 3 and "cannot connect to http://127.13.0.2" in result.stderr and "connection refused" in result.stderr
 
 
-def test_connection_reset_is_retried_then_reported(cli):
+def test_connection_reset_is_retried_then_reported(cli, backoff):
     with FaultServer(lambda command, n: ("reset",)) as server:
         result = run(cli, server.endpoint)
     assert result.exit_code == 3
     assert "dropped the connection" in result.stderr and "gave up after 3 attempts" in result.stderr
     assert server.seen.count("listCapabilities") == 3
+    assert backoff == [0.5, 1.0]  # the README's schedule: 0.5 s, then 1 s
 
 
 def test_slow_server_times_out(cli):
