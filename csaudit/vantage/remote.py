@@ -110,7 +110,7 @@ def parse_output(stdout: str, targets: list[ProbeTarget], timeout: float,
             engine = fields[2]
         elif len(fields) >= 2 and fields[0].startswith("csaudit-") and fields[1].isdigit() and int(fields[1]) < len(targets):
             try:
-                _read_fact(fields[0], int(fields[1]), fields[2:], line, connects, conversations)
+                _read_fact(fields[0], int(fields[1]), fields[2:], connects, conversations)
             except (ValueError, IndexError, binascii.Error):
                 continue  # a damaged line: that probe gets no result, which the caller reports
     observations: dict[ProbeTarget, Observation] = {}
@@ -134,12 +134,12 @@ def parse_output(stdout: str, targets: list[ProbeTarget], timeout: float,
     return BatchAnswer(engine, observations, hop_problem, unchecked)
 
 
-def _read_fact(tag: str, index: int, fields: list[str], line: str, connects: dict, conversations: dict) -> None:
+def _read_fact(tag: str, index: int, fields: list[str], connects: dict, conversations: dict) -> None:
     """One fact line (see agent/probe.py) into `connects` or `conversations`; ValueError: damaged."""
     if tag == "csaudit-connect":
         connects[index] = Connect(_code(fields[0]), _number(fields[1]) if len(fields) > 1 else None)
     elif tag == "csaudit-failure":
-        connects[index] = Connect(errno.EIO, failure=line.split(" ", 2)[2].strip() if len(line.split(" ", 2)) > 2 else "failed")
+        connects[index] = Connect(errno.EIO, failure=" ".join(fields) or "failed")  # words: the rest of the line
     elif tag == "csaudit-stream":
         conversations[index] = Stream(_bytes(fields[1]), _ending(fields[0]), _bytes(fields[2]))
     elif tag == "csaudit-tls":
@@ -152,7 +152,7 @@ def _read_fact(tag: str, index: int, fields: list[str], line: str, connects: dic
         replies = tuple(_bytes(d) for d in fields[2].split(",")) if fields[2] != "-" else ()
         conversations[index] = Datagrams(_code(fields[0]), replies, _number(fields[1]))
     elif tag == "csaudit-unchecked":
-        conversations[index] = Unchecked(line.split(" ", 2)[2].strip() if len(line.split(" ", 2)) > 2 else "unchecked")
+        conversations[index] = Unchecked(" ".join(fields) or "unchecked")
 
 
 def _code(name: str) -> int:

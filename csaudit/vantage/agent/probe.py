@@ -159,10 +159,11 @@ def handshake(ssl, sock, context, end):
         except ssl.SSLError as exc:
             if outgoing.pending:
                 send(sock, outgoing.read())
-            untrusted = getattr(exc, "verify_message", None) if getattr(exc, "reason", "") == "CERTIFICATE_VERIFY_FAILED" else None
-            if untrusted is None and getattr(exc, "reason", "") == "CERTIFICATE_VERIFY_FAILED":
-                untrusted = "certificate verify failed"
-            return {"untrusted": untrusted, "failure": getattr(exc, "reason", None) or "the handshake failed", "raw": raw}, None, outgoing
+            reason = getattr(exc, "reason", None)
+            untrusted = None
+            if reason == "CERTIFICATE_VERIFY_FAILED":
+                untrusted = getattr(exc, "verify_message", None) or "certificate verify failed"
+            return {"untrusted": untrusted, "failure": reason or "the handshake failed", "raw": raw}, None, outgoing
         if outgoing.pending:
             send(sock, outgoing.read())
         return {"version": tls.version(), "der": tls.getpeercert(True)}, tls, outgoing
