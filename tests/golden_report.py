@@ -55,7 +55,7 @@ POOL_V6 = endpoint("primary-storage", "ps-v6", "2001:db8::41")
 def flow(rule, title, zone, source, target, port, protocol="tcp", expect="open", port_end=None, notes=(), citation=None):
     ports = f"{port}-{port_end}" if port_end else str(port)
     return Flow(f"{rule}:{source.name}->{target.name}:{ports}/{protocol}", rule, title, zone, source, target, protocol,
-                port, port_end, expect, "tcp", False, citation or f"docs: {rule.lower()}.rst L1", tuple(notes))
+                port, port_end, expect, "tcp", citation or f"docs: {rule.lower()}.rst L1", tuple(notes))
 
 
 WAIVER = Waiver(reason="xen01 is retired in April (CHG-1234)", expires=datetime.date(2099, 4, 30), rule="F12",

@@ -11,7 +11,7 @@ import sys
 
 from csaudit import __version__
 from csaudit.judge.waivers import load_waivers
-from csaudit.model.errors import ConfigError
+from csaudit.model.errors import ConfigError, UsageError
 from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, DEFAULT_TIMEOUT, DEMO_TIMEOUT, ProbeOptions
 from csaudit.pipeline import AuditRequest
@@ -82,8 +82,8 @@ def port_number(text: str) -> int:
     return value
 
 
-def jump_host(text: str) -> str:
-    """--jump-host [USER@]HOST[:PORT]; RemoteSettings.jump_access splits it again when it connects."""
+def ssh_destination(text: str) -> str:
+    """--jump-host, --outside-host [USER@]HOST[:PORT]; RemoteSettings splits it again when it connects."""
     try:
         host, port = split_host_port(text.rpartition("@")[2])
     except ConfigError:
@@ -195,7 +195,7 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ssh-user", metavar="USER", help="user on the hosts (default: ~/.ssh/config, else your user name)")
     group.add_argument("--ssh-key", metavar="FILE", help="private key for the hosts and the jump host (default: ~/.ssh/id_* and ssh-agent)")
     group.add_argument("--ssh-port", type=port_number, metavar="PORT", help="SSH port of the hosts (default: ~/.ssh/config, else 22)")
-    group.add_argument("--jump-host", type=jump_host, metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
+    group.add_argument("--jump-host", type=ssh_destination, metavar="[USER@]HOST[:PORT]", help="reach hosts and VMware system VMs through this SSH host, e.g. a management server")
     group.add_argument("--ssh-known-hosts", metavar="FILE", help="known_hosts for the hosts and the jump host (default: ~/.ssh/known_hosts); unknown keys are refused")
     group.add_argument("--systemvm-key", metavar="PATH_ON_HOST",
                        help=f"on KVM/XenServer hosts, the key that opens their system VMs on 3922 (default {DEFAULT_SYSTEMVM_KEY_ON_HOST})")
@@ -203,7 +203,10 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
                        help="on this machine, the management server's key for VMware/Hyper-V system VMs "
                             f"(default: the first of {', '.join(MS_SYSTEMVM_KEYS)} that exists)")
     group.add_argument("--systemvm-known-hosts", metavar="FILE", help="check VMware system VMs' host keys against FILE (default: not checked, as CloudStack)")
-    group.add_argument("--ssh-settings", metavar="FILE", help="TOML with SSH access per hypervisor and per host (see README)")
+    group.add_argument("--outside-host", type=ssh_destination, metavar="[USER@]HOST[:PORT]",
+                       help="an SSH host outside the management network: the deny rules meant for outside are probed "
+                            "from there (the --ssh-key and --ssh-known-hosts options and [outside] of --ssh-settings apply)")
+    group.add_argument("--ssh-settings", metavar="FILE", help="TOML with SSH access per hypervisor, per host and per management server (see README)")
     group.add_argument("--ssh-timeout", type=positive_seconds, default=DEFAULT_CONNECT_TIMEOUT, metavar="SECONDS",
                        help=f"seconds to set up one SSH connection (default {DEFAULT_CONNECT_TIMEOUT:g})")
     group.add_argument("--ssh-concurrency", type=at_least_one, default=DEFAULT_REMOTE_CONCURRENCY, metavar="N",
@@ -273,12 +276,14 @@ def _port_options(args: argparse.Namespace) -> tuple[tuple[str, int], ...]:
 def remote_settings(args: argparse.Namespace) -> RemoteSettings:
     """`run`: the SSH vantages, off with --no-remote. RemoteSettings expands ~ in the paths it uses."""
     if args.no_remote:
+        if args.outside_host:
+            raise UsageError("--outside-host is an SSH vantage: leave out --no-remote")
         return RemoteSettings(enabled=False)
     return RemoteSettings(
         enabled=True, user=args.ssh_user, key=args.ssh_key, port=args.ssh_port, jump_host=args.jump_host,
         known_hosts=args.ssh_known_hosts, systemvm_key=args.systemvm_key,
         vmware_systemvm_key=args.vmware_systemvm_key, systemvm_known_hosts=args.systemvm_known_hosts,
-        connect_timeout=args.ssh_timeout, concurrency=args.ssh_concurrency,
+        outside_host=args.outside_host, connect_timeout=args.ssh_timeout, concurrency=args.ssh_concurrency,
         file=load_settings_file(args.ssh_settings) if args.ssh_settings else (),
     )
 

@@ -111,6 +111,6 @@ def explain_faults(results: list[dict], faults, remote_note: list[str] = (), fin
     unverified = sum(r["status"] == "unverified" for r in results)
     if unverified:
         lines.append(f"  {unverified} flows stay unverified: UDP probes without a reply (unconfirmed), flows a connect cannot judge,"
-                     " deny rules that need a vantage outside the management network (--outside), and flows whose"
+                     " deny rules that need a vantage outside the management network (--outside-host), and flows whose"
                      " vantage could not be reached.")
     return "\n".join(lines) + "\n"

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import ctypes
+import ipaddress
 import select
 import selectors
 import socket
 import ssl
+import struct
 import threading
 import time
 
@@ -95,6 +98,8 @@ class Listeners:
         except OSError:
             sock.close()
             raise
+        if service.only_from:
+            _drop_syns_unless_from(sock, service.only_from)
         if service.kind == "filtered":
             self._filtered.append(sock)
             self._fill_backlog(sock, service)
@@ -354,3 +359,23 @@ def _unique_sockets(services: list[Service]) -> list[Service]:
                               f"{other.object_name} ({other.kind}) and {service.object_name} "
                               f"({service.kind}); give them different addresses")
     return list(chosen.values())
+
+
+# A classic BPF socket filter (SO_ATTACH_FILTER, no privilege needed) on a listening TCP socket runs
+# on every SYN before the handshake: returning 0 drops the packet, as a firewall's drop rule would.
+_SO_ATTACH_FILTER = 26
+_SKF_NET_OFF = -0x100000  # offsets from the network header: the IPv4 source address is at 12
+_LOAD_WORD, _JUMP_IF_EQUAL, _RETURN = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+_KEEP, _DROP = 0xFFFFFFFF, 0
+
+
+def _drop_syns_unless_from(sock: socket.socket, addresses: tuple[str, ...]) -> None:
+    count = len(addresses)
+    if count > 255:  # a jump offset is one byte
+        raise ConfigError(f"{sock.getsockname()}: a lab firewall keeps at most 255 sources, not {count}")
+    program = [(_LOAD_WORD, 0, 0, (_SKF_NET_OFF + 12) & 0xFFFFFFFF)]
+    program += [(_JUMP_IF_EQUAL, count - i, 0, int(ipaddress.IPv4Address(a))) for i, a in enumerate(addresses)]
+    program += [(_RETURN, 0, 0, _DROP), (_RETURN, 0, 0, _KEEP)]
+    code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(code)
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(buffer)))

@@ -26,6 +26,9 @@ class Service:
     port: int
     protocol: str  # "tcp" | "udp"
     kind: str
+    # The firewall in front of a TCP port, as between the segments of a real cloud: the kernel drops
+    # the SYNs of every other source (listeners.py), so a probe from there times out. Empty: everyone.
+    only_from: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,18 +61,21 @@ _DNS_PORTS = ((53, "tcp", "dns"), (53, "udp", "dns"))
 def _unfaulted(topology: schema.Topology) -> list[Service]:
     services: list[Service] = []
 
-    def add(name: str, role: str, address: str, ports) -> None:
-        services.extend(Service(name, role, address, port, protocol, kind)
+    def add(name: str, role: str, address: str, ports, **firewall) -> None:
+        services.extend(Service(name, role, address, port, protocol, kind, **firewall)
                         for port, protocol, kind in ports)
 
+    # What the firewalls between a real cloud's segments allow: the cluster servlet and MySQL only
+    # to the MSs (deny rules D04 and D03, probed from the hosts too).
+    ms_only = {"only_from": tuple(server.address for server in topology.management_servers)}
     integration = topology.integration_port
     for server in topology.management_servers:
-        add(server.name, "management-server", server.address,
-            ((API_PORT, "tcp", "api"), (8250, "tcp", "tls"), (9090, "tcp", "tls")))
+        add(server.name, "management-server", server.address, ((API_PORT, "tcp", "api"), (8250, "tcp", "tls")))
+        add(server.name, "management-server", server.address, ((9090, "tcp", "tls"),), **ms_only)
         if integration > 0:
             add(server.name, "management-server", server.address,
                 ((integration, "tcp", "integration"),))
-    add(topology.database.name, "database", topology.database.address, ((3306, "tcp", "mysql"),))
+    add(topology.database.name, "database", topology.database.address, ((3306, "tcp", "mysql"),), **ms_only)
     for address in ntp_servers(topology):
         add(f"ntp@{address}", "ntp-server", address, ((123, "udp", "ntp"),))
 

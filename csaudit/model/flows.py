@@ -25,6 +25,10 @@ class Flow:
     port_end: int | None
     expect: str
     probe: str
-    outside: bool
     citation: str
     notes: tuple[str, ...] = ()
+
+    @property
+    def outside(self) -> bool:
+        """A deny rule meant for outside the management network: probed from the outside vantage."""
+        return self.source.role == "outside"

@@ -75,6 +75,7 @@ class Role(enum.StrEnum):
     """What an endpoint of a flow is."""
 
     USER = "user"  # this machine, standing for an operator, an API client, a browser
+    OUTSIDE = "outside"  # a machine outside the management network: --outside-host, or this one with --outside
     MS = "ms"
     DB = "db"
     HOST = "host"

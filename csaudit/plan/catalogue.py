@@ -27,7 +27,7 @@ CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
 OPTIONAL = (
     "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
-    "when", "probe", "outside", "note", "port_from",
+    "when", "probe", "note", "port_from",
 )
 PORT_OPTIONS = {
     "api-port": "server.properties http.port",
@@ -86,7 +86,6 @@ class Rule:
     hypervisor_of: str | None = None
     when: Condition | None = None
     probe: str = "tcp"
-    outside: bool = False
     note: str | None = None
     port_from: str | None = None  # "setting:NAME" or "option:NAME"
 
@@ -126,6 +125,8 @@ def _rule(entry: dict, where: str) -> Rule:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
     unknown = set(entry) - set(REQUIRED) - set(OPTIONAL)
+    if "outside" in unknown:
+        raise ConfigError(f"{where}: 'outside = true' is now written source = \"outside\" (the outside vantage)")
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
     missing = [k for k in REQUIRED if k not in entry]
@@ -157,8 +158,6 @@ def _rule(entry: dict, where: str) -> Rule:
     wrong = [p for p in protocols if p not in PROBE_PROTOCOLS.get(probe, protocols)]
     if wrong:
         raise ConfigError(f"{where}: probe {probe!r} cannot run over {'/'.join(wrong)}")
-    if "outside" in entry and not isinstance(entry["outside"], bool):
-        raise ConfigError(f"{where}: outside must be true or false")
     port_from = entry.get("port_from")
     if port_from is not None:
         kind, _, name = str(port_from).partition(":")
@@ -187,7 +186,6 @@ def _rule(entry: dict, where: str) -> Rule:
         hypervisor_of=entry.get("hypervisor_of"),
         when=_condition(entry.get("when"), where),
         probe=probe,
-        outside=entry.get("outside", False),
         note=entry.get("note"),
         port_from=port_from,
     )

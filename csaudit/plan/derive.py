@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from csaudit.model.errors import UsageError
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.inventory import Inventory
-from csaudit.model.vocabulary import ANY_HYPERVISOR, LINK_LOCAL_CONTROL, Hypervisor
+from csaudit.model.vocabulary import ANY_HYPERVISOR, LINK_LOCAL_CONTROL, Hypervisor, Role
 from csaudit.plan.catalogue import PORT_OPTIONS, PortSpec, Rule
 
 ALL_ZONES = None
@@ -40,10 +40,9 @@ class Node:
 
 
 def build_nodes(inventory: Inventory) -> dict[str, list[Node]]:
-    nodes: dict[str, list[Node]] = {role: [] for role in ("user", "ms", "db", "host", "ssvm", "cpvm", "vr",
-                                                          "secondary-storage", "primary-storage", "vcenter",
-                                                          "internal-dns", "dns", "ntp")}
+    nodes: dict[str, list[Node]] = {role: [] for role in Role}
     nodes["user"].append(Node("user", "this machine", "user"))
+    nodes["outside"].append(Node("outside", "outside", "outside"))
     for ms in inventory.management_servers:
         note = None if ms.address_source in ("serviceip", "ipaddress") else f"MS address from {ms.address_source}"
         nodes["ms"].append(Node("ms", ms.name, ms.id, addresses=(("default", ms.address),), address_note=note))
@@ -176,7 +175,6 @@ def derive_unit_flows(
                         port_end=port.last,
                         expect=rule.expect,
                         probe=rule.probe,
-                        outside=rule.outside,
                         citation=rule.citation,
                         notes=notes,
                     )

@@ -141,9 +141,10 @@ def write_table(flows: Iterable[dict], out: TextIO, summary: dict, colour: bool 
 
 # What would verify the flows of each gap, in the report's words.
 REMEDIES = {
-    Gap.NO_VANTAGE: "nothing here stands for their source: run csaudit there, or give it SSH access (--ssh-settings)",
+    Gap.NO_VANTAGE: "nothing here stands for their source: run csaudit there, or give it SSH access to it (--ssh-settings)",
     Gap.VANTAGE_UNAVAILABLE: "their vantage could not be used (see vantages): fix the access its reason names",
-    Gap.NEEDS_OUTSIDE: "deny rules for outside the management network: run csaudit from outside with --outside",
+    Gap.NEEDS_OUTSIDE: "deny rules for outside the management network: name an outside vantage with --outside-host "
+                       "[USER@]HOST (or run csaudit out there with --outside)",
     Gap.NO_ADDRESS: "the API does not give an address they need (the MySQL server: --db-host)",
     Gap.NOT_JUDGEABLE: "a connect cannot judge them (each flow's reason says why)",
     Gap.UNCONFIRMED: "UDP without a reply: open or filtered",

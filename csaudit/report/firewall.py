@@ -1,8 +1,8 @@
 """The flow plan as firewall rules, for a network engineer to review or apply: nft and iptables.
 
 Flows that must be open become accept rules from their source to target:port/protocol; deny
-rules (must be closed) become drop rules. A deny rule's source is `user` (any place outside the
-management network), so its drop has no source match. Accepts come first: they are the narrow
+rules (must be closed) become drop rules. A deny rule whose source is `user` or `outside` stands for
+any place, so its drop has no source match; one rule that several flows call for is written once. Accepts come first: they are the narrow
 exceptions (e.g. MS -> MS 8096) that the broad drops (anyone -> MS 8096) must not shadow.
 A flow whose address is unknown, or is a name rather than an IP address, stays a comment that
 says why: a firewall must not resolve names at load time.
@@ -41,10 +41,16 @@ class Unwritable:
 
 
 def plan_rules(flows: list[dict]) -> tuple[list[FirewallRule], list[Unwritable]]:
-    rules, skipped = [], []
+    rules, skipped, written = [], [], set()
     for flow in flows:
         rule = _rule(flow)
-        (rules if isinstance(rule, FirewallRule) else skipped).append(rule)
+        if isinstance(rule, Unwritable):
+            skipped.append(rule)
+            continue
+        match = dataclasses.astuple(rule)[2:]  # all but the flow id and citation
+        if match not in written:  # e.g. D01 from this machine and from outside: one "drop any -> MS 8096"
+            written.add(match)
+            rules.append(rule)
     rules.sort(key=lambda r: r.verdict != "accept")  # stable: accepts first, each in plan order
     return rules, skipped
 
@@ -53,7 +59,7 @@ def _rule(flow: dict) -> FirewallRule | Unwritable:
     target = _ip(flow["target"])
     if isinstance(target, str):
         return Unwritable(flow["id"], target)
-    any_source = flow["source"]["role"] == "user"  # this machine stands for any client outside
+    any_source = flow["source"]["role"] in ("user", "outside")  # this machine, or the outside: any client
     source = None if any_source else _ip(flow["source"])
     if isinstance(source, str):
         return Unwritable(flow["id"], source)
@@ -79,9 +85,10 @@ def _ip(endpoint: dict) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
 
 def _header(rules: list[FirewallRule], skipped: list[Unwritable], flows: int, how: list[str]) -> list[str]:
     accepts = sum(r.verdict == "accept" for r in rules)
+    shared = flows - len(rules) - len(skipped)
     return [
         f"# csaudit firewall plan: {flows} flows -> {accepts} accept rules, {len(rules) - accepts} drop rules, "
-        f"{len(skipped)} flows left as comments.",
+        f"{len(skipped)} flows left as comments" + (f", {shared} flows met by a rule written for another." if shared else "."),
         "# Each rule follows a comment with its flow id and citation; the rule's own comment holds the flow id.",
         *(f"# {line}" for line in how),
     ]

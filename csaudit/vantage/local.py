@@ -32,9 +32,9 @@ class LocalVantage:
         if not flow.target.address:
             return Unverifiable(f"no address known for {flow.target.role} {flow.target.name}", Gap.NO_ADDRESS)
         if flow.outside and not options.outside:
-            return Unverifiable("deny rule for the outside network: run csaudit from outside the management network "
-                                "with --outside", Gap.NEEDS_OUTSIDE)
-        if flow.source.role == "user":
+            return Unverifiable("needs an outside vantage: give --outside-host [USER@]HOST, a machine outside the "
+                                "management network, or run csaudit there with --outside", Gap.NEEDS_OUTSIDE)
+        if flow.source.role in ("user", "outside"):
             return ProbeTarget(flow.target.address, flow.port, flow.protocol, kind=flow.probe)
         if not flow.source.address:
             return Unverifiable(f"no address known for {flow.source.role} {flow.source.name}", Gap.NO_ADDRESS)

@@ -16,6 +16,7 @@ import errno
 import functools
 import importlib.resources
 import math
+import re
 import shlex
 
 from csaudit.model.probes import Observation, ProbeTarget
@@ -48,23 +49,35 @@ def probe_command(timeout: float, concurrency: int) -> str:
             f"else echo 'csaudit-remote {WIRE_VERSION} none'; fi")
 
 
-def hop_command(inner: str, address: str, key: str, connect_timeout: float, bound: float) -> str:
-    """Run `inner` on a system VM from the host that runs it, as CloudStack does (router_proxy.sh):
-    ssh -p 3922 -i <key on the host> root@<link-local IP>. The key never leaves the host.
+def hop_command(inner: str, address: str, keys: tuple[str, ...], connect_timeout: float, bound: float) -> str:
+    """Run `inner` on a system VM from the machine that holds its key, as CloudStack does: from its
+    KVM/XenServer host (router_proxy.sh), or from a management server for VMware/Hyper-V:
+    ssh -p 3922 -i <key there> root@<control IP>. The key never leaves that machine; `keys` are the
+    paths to try there, the first that exists is used.
 
     The VM's host key is not checked (-o StrictHostKeyChecking=no, as CloudStack itself; the VM
     regenerates it when recreated) and nothing is recorded: UserKnownHostsFile=/dev/null, -F /dev/null.
     A missing or unreadable key is reported before any connection, as a line csaudit understands.
     """
-    ssh = ["ssh", "-F", "/dev/null", "-p", str(SYSTEMVM_PORT), "-i", key, "-o", "BatchMode=yes",
+    ssh = ["ssh", "-F", "/dev/null", "-p", str(SYSTEMVM_PORT), "-i", "KEY", "-o", "BatchMode=yes",
            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
            "-o", f"ConnectTimeout={max(1, math.ceil(connect_timeout))}", f"{SYSTEMVM_USER}@{address}", inner]
-    quoted_key = shlex.quote(key)
-    return (f"if [ ! -e {quoted_key} ]; then echo 'csaudit-hop key-missing'; "
-            f"elif [ ! -r {quoted_key} ]; then echo 'csaudit-hop key-unreadable'; "
-            f"elif ! command -v ssh >/dev/null 2>&1; then echo 'csaudit-hop no-ssh-client'; "
-            f"elif command -v timeout >/dev/null 2>&1; then exec timeout {math.ceil(bound)} {shlex.join(ssh)}; "
-            f"else exec {shlex.join(ssh)}; fi")
+    ssh_line = shlex.join(ssh).replace(" KEY ", ' "$key" ', 1)
+    return (f"key=; for candidate in {' '.join(map(_shell_path, keys))}; do "
+            'if [ -e "$candidate" ]; then key=$candidate; break; fi; done; '
+            "if [ -z \"$key\" ]; then echo 'csaudit-hop key-missing'; "
+            "elif [ ! -r \"$key\" ]; then echo 'csaudit-hop key-unreadable'; "
+            "elif ! command -v ssh >/dev/null 2>&1; then echo 'csaudit-hop no-ssh-client'; "
+            f"elif command -v timeout >/dev/null 2>&1; then exec timeout {math.ceil(bound)} {ssh_line}; "
+            f"else exec {ssh_line}; fi")
+
+
+def _shell_path(path: str) -> str:
+    """A path quoted for the remote shell, but ~user/... left for it to expand (~cloud/.ssh/id_rsa)."""
+    head, slash, rest = path.partition("/")
+    if head.startswith("~") and re.fullmatch(r"~[a-z_][a-z0-9_-]*", head) and slash:
+        return f"{head}/{shlex.quote(rest)}"
+    return shlex.quote(path)
 
 
 def probe_input(targets: list[ProbeTarget]) -> str:

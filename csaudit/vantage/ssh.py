@@ -1,16 +1,21 @@
-"""Remote vantages over SSH: hypervisor hosts, and system VMs (SSVM, CPVM, routers) on port 3922.
+"""Remote vantages over SSH: management servers, hypervisor hosts, system VMs (SSVM, CPVM, routers)
+on port 3922, and a machine outside the management network.
 
 Who stands for a flow's source (README, Remote vantages; upstream: NetworkOrchestrator.getSystemVMAccessDetails,
-scripts/network/domr/router_proxy.sh):
+scripts/network/domr/router_proxy.sh, VmwareManagerImpl.getSystemVMKeyFile):
+  management server       ssh:ms/NAME        SSH to its address from the API (22 unless configured).
   host                    ssh:host/NAME      SSH to the host's management IP (22 unless configured).
   system VM on KVM/LXC/   ssh:systemvm/NAME  from inside that host's session, as CloudStack does:
   XenServer                                  ssh -p 3922 -i /root/.ssh/id_rsa.cloud root@<link-local>.
-  system VM on VMware/    ssh:systemvm/NAME  straight to its private (control) IP on 3922 with the
-  Hyper-V                                    management server's key, optionally through a jump host.
+  system VM on VMware/    ssh:systemvm/NAME  to its private (control) IP on 3922 with the management
+  Hyper-V                                    server's key: from this machine when the key is here,
+                                             else from inside an MS session, with the key on the MS.
+  outside                 ssh:outside/HOST   the --outside-host, for the deny rules meant for outside.
 
-One SSH connection per host carries its own probes and those of every system VM it runs; one per
-directly reached system VM; one per jump host. Each vantage's probes go in a single remote command
-(remote.py and its agents). A vantage that cannot be reached leaves its flows unverified with the exact reason.
+One SSH connection per MS or host carries its own probes and those of every system VM reached through
+it; one per directly reached system VM; one per jump host. Each vantage's probes go in a single remote
+command (remote.py and its agents). A vantage that cannot be reached leaves its flows unverified with
+the exact reason.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from csaudit.vantage.remote import (
 )
 from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
 
-REMOTE_ROLES = (Role.HOST, Role.SSVM, Role.CPVM, Role.VR)
+REMOTE_ROLES = (Role.MS, Role.HOST, Role.SSVM, Role.CPVM, Role.VR, Role.OUTSIDE)
 THROUGH_HOST = LINK_LOCAL_CONTROL  # system VMs reached over the host's link-local bridge
 DIRECT = frozenset({Hypervisor.VMWARE, Hypervisor.HYPERV})  # the MS opens 3922 itself
 CHANNELS_PER_CONNECTION = 8  # OpenSSH's MaxSessions defaults to 10 sessions per connection
@@ -51,14 +56,14 @@ WAKE_UP = 0.2  # seconds; how often the run looks at the stop flag and the deadl
 class Remote:
     """One remote vantage and how to get there."""
 
-    label: str  # ssh:host/NAME or ssh:systemvm/NAME
+    label: str  # ssh:ms/NAME, ssh:host/NAME, ssh:systemvm/NAME or ssh:outside/HOST
     role: str
     name: str
-    kind: str  # host | hop (through its host) | direct
+    kind: str  # host (a login of its own: MS, host, outside) | hop (through a host's or an MS's session) | direct
     access: SshAccess | None = None  # host, direct
-    host_label: str | None = None  # hop: the host whose session carries it
-    hop_address: str | None = None  # hop: the link-local control IP
-    hop_key: str | None = None  # hop: the key's path on the host
+    host_label: str | None = None  # hop: the host or MS whose session carries it
+    hop_address: str | None = None  # hop: the control IP (link-local from a host, private from an MS)
+    hop_keys: tuple[str, ...] = ()  # hop: the key's paths to try over there
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +86,14 @@ class SshVantages:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jumps: _JumpHosts | None = None
         hosts = {host.id: host for host in inventory.hosts}
+        for ms in inventory.management_servers:
+            access = settings.ms_access(ms.name, ms.address)
+            self._remotes[("ms", ms.name)] = access if isinstance(access, str) else \
+                Remote(f"ssh:ms/{ms.name}", "ms", ms.name, "host", access=access)
+        outside = settings.outside_access()
+        if outside is not None:
+            self._remotes[("outside", "outside")] = Remote(f"ssh:outside/{outside.address}", "outside", outside.address,
+                                                           "host", access=outside)
         for host in inventory.hosts:
             if (host.hypervisor or "").lower() == Hypervisor.VMWARE and not settings.named_esxi(host.name):
                 self._remotes[("host", host.name)] = Unverifiable(
@@ -114,21 +127,33 @@ class SshVantages:
             if not address:
                 return Unverifiable(f"no link-local control address known for {role} {name}", Gap.NO_ADDRESS)
             return Remote(label, role, name, "hop", host_label=host_remote.label, hop_address=address,
-                          hop_key=self.settings.systemvm_key_on_host(name, kind))
+                          hop_keys=(self.settings.systemvm_key_on_host(name, kind),))
         if kind in DIRECT:
             access = self.settings.direct_access(name, private, kind)
-            return access if isinstance(access, str) else Remote(label, role, name, "direct", access=access)
+            if isinstance(access, SshAccess):
+                return Remote(label, role, name, "direct", access=access)
+            ms = self._ms_for_system_vms()
+            if access.gap != Gap.VANTAGE_UNAVAILABLE or ms is None:  # no address, or no key here and no MS to use
+                return access
+            # The MS opens 3922 itself with a key that stays on it: so does csaudit, from inside an MS session.
+            return Remote(label, role, name, "hop", host_label=ms.label, hop_address=self.settings.hop_address(name, private),
+                          hop_keys=self.settings.systemvm_keys_on_ms(ms.name))
         if kind == "simulator":
             return Unverifiable(f"{role} {name} runs on the CloudStack simulator, which has no SSH", Gap.NOT_JUDGEABLE)
         return Unverifiable(f"{role} {name}: no SSH path known for hypervisor {hypervisor or 'unknown'}", Gap.NO_VANTAGE)
 
+    def _ms_for_system_vms(self) -> Remote | None:
+        """The MS whose session reaches VMware/Hyper-V system VMs: the first one this machine is not."""
+        servers = [r for (role, _), r in sorted(self._remotes.items()) if role == "ms" and isinstance(r, Remote)]
+        return next((r for r in servers if not self._owns(r.access.address)), None)
+
     # ---------------------------------------------------------------- Vantage protocol
     def plan(self, flow: Flow, options: ProbeOptions) -> ProbeTarget | Unverifiable | str:
         """"" means "not mine, no comment": the local vantage says why for generic cases (UDP, ...)."""
-        if flow.source.role not in REMOTE_ROLES or flow.probe == "none" or not flow.target.address or flow.outside \
+        if flow.source.role not in REMOTE_ROLES or flow.probe == "none" or not flow.target.address \
                 or (flow.protocol == "udp" and flow.probe not in UDP_KINDS) or flow.protocol not in ("tcp", "udp"):
             return ""
-        remote = self._remotes.get((flow.source.role, flow.source.name))
+        remote = self._remotes.get(("outside", "outside") if flow.outside else (flow.source.role, flow.source.name))
         if remote is None:
             return ""
         if isinstance(remote, Unverifiable):
@@ -239,7 +264,7 @@ class SshVantages:
         bound = batch_bound(len(targets), options.timeout, concurrency, sum(t.kind != "tcp" for t in targets))
         command = probe_command(options.timeout, concurrency)
         if through is not None:
-            command = hop_command(command, remote.hop_address, remote.hop_key, self.settings.connect_timeout, bound)
+            command = hop_command(command, remote.hop_address, remote.hop_keys, self.settings.connect_timeout, bound)
             bound += self.settings.connect_timeout + 5
         async with channels:
             try:
@@ -274,17 +299,19 @@ class SshVantages:
         if through is None:
             return Unavailable(VantageStatus.ERROR, f"the probe command failed on {remote.name}: {last}")
         where = f"{SYSTEMVM_USER}@{remote.hop_address}:{SYSTEMVM_PORT} from {through.name}"
+        keys = remote.hop_keys[0] if len(remote.hop_keys) == 1 else f"the first of {', '.join(remote.hop_keys)}"
         if answer.hop_problem == "key-missing":
-            return Unavailable(VantageStatus.UNUSABLE, f"key missing: {remote.hop_key} does not exist on {through.name}")
+            missing = f"{keys} does not exist" if len(remote.hop_keys) == 1 else f"none of {', '.join(remote.hop_keys)} exists"
+            return Unavailable(VantageStatus.UNUSABLE, f"key missing: {missing} on {through.name}")
         if answer.hop_problem == "key-unreadable":
-            return Unavailable(VantageStatus.UNUSABLE, f"key {remote.hop_key} on {through.name} is not readable by the SSH user")
+            return Unavailable(VantageStatus.UNUSABLE, f"key {keys} on {through.name} is not readable by the SSH user")
         if answer.hop_problem == "no-ssh-client":
             return Unavailable(VantageStatus.UNUSABLE, f"no ssh client on {through.name}")
         if status == 124 or status is None:
             return Unavailable(VantageStatus.ERROR, f"{where}: no answer within {bound:g} s")
         lowered = stderr.lower()
         if "permission denied" in lowered:
-            return Unavailable(VantageStatus.DENIED, f"auth refused by {where} (key {remote.hop_key})")
+            return Unavailable(VantageStatus.DENIED, f"auth refused by {where} (key {keys})")
         for words in ("connection refused", "timed out", "no route to host", "network is unreachable", "host is unreachable"):
             if words in lowered:
                 return Unavailable(VantageStatus.UNREACHABLE, f"{where}: {last.split(': ')[-1]}")

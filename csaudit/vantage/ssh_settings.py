@@ -1,8 +1,9 @@
 """How csaudit reaches its remote vantages: options, an optional settings file, OpenSSH defaults.
 
 Precedence, most specific last wins: the user's OpenSSH config (~/.ssh/config, applied by asyncssh
-to whatever is left unset) < [defaults] < [<hypervisor>] < [host.<name>] / [systemvm.<name>] of the
---ssh-settings file < command-line options. Secrets never pass through here: only key *paths*.
+to whatever is left unset) < [defaults] < [<hypervisor>] / [ms] / [outside] < [host.<name>] /
+[systemvm.<name>] / [ms.<name>] of the --ssh-settings file < command-line options. Secrets never
+pass through here: only key *paths*.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ DEFAULT_REMOTE_CONCURRENCY = 32
 
 _SECTION_KEYS = frozenset({"user", "key", "port", "jump_host", "known_hosts", "systemvm_key", "systemvm_known_hosts"})
 _OBJECT_KEYS = frozenset({"address", "port", "user", "key", "jump_host", "known_hosts", "systemvm_key"})
+_OUTSIDE_KEYS = frozenset({"user", "key", "port", "jump_host", "known_hosts"})
 HYPERVISORS = tuple(Hypervisor)
+MS_SECTION, OUTSIDE_SECTION = "ms", "outside"  # the management servers' defaults; the outside vantage
+OBJECT_KINDS = ("host", "systemvm", MS_SECTION)  # [KIND.NAME] tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,7 @@ class RemoteSettings:
     systemvm_key: str | None = None  # on the host (KVM, XenServer)
     vmware_systemvm_key: str | None = None  # on this machine (VMware, Hyper-V)
     systemvm_known_hosts: str | None = None  # check VMware system VMs' host keys against this file
+    outside_host: str | None = None  # [USER@]HOST[:PORT] outside the management network (--outside-host)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     concurrency: int = DEFAULT_REMOTE_CONCURRENCY
     file: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()  # section -> items, from --ssh-settings
@@ -70,23 +75,42 @@ class RemoteSettings:
 
     def named(self, role: str, name: str) -> bool:
         """Did the operator name this object in the settings file? Then SSH wins over a local probe."""
-        return f"{'host' if role == 'host' else 'systemvm'}.{name}" in dict(self.file)
+        kind = role if role in ("host", MS_SECTION) else "systemvm"
+        return f"{kind}.{name}" in dict(self.file)
 
     def named_esxi(self, name: str) -> bool:
         """An ESXi host is an SSH vantage only when the operator asks for it: [host.NAME] or [vmware]."""
         return self.named("host", name) or Hypervisor.VMWARE in dict(self.file)
 
-    def _layers(self, hypervisor: str | None, entry: str) -> dict:
+    def _layers(self, group: str | None, entry: str) -> dict:
+        """[defaults] < the group's section (a hypervisor, ms, outside) < the object's own."""
         merged = self.section("defaults")
-        merged.update(self.section((hypervisor or "").lower()))
+        merged.update(self.section((group or "").lower()))
         merged.update(self.section(entry))
         return merged
 
     def host_access(self, name: str, address: str | None, hypervisor: str | None) -> SshAccess | Unverifiable:
-        layers = self._layers(hypervisor, f"host.{name}")
+        return self._login(self._layers(hypervisor, f"host.{name}"), address, f"no management address known for host {name}")
+
+    def ms_access(self, name: str, address: str | None) -> SshAccess | Unverifiable:
+        """A management server as a vantage: its flows (MySQL, peers, hosts) are probed from there."""
+        return self._login(self._layers(MS_SECTION, f"{MS_SECTION}.{name}"), address,
+                           f"no address known for management server {name}")
+
+    def outside_access(self) -> SshAccess | None:
+        """The outside vantage (--outside-host [USER@]HOST[:PORT]), over [defaults] < [outside]."""
+        if not self.outside_host:
+            return None
+        user, _, rest = self.outside_host.rpartition("@")
+        host, port = split_host_port(rest)
+        layers = self._layers(OUTSIDE_SECTION, "")
+        login = self._login(layers, host, "")
+        return dataclasses.replace(login, user=user or login.user, port=port or login.port)
+
+    def _login(self, layers: dict, address: str | None, no_address: str) -> SshAccess | Unverifiable:
         address = layers.get("address") or address
         if not address:
-            return Unverifiable(f"no management address known for host {name}", Gap.NO_ADDRESS)
+            return Unverifiable(no_address, Gap.NO_ADDRESS)
         return SshAccess(
             address=address,
             port=self.port or layers.get("port"),
@@ -95,6 +119,11 @@ class RemoteSettings:
             known_hosts=_path(self.known_hosts or layers.get("known_hosts")),
             jump_host=self.jump_host or layers.get("jump_host"),
         )
+
+    def systemvm_keys_on_ms(self, name: str) -> tuple[str, ...]:
+        """Where a management server keeps its key for VMware/Hyper-V system VMs: the paths to try there."""
+        given = self._layers(MS_SECTION, f"{MS_SECTION}.{name}").get("systemvm_key")
+        return (given,) if given else MS_SYSTEMVM_KEYS
 
     def systemvm_key_on_host(self, name: str, hypervisor: str | None) -> str:
         return self.systemvm_key or self._layers(hypervisor, f"systemvm.{name}").get("systemvm_key") or DEFAULT_SYSTEMVM_KEY_ON_HOST
@@ -134,7 +163,7 @@ def _path(value) -> str | None:
     return os.path.expanduser(value) if value else None
 
 
-def split_host_port(text: str) -> tuple[str, int | None]:
+def split_host_port(text: str, what: str = "jump host") -> tuple[str, int | None]:
     if text.startswith("["):  # [v6 address]:port
         host, _, port = text[1:].partition("]")
         port = port.lstrip(":")
@@ -143,7 +172,7 @@ def split_host_port(text: str) -> tuple[str, int | None]:
     else:
         host, port = text, ""
     if port and not port.isdigit():
-        raise ConfigError(f"jump host {text!r}: the port must be a number")
+        raise ConfigError(f"{what} {text!r}: the port must be a number")
     return host, int(port) if port else None
 
 
@@ -158,17 +187,29 @@ def load_settings_file(path: str) -> tuple[tuple[str, tuple[tuple[str, object], 
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     sections: list[tuple[str, tuple[tuple[str, object], ...]]] = []
     for name, table in data.items():
-        if name in ("host", "systemvm"):
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"{path}: [{name}] must hold tables such as [{name}.NAME]")
-            for object_name, entry in table.items():
-                sections.append((f"{name}.{object_name}", _checked(entry, _OBJECT_KEYS, f"[{name}.{object_name}]", path)))
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{path}: [{name}] must be a table")
+        if name == MS_SECTION:  # [ms] holds the defaults of every MS and the [ms.NAME] tables
+            own = {key: value for key, value in table.items() if not isinstance(value, Mapping)}
+            sections.append((MS_SECTION, _checked(own, _SECTION_KEYS, "[ms]", path)))
+            sections.extend(_objects(name, {k: v for k, v in table.items() if k not in own}, path))
+        elif name in OBJECT_KINDS:
+            sections.extend(_objects(name, table, path))
+        elif name == OUTSIDE_SECTION:
+            sections.append((name, _checked(table, _OUTSIDE_KEYS, f"[{name}]", path)))
         elif name == "defaults" or name.lower() in HYPERVISORS:
             sections.append((name.lower(), _checked(table, _SECTION_KEYS, f"[{name}]", path)))
         else:
             raise ConfigError(f"{path}: unknown section [{name}]; use [defaults], a hypervisor "
-                              f"({', '.join(HYPERVISORS)}), [host.NAME] or [systemvm.NAME]")
+                              f"({', '.join(HYPERVISORS)}), [ms], [outside], [host.NAME], [systemvm.NAME] or [ms.NAME]")
     return tuple(sections)
+
+
+def _objects(kind: str, table: Mapping, path: str) -> list[tuple[str, tuple[tuple[str, object], ...]]]:
+    """[KIND.NAME] tables: one section each."""
+    if not table and kind != MS_SECTION:
+        raise ConfigError(f"{path}: [{kind}] must hold tables such as [{kind}.NAME]")
+    return [(f"{kind}.{name}", _checked(entry, _OBJECT_KEYS, f"[{kind}.{name}]", path)) for name, entry in table.items()]
 
 
 def _checked(table, allowed: frozenset[str], where: str, path: str) -> tuple[tuple[str, object], ...]:

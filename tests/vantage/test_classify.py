@@ -70,7 +70,7 @@ def probed(servers):
 
 def must_be_open(kind: str, port: int) -> Flow:
     return Flow(f"T:test->odd:{port}/tcp", "T", "a flow that must be open", None, Endpoint("host", "test", None),
-                Endpoint("host", "odd", ADDRESS), "tcp", port, None, "open", kind, False, "test", ())
+                Endpoint("host", "odd", ADDRESS), "tcp", port, None, "open", kind, "test", ())
 
 
 def check(observation, kind: str, behaviour: str, port: int) -> None:

@@ -62,10 +62,10 @@ def test_unresolvable_name_is_an_error_not_a_crash():
     assert connect_observations([target], 0.5, 2)[target].state == "error"
 
 
-def flow(source_role="ms", source_address="127.11.3.1", target_address="127.11.3.2", port=9, protocol="tcp", probe="tcp", outside=False, notes=()):
+def flow(source_role="ms", source_address="127.11.3.1", target_address="127.11.3.2", port=9, protocol="tcp", probe="tcp", notes=()):
     return Flow(id=f"X:{source_role}->{target_address}:{port}/{protocol}", rule="F99", title="t", zone=None,
                 source=Endpoint(source_role, "src", source_address), target=Endpoint("db", "dst", target_address),
-                protocol=protocol, port=port, port_end=None, expect="open", probe=probe, outside=outside,
+                protocol=protocol, port=port, port_end=None, expect="open", probe=probe,
                 citation="c", notes=notes)
 
 
@@ -78,14 +78,15 @@ def test_local_vantage_plans_or_says_why_not():
     assert "UDP" in vantage.plan(flow(protocol="udp"), options)
     assert vantage.plan(flow(probe="none", notes=("qemu listens only during migration",)), options) == "qemu listens only during migration"
     assert "no address known for db dst" in vantage.plan(flow(target_address=None), options)
-    assert "--outside" in vantage.plan(flow(source_role="user", outside=True), options)
-    assert isinstance(vantage.plan(flow(source_role="user", outside=True), ProbeOptions(outside=True)), ProbeTarget)
+    outside = vantage.plan(flow(source_role="outside", source_address=None), options)
+    assert "--outside-host" in outside and "--outside" in outside and outside.gap == "needs-outside"
+    assert vantage.plan(flow(source_role="outside", source_address=None), ProbeOptions(outside=True)) == ProbeTarget("127.11.3.2", 9)
 
 
 def test_flows_sharing_a_probe_are_probed_once(listener):
     port = listener("127.11.4.1")
     flows = [flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port),
-             flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port, protocol="tcp", probe="tcp", outside=False, notes=("x",))]
+             flow(source_role="user", source_address=None, target_address="127.11.4.1", port=port, protocol="tcp", probe="tcp", notes=("x",))]
     flows[1] = dataclasses.replace(flows[1], id="other")
 
     class Counting(LocalVantage):

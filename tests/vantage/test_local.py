@@ -43,7 +43,7 @@ def probe(*targets, timeout=TIMEOUT):
 def flow_for(target, expect="open"):
     return Flow(id="T", rule="T01", title="test", zone=None, source=Endpoint("user", "this machine", None),
                 target=Endpoint("x", "x", target.address), protocol=target.protocol, port=target.port, port_end=None,
-                expect=expect, probe=target.kind, outside=False, citation="test")
+                expect=expect, probe=target.kind, citation="test")
 
 
 def verdict(target, expect="open", timeout=TIMEOUT):

@@ -17,7 +17,7 @@ from csaudit.vantage import certificates, protocols
 
 def flow(expect="open", probe="mysql"):
     return Flow(id="T", rule="T01", title="t", zone=None, source=Endpoint("user", "u", None), target=Endpoint("db", "db", "127.0.0.9"),
-                protocol="tcp", port=3306, port_end=None, expect=expect, probe=probe, outside=False, citation="c")
+                protocol="tcp", port=3306, port_end=None, expect=expect, probe=probe, citation="c")
 
 
 def test_the_catalogue_vocabulary_matches_what_the_probes_can_do():

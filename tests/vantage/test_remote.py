@@ -67,7 +67,7 @@ def test_without_python3_or_bash_the_command_says_so(tmp_path, listener):
 
 
 def test_the_hop_reports_a_missing_key_before_any_connection(tmp_path):
-    command = hop_command(probe_command(1.0, 4), "127.0.0.1", str(tmp_path / "id_rsa.cloud"), 1, 5)
+    command = hop_command(probe_command(1.0, 4), "127.0.0.1", (str(tmp_path / "id_rsa.cloud"), str(tmp_path / "other")), 1, 5)
     answer, done = _run(["/bin/sh", "-c", command], [ProbeTarget("127.0.0.1", 1)])
     assert answer.hop_problem == "key-missing" and answer.engine is None
     assert done.stdout.strip() == "csaudit-hop key-missing"
@@ -88,7 +88,7 @@ def test_the_hop_reports_an_unreadable_key():
         with open(key, "w") as handle:
             handle.write("x")
         os.chmod(key, 0)
-        command = ["/bin/sh", "-c", hop_command("true", "127.0.0.1", key, 1, 5)]
+        command = ["/bin/sh", "-c", hop_command("true", "127.0.0.1", (os.path.join(folder, "absent"), key), 1, 5)]
         if os.geteuid() == 0:
             command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
         answer, _ = _run(command, [])
@@ -119,8 +119,8 @@ def test_the_probe_list_travels_on_stdin_and_nothing_secret_on_the_command_line(
     command = probe_command(2.0, 16)
     assert "10.1.2.3" not in command
     assert probe_input([ProbeTarget("10.1.2.3", 2049)]) == "0 10.1.2.3 2049\n"
-    hop = hop_command(command, "169.254.3.4", "/root/.ssh/id_rsa.cloud", 3, 30)
-    assert "-i /root/.ssh/id_rsa.cloud" in hop and "UserKnownHostsFile=/dev/null" in hop and "BatchMode=yes" in hop
+    hop = hop_command(command, "169.254.3.4", ("/root/.ssh/id_rsa.cloud",), 3, 30)
+    assert "for candidate in /root/.ssh/id_rsa.cloud;" in hop and '-i "$key"' in hop and "UserKnownHostsFile=/dev/null" in hop and "BatchMode=yes" in hop
     assert "root@169.254.3.4" in hop and "-p 3922" in hop
 
 

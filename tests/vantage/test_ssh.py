@@ -46,7 +46,7 @@ def _inventory(host_address=f"{NET}.21", host_state="Up", vm_state="Running"):
 
 def _flow(source_role, source_name, source_address, port=8250, protocol="tcp", target_address=f"{NET}.10", expect="open"):
     return Flow(f"X:{source_name}:{port}/{protocol}", "X", "test", "east", Endpoint(source_role, source_name, source_address),
-                Endpoint("ms", "ms1", target_address), protocol, port, None, expect, "tcp", False, "test")
+                Endpoint("ms", "ms1", target_address), protocol, port, None, expect, "tcp", "test")
 
 
 # ---------------------------------------------------------------- planning: who stands for which source
@@ -59,14 +59,30 @@ def test_each_source_gets_its_own_remote_vantage_or_a_reason():
     assert fleet.plan(_flow("ssvm", "s-6-VM", f"{NET}.106"), options) == \
         "no SSH vantage: ssvm s-6-VM runs on the CloudStack simulator, which has no SSH"
     assert "runs on no host csaudit knows" in fleet.plan(_flow("ssvm", "s-7-VM", f"{NET}.107"), options)
+    # A management server is a vantage of its own; VMware system VMs are reached from inside its session
+    # (no MS key on this machine), with the key that stays on the MS.
+    assert fleet.plan(_flow("ms", "ms1", f"{NET}.10", target_address=f"{NET}.20"), options).via == "ssh:ms/ms1"
+    assert fleet.plan(_flow("ssvm", "s-5-VM", f"{NET}.105"), options).via == "ssh:systemvm/s-5-VM"
+    vmware = fleet._remotes[("ssvm", "s-5-VM")]
+    assert (vmware.kind, vmware.host_label, vmware.hop_address) == ("hop", "ssh:ms/ms1", f"{NET}.105")
+    assert vmware.hop_keys[:2] == ("~cloud/.ssh/id_rsa", "/var/cloudstack/management/.ssh/id_rsa")
+    # Run on that MS (it owns the address): its flows are local, and with no key here nothing reaches s-5-VM.
+    on_ms = SshVantages(_inventory(), RemoteSettings(), owns=lambda address: address == f"{NET}.10")
+    assert on_ms.plan(_flow("ms", "ms1", f"{NET}.10", target_address=f"{NET}.20"), options) == ""
     assert "key missing: no management-server key for system VMs on this machine" in \
-        fleet.plan(_flow("ssvm", "s-5-VM", f"{NET}.105"), options)
+        on_ms.plan(_flow("ssvm", "s-5-VM", f"{NET}.105"), options)
+    # The outside vantage takes the flows whose source is "outside", once it is named.
+    outside = _flow("outside", "outside", None, expect="closed")
+    assert fleet.plan(outside, options) == ""  # the local vantage says what would verify it
+    named = SshVantages(_inventory(), RemoteSettings(outside_host="probe@[::1]:2222"))
+    target = named.plan(outside, options)
+    assert target.via == "ssh:outside/::1" and named._remotes[("outside", "outside")].access.describe() == "probe@::1:2222"
     # XenServer: like KVM, from inside dom0's session; the key path is the one on dom0.
     xen = Inventory(None, None, None, hosts=(Host("x1", "xen01", "z1", None, None, "XenServer", f"{NET}.31", "Up"),),
                     routers=(Router("r4", "r-4-VM", "z1", "x1", "XenServer", f"{NET}.204", None, None, "Running"),))
     xen_fleet = SshVantages(xen, RemoteSettings(systemvm_key="/root/.ssh/other.cloud"))
     hop = xen_fleet._remotes[("vr", "r-4-VM")]
-    assert (hop.kind, hop.host_label, hop.hop_address, hop.hop_key) == ("hop", "ssh:host/xen01", f"{NET}.204", "/root/.ssh/other.cloud")
+    assert (hop.kind, hop.host_label, hop.hop_address, hop.hop_keys) == ("hop", "ssh:host/xen01", f"{NET}.204", ("/root/.ssh/other.cloud",))
     # Not a remote source, or nothing a connect can judge: left to the local vantage without comment.
     assert fleet.plan(_flow("user", "this machine", None), options) == ""
     assert fleet.plan(_flow("host", "kvm01", f"{NET}.21", protocol="udp"), options) == ""
