@@ -21,6 +21,7 @@ the exact reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
@@ -45,6 +46,7 @@ from csaudit.vantage.remote import (
 from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
 
 REMOTE_ROLES = (Role.MS, Role.HOST, Role.SSVM, Role.CPVM, Role.VR, Role.OUTSIDE)
+KEPT_ROLES = (Role.MS, Role.OUTSIDE)  # their flows are in every zone: one login for the whole run
 THROUGH_HOST = LINK_LOCAL_CONTROL  # system VMs reached over the host's link-local bridge
 DIRECT = frozenset({Hypervisor.VMWARE, Hypervisor.HYPERV})  # the MS opens 3922 itself
 CHANNELS_PER_CONNECTION = 8  # OpenSSH's MaxSessions defaults to 10 sessions per connection
@@ -84,10 +86,12 @@ class SshVantages:
         self._states: dict[str, VantageState] = {}
         # A run probes zone by zone: one event loop and one set of jump-host connections serve them all.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._jumps: _JumpHosts | None = None
+        self._jumps: _KeptConnections | None = None
         hosts = {host.id: host for host in inventory.hosts}
         for ms in inventory.management_servers:
             access = settings.ms_access(ms.name, ms.address)
+            if isinstance(access, SshAccess) and access.jump_host and settings.jump_access(access.jump_host).address == access.address:
+                access = settings.jump_access(access.jump_host)  # the jump host itself: one connection serves both
             self._remotes[("ms", ms.name)] = access if isinstance(access, str) else \
                 Remote(f"ssh:ms/{ms.name}", "ms", ms.name, "host", access=access)
         outside = settings.outside_access()
@@ -173,7 +177,7 @@ class SshVantages:
         self._states = {}
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._jumps = _JumpHosts(self)
+            self._jumps = _KeptConnections(self)
         with collector_running():  # the pipeline pauses it, but asyncio and asyncssh objects make cycles
             self._loop.run_until_complete(self._run(groups, options, results, self._jumps))
         return results
@@ -199,7 +203,7 @@ class SshVantages:
         return [self._states[label] for label in sorted(self._states)]
 
     # ---------------------------------------------------------------- the run
-    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict, jumps: _JumpHosts) -> None:
+    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict, jumps: _KeptConnections) -> None:
         by_host: dict[str, tuple[list[ProbeTarget], list[tuple[Remote, list[ProbeTarget]]]]] = {}
         direct: list[tuple[Remote, list[ProbeTarget]]] = []
         for label, targets in groups.items():
@@ -232,23 +236,25 @@ class SshVantages:
                 pass
 
     async def _host_session(self, host: Remote, own: list[ProbeTarget], hops: list[tuple[Remote, list[ProbeTarget]]],
-                            options: ProbeOptions, results: dict, slots: asyncio.Semaphore, jumps: _JumpHosts) -> None:
+                            options: ProbeOptions, results: dict, slots: asyncio.Semaphore, jumps: _KeptConnections) -> None:
         async with slots:
-            conn = await self._connect(host.access, jumps)
+            kept = host.role in KEPT_ROLES
+            conn = await (jumps.get(host.access) if kept else self._connect(host.access, jumps))
             if isinstance(conn, Unavailable):
                 self._fail(host, own, conn, results)
+                whose = "its host" if host.role == "host" else "the management server"
                 for remote, targets in hops:
-                    self._fail(remote, targets, Unavailable(VantageStatus.NOT_RUN, f"only its host {host.name} can reach it, and "
+                    self._fail(remote, targets, Unavailable(VantageStatus.NOT_RUN, f"only {whose} {host.name} can reach it, and "
                                                                        f"{host.label} is {conn.state}: {conn.reason}"), results)
                 return
-            async with conn:
+            async with contextlib.nullcontext(conn) if kept else conn:
                 channels = asyncio.Semaphore(CHANNELS_PER_CONNECTION)
                 await asyncio.gather(
                     self._batch(conn, host, own, options, results, channels),
                     *(self._batch(conn, remote, targets, options, results, channels, through=host) for remote, targets in hops))
 
     async def _direct_session(self, remote: Remote, targets: list[ProbeTarget], options: ProbeOptions, results: dict,
-                              slots: asyncio.Semaphore, jumps: _JumpHosts) -> None:
+                              slots: asyncio.Semaphore, jumps: _KeptConnections) -> None:
         async with slots:
             conn = await self._connect(remote.access, jumps)
             if isinstance(conn, Unavailable):
@@ -318,13 +324,13 @@ class SshVantages:
         return Unavailable(VantageStatus.ERROR, f"{where}: ssh exit status {status}: {last}")
 
     # ---------------------------------------------------------------- connections
-    async def _connect(self, access: SshAccess, jumps: _JumpHosts, tunnel=None):
+    async def _connect(self, access: SshAccess, jumps: _KeptConnections, tunnel=None):
         """An SSH connection, or why not (the exact reason goes to the report)."""
         where = access.describe()
         if access.key and not os.path.isfile(access.key):
             return Unavailable(VantageStatus.UNUSABLE, f"key missing: {access.key} does not exist on this machine")
         if tunnel is None and access.jump_host:
-            tunnel = await jumps.get(access.jump_host)
+            tunnel = await jumps.get(self.settings.jump_access(access.jump_host))
             if isinstance(tunnel, Unavailable):
                 return Unavailable(tunnel.state, f"jump host {access.jump_host}: {tunnel.reason}")
         options: dict = {"connect_timeout": self.settings.connect_timeout, "login_timeout": self.settings.connect_timeout}
@@ -373,20 +379,22 @@ class SshVantages:
         results.update(dict.fromkeys(targets, f"{remote.label} {problem.state}: {problem.reason}"))
 
 
-class _JumpHosts:
-    """One connection per jump host, shared by every connection that goes through it."""
+class _KeptConnections:
+    """Connections kept for the whole run (audited zone by zone): one per jump host, shared by every
+    connection through it, and one per management server or outside vantage, whose flows are in
+    every zone. A host's flows are all in its zone: its connection ends with the zone."""
 
     def __init__(self, owner: SshVantages):
         self._owner = owner
-        self._open: dict[str, asyncio.Future] = {}
+        self._open: dict[SshAccess, asyncio.Future] = {}
 
-    async def get(self, jump_host: str):
-        opened = self._open.get(jump_host)
+    async def get(self, access: SshAccess):
+        """The connection for `access`, or why not: an MS that is also the jump host is one login."""
+        opened = self._open.get(access)
         if opened is None or (opened.done() and not opened.cancelled() and not isinstance(opened.result(), Unavailable)
                               and opened.result().is_closed()):  # gone since an earlier zone: log in again
-            access = self._owner.settings.jump_access(jump_host)
-            self._open[jump_host] = asyncio.ensure_future(self._owner._connect(access, self))
-        return await asyncio.shield(self._open[jump_host])
+            self._open[access] = asyncio.ensure_future(self._owner._connect(access, self))
+        return await asyncio.shield(self._open[access])
 
     async def close(self) -> None:
         for future in self._open.values():

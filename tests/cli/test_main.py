@@ -169,6 +169,7 @@ PORT = "must be a port from 1 to 65535"
     (("run", "--jump-host", "root@ms1:ssh"), "--jump-host",
      "must be [USER@]HOST[:PORT] with a port from 1 to 65535, not 'root@ms1:ssh'"),
     (("run", "--jump-host", "ms1:0"), "--jump-host", "must be [USER@]HOST[:PORT] with a port from 1 to 65535, not 'ms1:0'"),
+    (("run", "--outside-host", "probe@"), "--outside-host", "must be [USER@]HOST[:PORT] with a port from 1 to 65535, not 'probe@'"),
     (("lab", "serve", "--duration", "-1"), "--duration", "must be zero or more seconds, not '-1'"),
     (("lab", "generate", "--zones", "0", "--hosts", "1", "--routers", "0"), "--zones", f"{COUNT}, not '0'"),
     (("lab", "generate", "--zones", "1", "--hosts", "0", "--routers", "0"), "--hosts", f"{COUNT}, not '0'"),
@@ -191,6 +192,12 @@ def test_option_defaults_are_the_stages_own():
     assert audit_request(parse(["flows"])) == audit_request(parse(["inventory"])) == AuditRequest()
     assert demo_request(parse(["demo"])).probe == ProbeOptions(timeout=DEMO_TIMEOUT)
     assert run_request(parse(["run", "--no-remote"])).remote == RemoteSettings(enabled=False)
+
+
+def test_an_outside_vantage_needs_ssh(cli):
+    result = cli("run", "--no-remote", "--outside-host", "edge")
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "csaudit: --outside-host is an SSH vantage: leave out --no-remote\n"
 
 
 def test_option_values_at_their_limits_are_accepted():

@@ -32,6 +32,12 @@ def _service(lab, name, port, protocol="tcp"):
     return matches[0].address, port
 
 
+def _allowed_source(lab, address, port):
+    """Where a connection to a firewalled lab port may come from (its first allowed source), else anywhere."""
+    service = next(s for s in lab.services if (s.address, s.port, s.protocol) == (address, port, "tcp"))
+    return (service.only_from[0], 0) if service.only_from else None
+
+
 def _fault(lab, kind):
     return next(f for f in lab.faults if f.kind == kind)
 
@@ -49,11 +55,11 @@ def _first_bytes(address, size=256):
         return data
 
 
-def _tls(address, request=None):
+def _tls(address, request=None, source=None):
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(address, timeout=TIMEOUT) as raw:
+    with socket.create_connection(address, timeout=TIMEOUT, source_address=source) as raw:
         with context.wrap_socket(raw) as tls:
             der = tls.getpeercert(binary_form=True)
             answer = b""
@@ -103,7 +109,8 @@ def test_mysql_greeting_is_a_protocol_10_handshake():
 def test_wrong_service_fault_answers_http_on_the_database_port(lab):
     fault = _fault(lab, "wrong-service")
     assert (fault.object_name, fault.port) == ("db1", 3306)
-    with socket.create_connection((fault.address, fault.port), timeout=TIMEOUT) as sock:
+    source = _allowed_source(lab, fault.address, fault.port)
+    with socket.create_connection((fault.address, fault.port), timeout=TIMEOUT, source_address=source) as sock:
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert sock.recv(64).startswith(b"HTTP/1.1 200 OK")
 
@@ -132,7 +139,8 @@ def test_vnc_greeting_on_kvm_hosts(lab):
     ("s-5-VM", 443)])
 def test_tls_ports_complete_a_real_handshake(lab, name, port):
     name = name if "@" not in name else next(s.object_name for s in lab.services if s.role == "vcenter")
-    version, der, _ = _tls(_service(lab, name, port))
+    address = _service(lab, name, port)
+    version, der, _ = _tls(address, source=_allowed_source(lab, *address))
     assert version in ("TLSv1.2", "TLSv1.3")
     assert b"csaudit-lab" in der and der == lab.certificate  # the self-signed certificate the lab made at start
 
@@ -262,7 +270,8 @@ def test_every_planned_tcp_service_accepts_connections(lab):
     checked = 0
     for service in lab.services:
         if service.protocol == "tcp" and service.kind != "filtered":
-            socket.create_connection((service.address, service.port), timeout=TIMEOUT).close()
+            source = (service.only_from[0], 0) if service.only_from else None
+            socket.create_connection((service.address, service.port), timeout=TIMEOUT, source_address=source).close()
             checked += 1
     assert checked > 50
 
@@ -388,3 +397,22 @@ def test_privileged_ports_without_root_are_a_config_error(monkeypatch):
             os._exit(code)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_cluster_servlet_and_mysql_answer_the_management_servers_only(lab):
+    """As the firewalls between a real cloud's segments: a host's SYN to 9090 or 3306 is dropped (the
+    kernel runs the socket filter before the handshake), while the MSs connect as before."""
+    ms_addresses = [s.address for s in lab.services if s.object_name in ("ms1", "ms2") and s.port == 9090]
+    host = next(s.address for s in lab.services if s.object_name == "kvm01" and s.port == 22)
+    for name, port in (("ms2", 9090), ("db1", 3306)):
+        target = _service(lab, name, port)
+        for source, answers in ((ms_addresses[0], True), (host, False), ("127.0.0.1", False)):
+            with socket.socket() as sock:
+                sock.bind((source, 0))
+                sock.settimeout(0.5)
+                try:
+                    sock.connect(target)
+                    reached = True
+                except TimeoutError:
+                    reached = False
+            assert reached is answers, (name, source)

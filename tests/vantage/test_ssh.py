@@ -124,8 +124,36 @@ def test_settings_precedence_per_hypervisor_and_per_host(tmp_path):
     assert (cli.host_access("kvm01", "10.0.0.21", "KVM").user, cli.host_access("kvm01", "10.0.0.21", "KVM").port) == ("ops", 2022)
 
 
+def test_settings_for_management_servers_and_the_outside_vantage(tmp_path):
+    path = tmp_path / "ssh.toml"
+    path.write_text(
+        '[defaults]\nuser = "audit"\nkey = "/keys/all"\n'
+        '[ms]\nuser = "cloudadmin"\nsystemvm_key = "/var/lib/cloudstack/management/.ssh/id_rsa"\n'
+        '[ms.ms2]\naddress = "10.0.0.12"\nport = 2222\nsystemvm_key = "/srv/ms2-key"\n'
+        '[outside]\nuser = "probe"\nknown_hosts = "/keys/outside_known_hosts"\n')
+    settings = RemoteSettings(file=load_settings_file(str(path)), outside_host="edge.example.org:2200")
+    ms1, ms2 = settings.ms_access("ms1", "10.0.0.11"), settings.ms_access("ms2", "10.9.9.9")
+    assert (ms1.address, ms1.port, ms1.user, ms1.key) == ("10.0.0.11", None, "cloudadmin", "/keys/all")
+    assert (ms2.address, ms2.port, ms2.user) == ("10.0.0.12", 2222, "cloudadmin")
+    assert settings.systemvm_keys_on_ms("ms1") == ("/var/lib/cloudstack/management/.ssh/id_rsa",)
+    assert settings.systemvm_keys_on_ms("ms2") == ("/srv/ms2-key",)
+    assert settings.named("ms", "ms2") and not settings.named("ms", "ms1")
+    assert "no address known for management server ms3" in settings.ms_access("ms3", None)
+    outside = settings.outside_access()
+    assert (outside.address, outside.port, outside.user, outside.known_hosts) == \
+        ("edge.example.org", 2200, "probe", "/keys/outside_known_hosts")
+    # USER@ in --outside-host beats [outside] and --ssh-user; without the option there is no outside vantage.
+    assert RemoteSettings(user="ops", outside_host="me@edge").outside_access().user == "me"
+    assert RemoteSettings().outside_access() is None
+    assert RemoteSettings().systemvm_keys_on_ms("ms1")[1] == "/var/cloudstack/management/.ssh/id_rsa"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ('[nonsense]\nuser = "x"\n', "unknown section [nonsense]"),
+    ('[outside]\nsystemvm_key = "x"\n', "[outside]: unknown key 'systemvm_key'"),
+    ('[ms]\naddress = "10.0.0.1"\n', "[ms]: unknown key 'address'"),
+    ('[ms.ms1]\npassword = "x"\n', "[ms.ms1]: unknown key 'password'"),
+    ('[host]\nuser = "x"\n', "[host.user] must be a table"),
     ('[defaults]\npassword = "x"\n', "unknown key 'password'"),
     ('[defaults]\nport = 70000\n', "port must be a number from 1 to 65535"),
     ('[host.kvm01]\nuser = ""\n', "user must be a non-empty string"),

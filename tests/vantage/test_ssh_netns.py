@@ -105,9 +105,14 @@ def test_each_flow_is_probed_from_its_true_source_with_one_connection_per_vantag
     assert {(f["kind"], f["object"]["name"]) for f in document["findings"]} >= {
         ("api-up-unreachable", "kvm02"), ("api-up-unreachable", "r-3-VM")}
 
-    # One SSH connection per vantage: kvm01's carries its own probes and both system VMs' hops.
+    # The MS is a vantage too: its flows (to kvm01 22, to the NFS store, ...) are probed from there.
+    assert (by_id["F11:ms1->kvm01:22/tcp"]["vantage"], by_id["F11:ms1->kvm01:22/tcp"]["status"]) == ("ssh:ms/ms1", "pass")
+    assert vantages["ssh:ms/ms1"]["state"] == "ok"
+
+    # One SSH connection per vantage: kvm01's carries its own probes and both system VMs' hops; the MS's
+    # serves the management tier and both zones.
     after = logins(cloud)
-    assert {node: after[node] - before[node] for node in after} == {"kvm01": 1, "ssvm": 1, "cpvm": 1, "vmssvm": 1, "ms": 0}
+    assert {node: after[node] - before[node] for node in after} == {"kvm01": 1, "ssvm": 1, "cpvm": 1, "vmssvm": 1, "ms": 1}
 
 
 def test_jump_host_carries_the_connections_to_hosts_and_vmware_system_vms(cli, cloud):
@@ -117,7 +122,8 @@ def test_jump_host_carries_the_connections_to_hosts_and_vmware_system_vms(cli, c
     assert (by_id["F09:s-5-VM->ms1:8250/tcp"]["vantage"], by_id["F09:s-5-VM->ms1:8250/tcp"]["status"]) == ("ssh:systemvm/s-5-VM", "pass")
     assert by_id["F08:kvm01->ms1:8250/tcp"]["observed"] == "timeout"
     after = logins(cloud)
-    # One jump-host login for the whole run, though it goes zone by zone (east: kvm01; west: the VMware SSVM).
+    # One login to ms for the whole run, though it goes zone by zone (east: kvm01; west: the VMware SSVM):
+    # the jump host is also the MS vantage.
     assert {node: after[node] - before[node] for node in after} == {"kvm01": 1, "ssvm": 1, "cpvm": 1, "vmssvm": 1, "ms": 1}
     # The jump host (ms) is where the host and the VMware SSVM saw the connection come from.
     for node in ("kvm01", "vmssvm"):
