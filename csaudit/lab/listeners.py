@@ -8,10 +8,10 @@ full, so the kernel drops new SYNs and a connect really times out.
 
 from __future__ import annotations
 
-import errno
-import logging
 import ctypes
+import errno
 import ipaddress
+import logging
 import select
 import selectors
 import socket
