@@ -4,6 +4,9 @@ Real sshds (16 addresses each: OpenSSH's MAX_LISTEN_SOCKS) listen on N loopback 
 host named in the SSH settings; one listener at 127.89.P.250 plays the MS. Every host gets M probes
 (the open port, and refused ones on other addresses). The time is `SshVantages.probe()`: SSH connection,
 one remote command per vantage, results parsed. sshd's log counts the logins (one per vantage).
+The last workload adds two management servers and an outside vantage (three more sshd addresses) to a
+run that goes zone by zone, as `csaudit run` does: the management tier, then two zones, each with MS and
+outside probes; against the same hosts alone in the same run.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from tabulate import tabulate
 
 from csaudit.lab import sshd
-from csaudit.model.inventory import Cluster, Host, Inventory, Zone
+from csaudit.model.inventory import Cluster, Host, Inventory, ManagementServer, Zone
 from csaudit.model.probes import ProbeOptions, ProbeTarget
 from csaudit.vantage.ssh import SshVantages
 from csaudit.vantage.ssh_settings import DEFAULT_REMOTE_CONCURRENCY, RemoteSettings
@@ -91,6 +94,35 @@ def measure(hosts: int, probes: int, concurrency: int, net: str, workdir: str, s
     return elapsed, sum(len(server.logins()) for server in servers) - before, len(targets), own, machine
 
 
+def measure_tier(hosts: int, net: str, servers: list[sshd.Sshd], key: str, known_hosts: str, open_port: int,
+                 closed_port: int, with_tier: bool) -> tuple[float, int, int]:
+    """Wall seconds, SSH logins and probes of a run in three parts (the management tier, zone a, zone b):
+    hosts split between the zones; with_tier adds ms1, ms2 and the outside vantage, probed in every part."""
+    names = [f"h{i}" for i in range(1, hosts + 1)]
+    ms = [ManagementServer(f"m{i}", f"ms{i}", f"{net}.{hosts + i}", "serviceip", "Up") for i in (1, 2)] if with_tier else []
+    outside = f"root@{net}.{hosts + 3}" if with_tier else None
+    inventory = Inventory(None, None, None, zones=(Zone("a", "a"), Zone("b", "b")),
+                          clusters=(Cluster("c", "c", "a", None, "KVM"),), management_servers=tuple(ms),
+                          hosts=tuple(Host(n, n, "a", None, "c", "KVM", f"{net}.{i}", "Up") for i, n in enumerate(names, 1)))
+    settings = RemoteSettings(connect_timeout=10, outside_host=outside, file=(
+        ("defaults", (("key", key), ("known_hosts", known_hosts), ("user", "root"))), *((f"host.{n}", ()) for n in names)))
+    tier = [f"ssh:ms/{m.name}" for m in ms] + ([f"ssh:outside/{net}.{hosts + 3}"] if outside else [])
+    parts = [[], names[: hosts // 2], names[hosts // 2:]]
+    before = sum(len(server.logins()) for server in servers)
+    probes = 0
+    began = time.perf_counter()
+    with SshVantages(inventory, settings) as fleet:
+        for number, part in enumerate(parts):
+            # one probe per vantage and part: the open port, and a refused one per part for the tier's
+            targets = [ProbeTarget(f"{net}.250", open_port, via=f"ssh:host/{n}") for n in part]
+            targets += [ProbeTarget(f"{net}.250", closed_port + number, via=via) for via in tier]
+            results = fleet.probe(targets, ProbeOptions(timeout=2))
+            if len(results) != len(targets) or any(state.state != "ok" for state in fleet.states()):
+                raise RuntimeError(f"not every vantage answered: {[s for s in fleet.states() if s.state != 'ok']}")
+            probes += len(targets)
+    return time.perf_counter() - began, sum(len(server.logins()) for server in servers) - before, probes
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.remote", description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, nargs="+", default=[1, 10, 50])
@@ -107,7 +139,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="csaudit-bench-ssh-") as work:
         key = os.path.join(work, "id")
         public = sshd.make_key(key)
-        addresses = [f"{net}.{i}" for i in range(1, max(args.hosts) + 1)]
+        addresses = [f"{net}.{i}" for i in range(1, max(args.hosts) + 4)]  # + ms1, ms2, outside
         servers = [sshd.Sshd(os.path.join(work, f"sshd{i}"), [(a, 22) for a in addresses[i:i + 16]], [public])
                    for i in range(0, len(addresses), 16)]
         keep: list[socket.socket] = []  # the dropping port's listener and the connections filling its queue
@@ -132,6 +164,13 @@ def main(argv=None) -> int:
                                                                known_hosts, listener.getsockname()[1], closed_port, drop)
                 rows.append([workload, hosts, count, concurrency, f"{seconds:.2f}", f"{seconds / hosts * 1000:.0f}", logins,
                              f"{own:.2f}", f"{machine:.2f}", f"{machine / os.cpu_count() / seconds:.0%}"])
+            hosts = max(args.hosts)
+            for with_tier in (False, True):
+                seconds, logins, count = measure_tier(hosts, net, servers, key, known_hosts, listener.getsockname()[1],
+                                                      closed_port, with_tier)
+                vantages = hosts + 3 * with_tier
+                rows.append(["3 parts" + (" + 2 MS + outside" if with_tier else ""), vantages, count, DEFAULT_REMOTE_CONCURRENCY,
+                             f"{seconds:.2f}", f"{seconds / vantages * 1000:.0f}", logins, "", "", ""])
         finally:
             for server in servers:
                 server.stop()
