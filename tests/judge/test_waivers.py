@@ -96,7 +96,7 @@ def test_run_with_a_waiver_shows_waived_and_exits_0(cli, tmp_path, exposed_ms):
                  "--format", "json", "--junit", str(tmp_path / "r.xml"))
     assert result.exit_code == 0, result.stderr
     report = result.json()
-    d01 = next(f for f in report["flows"] if f["rule"] == "D01")
+    d01 = next(f for f in report["flows"] if f["id"].startswith("D01:this machine->"))
     assert (d01["status"], d01["observed"]) == ("waived", "open")
     assert d01["waiver"] == {"reason": "billing bridge needs it (CHG-1)", "expires": "2999-12-31", "rule": "D0?", "flow": None}
     assert report["summary"]["waived"] == 1 and report["summary"]["fail"] == 0
@@ -111,7 +111,7 @@ def test_expired_waiver_no_longer_applies_and_the_run_warns(cli, tmp_path, expos
     result = cli("run", "--inventory", exposed_ms, "--timeout", "0.5", "--waivers", str(tmp_path / "w.toml"), "--format", "json")
     assert result.exit_code == 1
     assert "w.toml:1: the waiver for rule D01 expired on 2000-01-01 and no longer applies (1 failure" in result.stderr
-    assert next(f for f in result.json()["flows"] if f["rule"] == "D01")["status"] == "fail"
+    assert next(f for f in result.json()["flows"] if f["id"].startswith("D01:this machine->"))["status"] == "fail"
 
 
 def test_bad_waiver_file_exits_2_before_anything_is_probed(cli, tmp_path, exposed_ms):
