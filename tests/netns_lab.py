@@ -40,7 +40,7 @@ from csaudit.lab.listeners import Listeners
 from csaudit.lab.services import Service
 # Ports whose flows carry a protocol probe speak that protocol (the lab's own servers), so a remote
 # vantage's probe meets the right service; the others just accept.
-KINDS = {8250: "tls", 16514: "tls", 111: "rpcbind", 2049: "nfs", 5900: "rfb"}
+KINDS = {8250: "tls", 16514: "tls", 111: "rpcbind", 2049: "nfs", 5900: "rfb", 5907: "rfb"}
 sockets = []; services = []
 for spec in sys.argv[1:]:
     address, port = spec.rsplit(":", 1)
@@ -174,7 +174,8 @@ class NetnsCloud:
         self.created = True
         self._listen("ms", f"{self.ip['ms']}:8250", f"{self.ip['ms']}:8080")
         self._listen("nfs", f"{self.ip['nfs']}:111", f"{self.ip['nfs']}:2049")
-        self._listen("kvm01", f"{self.ip['kvm01']}:5900", f"{self.ip['kvm01']}:16514")
+        # two VM consoles: 5900, and 5907 (none of the five ports sampled of 5900-6100)
+        self._listen("kvm01", f"{self.ip['kvm01']}:5900", f"{self.ip['kvm01']}:5907", f"{self.ip['kvm01']}:16514")
         self._keys()
         self._sshd("kvm01", [(self.ip["kvm01"], 22)], [self.client_public], root_dir=str(self.workdir / "kvm01-root"))
         self._sshd("ms", [(self.ip["ms"], 22)], [self.client_public])

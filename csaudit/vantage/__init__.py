@@ -14,6 +14,7 @@ from typing import Protocol
 from csaudit.model.flows import Flow
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable, VantageState
 from csaudit.model.vocabulary import Gap, VantageStatus
+from csaudit.vantage.listening import ports_in_range
 
 
 class Vantage(Protocol):
@@ -28,6 +29,9 @@ class Vantage(Protocol):
 
     def close(self) -> None:
         """The run is over (it probed zone by zone): release what was kept between calls of probe."""
+
+    # Optional: listening(addresses, options) -> {address: frozenset((address, port))}, the TCP sockets that
+    # listen on the machines of these addresses where this vantage stands (listening.py); read before probe.
 
 
 RANGE_SAMPLE = 5  # ports probed of a port range: the first, the last and evenly spaced ones between
@@ -49,6 +53,24 @@ def sample_ports(first: int, last: int | None, count: int = RANGE_SAMPLE) -> tup
     if last - first < count:
         return tuple(range(first, last + 1))
     return tuple(dict.fromkeys(first + round(i * (last - first) / (count - 1)) for i in range(count)))
+
+
+def range_ports(flows: list[Flow], vantages: list[Vantage], options: ProbeOptions) -> dict[str, tuple[int, ...]]:
+    """The ports each flow is probed on: its port; for a TCP range, the spread sample plus the ports that
+    listen in the range on the target, where a vantage stands on the target and can read them."""
+    ranged = [flow for flow in flows if flow.port_end and flow.protocol == "tcp" and flow.target.address]
+    known: dict[str, frozenset[tuple[str, int]]] = {}
+    for vantage in vantages:
+        wanted = {flow.target.address for flow in ranged} - known.keys()
+        reader = getattr(vantage, "listening", None)
+        if wanted and reader is not None:
+            known.update(reader(wanted, options))
+    ports = {flow.id: sample_ports(flow.port, flow.port_end) for flow in flows}
+    for flow in ranged:
+        if flow.target.address in known:
+            listening = ports_in_range(known[flow.target.address], flow.target.address, flow.port, flow.port_end)
+            ports[flow.id] = tuple(sorted({*ports[flow.id], *listening}))  # the first port stays first
+    return ports
 
 
 def plan_probes(
@@ -82,8 +104,8 @@ def run_vantages(
     """Probe every flow from the first vantage that can stand for its source; a port range on a sample
     of its ports (sample_ports), from the same vantage."""
     flows = list(flows)
-    ports = {flow.id: sample_ports(flow.port, flow.port_end) for flow in flows}
     assigned, unverified = plan_probes(flows, vantages, options)
+    ports = range_ports([flow for flow in flows if flow.id in assigned], vantages, options)
     observed: dict[str, tuple[str, Observation]] = {}
     ranges: dict[str, tuple[tuple[int, Observation], ...]] = {}
     states: list[VantageState] = []

@@ -13,6 +13,7 @@ from csaudit.vantage.classify import observe
 from csaudit.vantage.connect import family_of, tcp_connect_many
 from csaudit.vantage.exchange import exchange_many
 from csaudit.vantage.facts import CONNECTED
+from csaudit.vantage.listening import read_local
 
 
 class LocalVantage:
@@ -44,6 +45,14 @@ class LocalVantage:
 
     def close(self) -> None:
         """Nothing is kept between calls of probe."""
+
+    def listening(self, addresses: set[str], options: ProbeOptions) -> dict[str, frozenset[tuple[str, int]]]:
+        """The listening TCP sockets of this machine, for the addresses it owns (a range's target is here)."""
+        mine = [address for address in addresses if self.owns(address)]
+        if not mine:
+            return {}
+        sockets = read_local()
+        return dict.fromkeys(mine, sockets)
 
     def owns(self, address: str) -> bool:
         """Can this machine send from that address? bind() succeeds only for its own."""

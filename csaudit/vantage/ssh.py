@@ -34,6 +34,7 @@ from csaudit.model.flows import Flow
 from csaudit.model.inventory import Inventory
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable, VantageState
 from csaudit.model.vocabulary import LINK_LOCAL_CONTROL, UDP_KINDS, Gap, Hypervisor, Role, VantageStatus
+from csaudit.vantage.listening import READ_COMMAND, parse_proc_net_tcp
 from csaudit.vantage.remote import (
     SYSTEMVM_PORT,
     SYSTEMVM_USER,
@@ -47,6 +48,9 @@ from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
 
 REMOTE_ROLES = (Role.MS, Role.HOST, Role.SSVM, Role.CPVM, Role.VR, Role.OUTSIDE)
 KEPT_ROLES = (Role.MS, Role.OUTSIDE)  # their flows are in every zone: one login for the whole run
+# Hosts whose listeners a zone reads for its port ranges, kept open until the zone's probes: at most so many
+# (the others' ranges get the spread sample alone), so that a zone of 2,000 hosts holds no 2,000 connections.
+MAX_LISTENER_READS = 256
 THROUGH_HOST = LINK_LOCAL_CONTROL  # system VMs reached over the host's link-local bridge
 DIRECT = frozenset({Hypervisor.VMWARE, Hypervisor.HYPERV})  # the MS opens 3922 itself
 CHANNELS_PER_CONNECTION = 8  # OpenSSH's MaxSessions defaults to 10 sessions per connection
@@ -66,6 +70,7 @@ class Remote:
     host_label: str | None = None  # hop: the host or MS whose session carries it
     hop_address: str | None = None  # hop: the control IP (link-local from a host, private from an MS)
     hop_keys: tuple[str, ...] = ()  # hop: the key's paths to try over there
+    address: str | None = None  # host, MS: its address as the API gives it (a flow's target address)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,13 +92,14 @@ class SshVantages:
         # A run probes zone by zone: one event loop and one set of jump-host connections serve them all.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._jumps: _KeptConnections | None = None
+        self._zone_kept: set[SshAccess] = set()  # hosts logged in to read their listeners: kept until the zone's probes
         hosts = {host.id: host for host in inventory.hosts}
         for ms in inventory.management_servers:
             access = settings.ms_access(ms.name, ms.address)
             if isinstance(access, SshAccess) and access.jump_host and settings.jump_access(access.jump_host).address == access.address:
                 access = settings.jump_access(access.jump_host)  # the jump host itself: one connection serves both
             self._remotes[("ms", ms.name)] = access if isinstance(access, str) else \
-                Remote(f"ssh:ms/{ms.name}", "ms", ms.name, "host", access=access)
+                Remote(f"ssh:ms/{ms.name}", "ms", ms.name, "host", access=access, address=ms.address)
         outside = settings.outside_access()
         if outside is not None:
             self._remotes[("outside", "outside")] = Remote(f"ssh:outside/{outside.address}", "outside", outside.address,
@@ -106,7 +112,7 @@ class SshVantages:
                 continue
             access = settings.host_access(host.name, host.address, host.hypervisor)
             self._remotes[("host", host.name)] = access if isinstance(access, str) else \
-                Remote(f"ssh:host/{host.name}", "host", host.name, "host", access=access)
+                Remote(f"ssh:host/{host.name}", "host", host.name, "host", access=access, address=host.address)
         for vm in inventory.system_vms:
             self._remotes[(vm.role, vm.name)] = self._system_vm(vm.role, vm.name, vm.hypervisor, vm.host_id,
                                                                 vm.linklocal_ip, vm.private_ip, hosts)
@@ -175,12 +181,27 @@ class SshVantages:
             groups.setdefault(target.via or "", []).append(target)
         results: dict[ProbeTarget, Observation | str] = {}
         self._states = {}
+        with collector_running():  # the pipeline pauses it, but asyncio and asyncssh objects make cycles
+            self._event_loop().run_until_complete(self._run(groups, options, results, self._jumps))
+            self._loop.run_until_complete(self._jumps.release(self._zone_kept))
+        self._zone_kept = set()
+        return results
+
+    def listening(self, addresses: set[str], options: ProbeOptions) -> dict[str, frozenset[tuple[str, int]]]:
+        """The listening TCP sockets of the MSs and hosts at these addresses, from their /proc/net/tcp{,6}
+        (read-only). Each connection is kept for the probes of the same zone: still one login per vantage."""
+        readers = sorted((r for r in self._by_label.values() if r.kind == "host" and r.address in addresses),
+                         key=lambda r: r.label)[:MAX_LISTENER_READS]
+        if not readers or _halted(options):
+            return {}
+        with collector_running():
+            return self._event_loop().run_until_complete(self._read_listeners(readers))
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._jumps = _KeptConnections(self)
-        with collector_running():  # the pipeline pauses it, but asyncio and asyncssh objects make cycles
-            self._loop.run_until_complete(self._run(groups, options, results, self._jumps))
-        return results
+        return self._loop
 
     def close(self) -> None:
         """Close the jump-host connections and the event loop (the end of a run)."""
@@ -201,6 +222,26 @@ class SshVantages:
 
     def states(self) -> list[VantageState]:
         return [self._states[label] for label in sorted(self._states)]
+
+    async def _read_listeners(self, readers: list[Remote]) -> dict[str, frozenset[tuple[str, int]]]:
+        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        bound = self.settings.connect_timeout + 5
+
+        async def read(remote: Remote) -> tuple[str, frozenset[tuple[str, int]]] | None:
+            async with slots:
+                if remote.role not in KEPT_ROLES:
+                    self._zone_kept.add(remote.access)
+                conn = await self._jumps.get(remote.access)
+                if isinstance(conn, Unavailable):
+                    return None  # the probes of the zone say why
+                try:
+                    done = await conn.run(READ_COMMAND, check=False, timeout=bound, encoding="ascii", errors="replace")
+                except (asyncssh.Error, OSError):
+                    return None  # the sample alone; the session's own probes report a broken session
+                return remote.address, parse_proc_net_tcp(done.stdout or "")
+
+        answers = await asyncio.gather(*(read(remote) for remote in readers))
+        return dict(answer for answer in answers if answer is not None)
 
     # ---------------------------------------------------------------- the run
     async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict, jumps: _KeptConnections) -> None:
@@ -238,7 +279,7 @@ class SshVantages:
     async def _host_session(self, host: Remote, own: list[ProbeTarget], hops: list[tuple[Remote, list[ProbeTarget]]],
                             options: ProbeOptions, results: dict, slots: asyncio.Semaphore, jumps: _KeptConnections) -> None:
         async with slots:
-            kept = host.role in KEPT_ROLES
+            kept = host.role in KEPT_ROLES or host.access in self._zone_kept
             conn = await (jumps.get(host.access) if kept else self._connect(host.access, jumps))
             if isinstance(conn, Unavailable):
                 self._fail(host, own, conn, results)
@@ -395,6 +436,13 @@ class _KeptConnections:
                               and opened.result().is_closed()):  # gone since an earlier zone: log in again
             self._open[access] = asyncio.ensure_future(self._owner._connect(access, self))
         return await asyncio.shield(self._open[access])
+
+    async def release(self, accesses: set[SshAccess]) -> None:
+        """Close the connections kept for one zone only."""
+        for access in accesses:
+            future = self._open.pop(access, None)
+            if future is not None and future.done() and not future.cancelled() and not isinstance(future.result(), Unavailable):
+                future.result().close()
 
     async def close(self) -> None:
         for future in self._open.values():

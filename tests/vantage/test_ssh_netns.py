@@ -82,6 +82,11 @@ def test_each_flow_is_probed_from_its_true_source_with_one_connection_per_vantag
     udp = [f for f in document["flows"] if f["vantage"] == "ssh:systemvm/s-1-VM" and f["protocol"] == "udp" and f["port"] == 111]
     assert udp and all((f["status"], f["service"]) == ("pass", "rpcbind") for f in udp)
     assert by_id["F34:v-2-VM->kvm01:5900-6100/tcp"]["service"] == "VNC"  # v-2-VM has bash only
+    # The range is probed on its sample and on the consoles that listen on kvm01, read from kvm01's
+    # /proc/net/tcp over the same SSH connection that carries kvm01's own probes.
+    vnc = {p["port"]: p["observed"] for p in by_id["F34:v-2-VM->kvm01:5900-6100/tcp"]["sampled_ports"]}
+    assert vnc == {5900: "open", 5907: "open", 5950: "refused", 6000: "refused", 6050: "refused", 6100: "refused"}
+    assert {p["port"] for p in by_id["F34:v-2-VM->kvm02:5900-6100/tcp"]["sampled_ports"]} == {5900, 5950, 6000, 6050, 6100}
 
     # kvm02 and the router r-3-VM cannot be reached: their flows are unverified with the reason, never failed.
     unreachable = [f for f in document["flows"] if f["source"]["name"] in ("kvm02", "r-3-VM") and f["protocol"] == "tcp"
