@@ -89,9 +89,9 @@ class SshVantages:
         self._owns = owns
         self._remotes: dict[tuple[str, str], Remote | Unverifiable] = {}
         self._states: dict[str, VantageState] = {}
-        # A run probes zone by zone: one event loop and one set of jump-host connections serve them all.
+        # A run probes zone by zone: one event loop and the kept connections (jump hosts, MSs, outside) serve them all.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._jumps: _KeptConnections | None = None
+        self._kept: _KeptConnections | None = None
         self._zone_kept: set[SshAccess] = set()  # hosts logged in to read their listeners: kept until the zone's probes
         hosts = {host.id: host for host in inventory.hosts}
         for ms in inventory.management_servers:
@@ -182,8 +182,8 @@ class SshVantages:
         results: dict[ProbeTarget, Observation | str] = {}
         self._states = {}
         with collector_running():  # the pipeline pauses it, but asyncio and asyncssh objects make cycles
-            self._event_loop().run_until_complete(self._run(groups, options, results, self._jumps))
-            self._loop.run_until_complete(self._jumps.release(self._zone_kept))
+            self._event_loop().run_until_complete(self._run(groups, options, results, self._kept))
+            self._loop.run_until_complete(self._kept.release(self._zone_kept))
         self._zone_kept = set()
         return results
 
@@ -200,7 +200,7 @@ class SshVantages:
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-            self._jumps = _KeptConnections(self)
+            self._kept = _KeptConnections(self)
         return self._loop
 
     def close(self) -> None:
@@ -208,11 +208,11 @@ class SshVantages:
         if self._loop is None:
             return
         with collector_running():
-            self._loop.run_until_complete(self._jumps.close())
+            self._loop.run_until_complete(self._kept.close())
             self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.run_until_complete(self._loop.shutdown_default_executor())  # name lookups ran there
         self._loop.close()
-        self._loop = self._jumps = None
+        self._loop = self._kept = None
 
     def __enter__(self) -> SshVantages:
         return self
@@ -231,7 +231,7 @@ class SshVantages:
             async with slots:
                 if remote.role not in KEPT_ROLES:
                     self._zone_kept.add(remote.access)
-                conn = await self._jumps.get(remote.access)
+                conn = await self._kept.get(remote.access)
                 if isinstance(conn, Unavailable):
                     return None  # the probes of the zone say why
                 try:
@@ -244,7 +244,7 @@ class SshVantages:
         return dict(answer for answer in answers if answer is not None)
 
     # ---------------------------------------------------------------- the run
-    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict, jumps: _KeptConnections) -> None:
+    async def _run(self, groups: dict[str, list[ProbeTarget]], options: ProbeOptions, results: dict, pool: _KeptConnections) -> None:
         by_host: dict[str, tuple[list[ProbeTarget], list[tuple[Remote, list[ProbeTarget]]]]] = {}
         direct: list[tuple[Remote, list[ProbeTarget]]] = []
         for label, targets in groups.items():
@@ -258,9 +258,9 @@ class SshVantages:
             else:
                 direct.append((remote, targets))
         slots = asyncio.Semaphore(max(1, self.settings.concurrency))
-        work = [self._host_session(self._by_label[label], own, hops, options, results, slots, jumps)
+        work = [self._host_session(self._by_label[label], own, hops, options, results, slots, pool)
                 for label, (own, hops) in sorted(by_host.items())]
-        work += [self._direct_session(remote, targets, options, results, slots, jumps) for remote, targets in direct]
+        work += [self._direct_session(remote, targets, options, results, slots, pool) for remote, targets in direct]
         everything = asyncio.ensure_future(asyncio.gather(*work))
         try:
             while not everything.done():
@@ -277,10 +277,10 @@ class SshVantages:
                 pass
 
     async def _host_session(self, host: Remote, own: list[ProbeTarget], hops: list[tuple[Remote, list[ProbeTarget]]],
-                            options: ProbeOptions, results: dict, slots: asyncio.Semaphore, jumps: _KeptConnections) -> None:
+                            options: ProbeOptions, results: dict, slots: asyncio.Semaphore, pool: _KeptConnections) -> None:
         async with slots:
             kept = host.role in KEPT_ROLES or host.access in self._zone_kept
-            conn = await (jumps.get(host.access) if kept else self._connect(host.access, jumps))
+            conn = await (pool.get(host.access) if kept else self._connect(host.access, pool))
             if isinstance(conn, Unavailable):
                 self._fail(host, own, conn, results)
                 whose = "its host" if host.role == "host" else "the management server"
@@ -295,9 +295,9 @@ class SshVantages:
                     *(self._batch(conn, remote, targets, options, results, channels, through=host) for remote, targets in hops))
 
     async def _direct_session(self, remote: Remote, targets: list[ProbeTarget], options: ProbeOptions, results: dict,
-                              slots: asyncio.Semaphore, jumps: _KeptConnections) -> None:
+                              slots: asyncio.Semaphore, pool: _KeptConnections) -> None:
         async with slots:
-            conn = await self._connect(remote.access, jumps)
+            conn = await self._connect(remote.access, pool)
             if isinstance(conn, Unavailable):
                 self._fail(remote, targets, conn, results)
                 return
@@ -365,13 +365,13 @@ class SshVantages:
         return Unavailable(VantageStatus.ERROR, f"{where}: ssh exit status {status}: {last}")
 
     # ---------------------------------------------------------------- connections
-    async def _connect(self, access: SshAccess, jumps: _KeptConnections, tunnel=None):
+    async def _connect(self, access: SshAccess, pool: _KeptConnections, tunnel=None):
         """An SSH connection, or why not (the exact reason goes to the report)."""
         where = access.describe()
         if access.key and not os.path.isfile(access.key):
             return Unavailable(VantageStatus.UNUSABLE, f"key missing: {access.key} does not exist on this machine")
         if tunnel is None and access.jump_host:
-            tunnel = await jumps.get(self.settings.jump_access(access.jump_host))
+            tunnel = await pool.get(self.settings.jump_access(access.jump_host))
             if isinstance(tunnel, Unavailable):
                 return Unavailable(tunnel.state, f"jump host {access.jump_host}: {tunnel.reason}")
         options: dict = {"connect_timeout": self.settings.connect_timeout, "login_timeout": self.settings.connect_timeout}

@@ -210,7 +210,7 @@ def test_a_jump_connection_lost_between_zones_is_opened_again(cloud):
         for zone_id, part in audit_units(inventory)[1:]:  # east, then west
             run = run_vantages(derive_unit_flows(rules, part, zone_id), registry, request.probe)
             assert all(s.state == "ok" for s in run.vantages if s.name in ("ssh:host/kvm01", "ssh:systemvm/s-5-VM"))
-            for opened in registry[0]._jumps._open.values():
+            for opened in registry[0]._kept._open.values():
                 opened.result().close()  # the jump host drops the connection
     finally:
         for vantage in registry:
