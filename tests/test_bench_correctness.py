@@ -123,4 +123,6 @@ def test_small_remote_vantages_one_login_each(capsys):
     rows = [line.split("  ") for line in capsys.readouterr().out.splitlines()[2:]]
     rows = [[cell.strip() for cell in row if cell.strip()] for row in rows]
     assert [(row[0], row[1], row[6]) for row in rows] == [  # workload, vantages, SSH logins
-        ("instant", "1", "1"), ("instant", "1", "1"), ("instant", "3", "3"), ("waits 2 s", "1", "1"), ("waits 2 s", "3", "3")]
+        ("instant", "1", "1"), ("instant", "1", "1"), ("instant", "3", "3"), ("waits 2 s", "1", "1"), ("waits 2 s", "3", "3"),
+        # a run in three parts (the management tier, two zones): two MSs and the outside vantage, one login each
+        ("3 parts", "3", "3"), ("3 parts + 2 MS + outside", "6", "6")]
