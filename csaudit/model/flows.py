@@ -27,6 +27,7 @@ class Flow:
     probe: str
     citation: str
     notes: tuple[str, ...] = ()
+    self_allowed: bool = False  # a deny rule the target's own machine is exempt from (D01: its local tooling)
 
     @property
     def outside(self) -> bool:

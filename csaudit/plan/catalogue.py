@@ -27,7 +27,7 @@ CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
 OPTIONAL = (
     "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
-    "when", "probe", "note", "port_from",
+    "when", "probe", "note", "port_from", "self_allowed",
 )
 PORT_OPTIONS = {
     "api-port": "server.properties http.port",
@@ -88,6 +88,7 @@ class Rule:
     probe: str = "tcp"
     note: str | None = None
     port_from: str | None = None  # "setting:NAME" or "option:NAME"
+    self_allowed: bool = False  # deny rule: the target's own machine may use the port (local admin tooling)
 
 
 def default_catalogue_text() -> str:
@@ -158,6 +159,8 @@ def _rule(entry: dict, where: str) -> Rule:
     wrong = [p for p in protocols if p not in PROBE_PROTOCOLS.get(probe, protocols)]
     if wrong:
         raise ConfigError(f"{where}: probe {probe!r} cannot run over {'/'.join(wrong)}")
+    if "self_allowed" in entry and (entry["self_allowed"] is not True or expect != "closed"):
+        raise ConfigError(f"{where}: self_allowed = true is for deny rules (expect = \"closed\") only")
     port_from = entry.get("port_from")
     if port_from is not None:
         kind, _, name = str(port_from).partition(":")
@@ -188,6 +191,7 @@ def _rule(entry: dict, where: str) -> Rule:
         probe=probe,
         note=entry.get("note"),
         port_from=port_from,
+        self_allowed=entry.get("self_allowed", False),
     )
 
 

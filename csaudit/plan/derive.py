@@ -177,6 +177,7 @@ def derive_unit_flows(
                         probe=rule.probe,
                         citation=rule.citation,
                         notes=notes,
+                        self_allowed=rule.self_allowed,
                     )
                     flows.setdefault(flow.id, flow)
     return tuple(sorted(flows.values(), key=_flow_order))

@@ -4,6 +4,7 @@ service answers (exchange.py, udp.py). classify.py turns what they saw into obse
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from csaudit.model.flows import Flow
@@ -14,6 +15,15 @@ from csaudit.vantage.connect import family_of, tcp_connect_many
 from csaudit.vantage.exchange import exchange_many
 from csaudit.vantage.facts import CONNECTED
 from csaudit.vantage.listening import read_local
+
+
+def _loopback(address: str) -> bool:
+    """A loopback target means the cloud itself runs on this machine (the embedded lab), where this machine
+    stands for a client apart from it; a real MS is never on a loopback address."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class LocalVantage:
@@ -36,6 +46,9 @@ class LocalVantage:
             return Unverifiable("needs an outside vantage: give --outside-host [USER@]HOST, a machine outside the "
                                 "management network, or run csaudit there with --outside", Gap.NEEDS_OUTSIDE)
         if flow.source.role in ("user", "outside"):
+            if flow.self_allowed and self.owns(flow.target.address) and not _loopback(flow.target.address):
+                return Unverifiable(f"this machine is {flow.target.role} {flow.target.name} ({flow.target.address}), whose own "
+                                    "tools the rule allows: it is judged from the other vantages", Gap.NOT_JUDGEABLE)
             return ProbeTarget(flow.target.address, flow.port, flow.protocol, kind=flow.probe)
         if not flow.source.address:
             return Unverifiable(f"no address known for {flow.source.role} {flow.source.name}", Gap.NO_ADDRESS)

@@ -60,6 +60,8 @@ def test_a_minimal_entry_parses():
 @pytest.mark.parametrize("change,message", [
     (('hypervisors = ["any"]', 'hypervisors = ["any"]\ncolour = "red"'), "unknown key(s) ['colour']"),
     (('target = "db"', 'target = "mainframe"'), "unknown target role ['mainframe']"),
+    (('hypervisors = ["any"]', 'hypervisors = ["any"]\nself_allowed = true'), "self_allowed = true is for deny rules"),
+    (('hypervisors = ["any"]', 'hypervisors = ["any"]\noutside = true'), "'outside = true' is now written source = \"outside\""),
     (('protocol = "tcp"', 'protocol = "sctp"'), "unknown protocol ['sctp']"),
     (('expect = "open"', 'expect = "maybe"'), "expect must be 'open' or 'closed'"),
     (('ports = [3306]', 'ports = [70000]'), "is not a port"),

@@ -78,6 +78,15 @@ def test_local_vantage_plans_or_says_why_not():
     assert "UDP" in vantage.plan(flow(protocol="udp"), options)
     assert vantage.plan(flow(probe="none", notes=("qemu listens only during migration",)), options) == "qemu listens only during migration"
     assert "no address known for db dst" in vantage.plan(flow(target_address=None), options)
+    # Run on the MS a "closed to all but its own tools" rule targets: not judged from there (the others judge it);
+    # a loopback target is the embedded cloud on this machine, which stands for a client apart from it.
+    vantage._owned["192.0.2.10"] = True  # as if this machine were that MS (bind() would succeed there)
+    exempt = dataclasses.replace(flow(source_role="user", source_address=None, target_address="192.0.2.10"),
+                                 expect="closed", self_allowed=True)
+    assert "whose own tools the rule allows" in vantage.plan(exempt, options)
+    assert vantage.plan(exempt, options).gap == "not-judgeable"
+    assert isinstance(vantage.plan(dataclasses.replace(exempt, self_allowed=False), options), ProbeTarget)
+    assert isinstance(vantage.plan(dataclasses.replace(exempt, target=Endpoint("ms", "lab", "127.11.3.9")), options), ProbeTarget)
     outside = vantage.plan(flow(source_role="outside", source_address=None), options)
     assert "--outside-host" in outside and "--outside" in outside and outside.gap == "needs-outside"
     assert vantage.plan(flow(source_role="outside", source_address=None), ProbeOptions(outside=True)) == ProbeTarget("127.11.3.2", 9)
