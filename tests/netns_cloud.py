@@ -253,10 +253,10 @@ class RealisticCloud:
                                  ("esxi01", ESXI_FIREWALL), ("vcenter", VCENTER_FIREWALL), ("nfs", NFS_FIREWALL)):
             load_nft(self.ns[machine], ruleset)
         for machine, specs in SERVICES.items():
-            self._listeners.start(self.ns[machine], *specs)
+            self._listeners.serve(self.ns[machine], *specs)
+        self._listeners.start()
         self._keys()
         self._sshds()
-        self._listeners.wait_ready()
 
     def _wire(self) -> None:
         switch, router = self.ns["sw"], self.ns["rtr"]

@@ -15,7 +15,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is not an installed package
@@ -23,7 +22,7 @@ sys.path.insert(0, str(REPO))  # bench/ is not an installed package
 from bench.netns import namespaces, remove_stale, run  # noqa: E402
 from csaudit.lab import sshd  # noqa: E402
 
-READY_WAIT = 15.0  # seconds the listeners of every namespace may take to bind (Python start-up, on a busy machine)
+READY_WAIT = 15.0  # seconds the listeners may take to bind (a Python start-up, on a busy machine)
 BASH_ONLY_TOOLS = ("bash", "timeout", "date", "head", "cat", "base64", "wc")  # what the bash probe engine uses
 
 
@@ -111,38 +110,37 @@ def input_filter(table: str, rules: str, policy: str = "accept") -> str:
 
 
 class ServedPorts:
-    """The lab's protocol servers (tests/netns_listeners.py), one process per namespace; started together,
-    stopped by closing their stdin."""
+    """The lab's protocol servers (tests/netns_listeners.py) in every namespace that has some, served by one
+    process: `serve` says what, `start` starts it and waits until every socket listens, `stop` closes its stdin."""
 
     def __init__(self):
-        self._processes: list[tuple[str, subprocess.Popen]] = []
+        self._argv: list[str] = []
+        self._process: subprocess.Popen | None = None
 
-    def start(self, namespace: str, *specs: str) -> None:
-        process = subprocess.Popen([*exec_in(namespace), sys.executable, "-m", "tests.netns_listeners", *specs],
-                                   env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO),
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._processes.append((namespace, process))
+    def serve(self, namespace: str, *specs: str) -> None:
+        self._argv += ["--netns", namespace, *specs]
 
-    def wait_ready(self, timeout: float = READY_WAIT) -> None:
-        deadline = time.monotonic() + timeout
-        for namespace, process in self._processes:
-            ready, _, _ = select.select([process.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready or process.stdout.readline().strip() != "ready":
-                why = process.stderr.read() if process.poll() is not None else f"no answer within {timeout:g} s"
-                raise RuntimeError(f"listeners in {namespace} did not start: {why}")
+    def start(self, timeout: float = READY_WAIT) -> None:
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.netns_listeners", *self._argv],
+                                         env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=str(REPO),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self._process.stdout], [], [], timeout)
+        if not ready or self._process.stdout.readline().strip() != "ready":
+            why = self._process.stderr.read() if self._process.poll() is not None else f"no answer within {timeout:g} s"
+            raise RuntimeError(f"the listeners did not start: {why}")
 
     def stop(self) -> None:
-        for _, process in self._processes:
-            process.stdin.close()
-        for _, process in self._processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-            process.stdout.close()
-            process.stderr.close()
-        self._processes.clear()
+        if self._process is None:
+            return
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=5)
+        self._process.stdout.close()
+        self._process.stderr.close()
+        self._process = None
 
 
 def private_mounts(root: str | None = None, var_upper: pathlib.Path | None = None) -> list[str]:

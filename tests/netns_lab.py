@@ -120,11 +120,11 @@ class NetnsCloud:
         # The ports whose flows carry a protocol probe speak that protocol, so a remote vantage's probe meets
         # the right service; the MS API answers like a signed CloudStack API (401 to an unsigned request).
         ms, nfs, kvm = self.ip["ms"], self.ip["nfs"], self.ip["kvm01"]
-        self._listeners.start(self.ns["ms"], f"{ms}:8250=tls", f"{ms}:8080=api")
-        self._listeners.start(self.ns["nfs"], f"{nfs}:111=rpcbind", f"{nfs}:111/udp=rpcbind", f"{nfs}:2049=nfs")
+        self._listeners.serve(self.ns["ms"], f"{ms}:8250=tls", f"{ms}:8080=api")
+        self._listeners.serve(self.ns["nfs"], f"{nfs}:111=rpcbind", f"{nfs}:111/udp=rpcbind", f"{nfs}:2049=nfs")
         # two VM consoles: 5900, and 5907 (none of the five ports sampled of 5900-6100)
-        self._listeners.start(self.ns["kvm01"], f"{kvm}:5900=rfb", f"{kvm}:5907=rfb", f"{kvm}:16514=tls")
-        self._listeners.wait_ready()
+        self._listeners.serve(self.ns["kvm01"], f"{kvm}:5900=rfb", f"{kvm}:5907=rfb", f"{kvm}:16514=tls")
+        self._listeners.start()
         self._keys()
         self._sshd("kvm01", [(self.ip["kvm01"], 22)], [self.client_public], root_dir=str(self.workdir / "kvm01-root"))
         self._sshd("ms", [(self.ip["ms"], 22)], [self.client_public])
