@@ -73,9 +73,9 @@ from tests.netns_kit import (
 
 PREFIX = "csa15-"
 # What the cloud runs beyond Python and `ip` (a test that uses it marks itself netns and programs(*PROGRAMS)):
-# nft for the firewalls, sshd and ssh for every login and hop, unshare and mount (overlay) for private /root and
-# /var, the bash-only CPVM's coreutils.
-PROGRAMS = ("nft", "sshd", "ssh", "unshare", "mount", *BASH_ONLY_TOOLS)
+# nft for the firewalls, sysctl for the router's forwarding, sshd and ssh for every login and hop, unshare and
+# mount (overlay) for private /root and /var, the bash-only CPVM's coreutils.
+PROGRAMS = ("nft", "sysctl", "sshd", "ssh", "unshare", "mount", *BASH_ONLY_TOOLS)
 
 SEGMENTS = {"mgmt": "10.216.0", "stor": "10.217.0", "pub": "10.218.0"}  # /24 each; the router is .1 on each
 WORKSTATION_NET = "10.219.0"  # ws .10, the router .1
