@@ -1,12 +1,12 @@
 """Coverage where operators really run csaudit, in the realistic test cloud (tests/netns_cloud.py): network
 namespaces with segments, a router and host firewalls (nft), real sshd on the MSs, hosts, system VMs and an
-outside host, the services each port really has, and planted faults.
+outside host, the services each port really has, and six planted faults.
 
 csaudit runs as a program inside the cloud: from the workstation namespace (which owns none of the cloud's
 addresses) with SSH to the MSs, hosts and the outside host; and from ms1 with nothing but ms1's own keys. Each
-time: every planted fault is a failure seen from its true source, no other flow fails or errs, at least 95% of
-the flows get a verdict and the others stay unverified only where no vantage can judge them, each with its
-reason, and every vantage costs one SSH login.
+time: every planted fault is a failure seen from its true source, no other flow fails or errs, every verdict
+comes from the flow's own source, the flows no vantage can judge stay unverified with their reason (from the
+workstation: all but those, at least 95%), and every vantage costs one SSH login.
 
 Needs root, ip and tests.netns_cloud.PROGRAMS (`tests/run` installs them); without them these tests skip and
 say why, and under CI (or CSAUDIT_TESTS_REQUIRE_ALL=1) they fail (tests/conftest.py).
@@ -29,7 +29,7 @@ PROBE_OPTIONS = ("--format", "json", "--timeout", "1", "--ssh-timeout", "3")
 FAULTS = {
     "agent-dropped": {"F08:kvm02->ms2:8250/tcp": ("ssh:host/kvm02", "timeout")},
     "nfs-rejected": {"F23:s-1-VM->nfs-east:2049/tcp": ("ssh:systemvm/s-1-VM", "refused")},
-    # ms1's firewall opens 8096 to the management network; the router keeps the workstation out (D01 from it passes)
+    # ms1's firewall opens 8096 to the management network; the router keeps the workstation out (its D01 passes)
     "integration-open": {"D01:ms2->ms1:8096/tcp": ("ssh:ms/ms2", "open"),
                          "D01:kvm01->ms1:8096/tcp": ("ssh:host/kvm01", "open"),
                          "D01:kvm02->ms1:8096/tcp": ("ssh:host/kvm02", "open"),
@@ -37,10 +37,10 @@ FAULTS = {
     # 5900 answers RFB; the other sampled ports of the range are dropped
     "vnc-partly-open": {"F34:v-2-VM->kvm01:5900-6100/tcp": ("ssh:systemvm/v-2-VM", "timeout")},
     "agent-published": {"D02:outside->ms1:8250/tcp": (f"ssh:outside/{OUTSIDE}", "open")},
-    # the VMware SSVM is reached only with the MS key: through an MS session, or from an MS itself
+    # the VMware SSVM opens only to the MS key: reached through an MS session, or from an MS itself
     "vcenter-dropped": {"F27:s-5-VM->vcenter-west:443/tcp": ("ssh:systemvm/s-5-VM", "timeout")},
 }
-# What no vantage can judge, with why: the only flows a full run may leave unverified.
+# What no vantage can judge, and why: the only flows a run with every vantage may leave unverified.
 NO_VANTAGE_CAN_JUDGE = {
     # qemu listens on the migration range only during a migration: a connect cannot tell a firewall from an idle port
     "F41:kvm01->kvm02:49152-49216/tcp": "not-judgeable",
@@ -49,6 +49,7 @@ NO_VANTAGE_CAN_JUDGE = {
     "F30:v-2-VM->east internaldns1:53/udp": "vantage-unavailable",
 }
 COVERAGE_AT_LEAST = 0.95
+SYSTEM_VM_ROLES = ("ssvm", "cpvm", "vr")
 
 
 @pytest.fixture(scope="module")
@@ -71,102 +72,146 @@ def settings_file(cloud):
     return path
 
 
-def audit(cloud, machine: str, *options: str) -> dict:
-    done = cloud.csaudit(machine, "run", "--inventory", str(cloud.inventory_file), *PROBE_OPTIONS, *options)
-    assert done.returncode in (0, 1), done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
-    return json.loads(done.stdout)
+class Run:
+    """One csaudit run in a machine of the cloud: its JSON report and the SSH logins each sshd saw meanwhile."""
+
+    def __init__(self, cloud, machine: str, *options: str):
+        before = cloud.logins()
+        done = cloud.csaudit(machine, "run", "--inventory", str(cloud.inventory_file), *PROBE_OPTIONS, *options)
+        after = cloud.logins()
+        assert done.returncode in (0, 1), done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        self.document = json.loads(done.stdout)
+        self.flows = {flow["id"]: flow for flow in self.document["flows"]}
+        self.logins = {machine: after[machine] - before[machine] for machine in after}
+        self.last_login = {machine: (server.logins() or [""])[-1] for machine, server in cloud.sshds.items()}
+
+    def seen(self, fid: str):
+        flow = self.flows.get(fid)
+        return (flow["status"], flow["vantage"], flow["observed"]) if flow else "no such flow"
+
+    def unverified(self) -> dict[str, str]:
+        return {fid: f.get("gap") for fid, f in self.flows.items() if f["status"] == "unverified"}
 
 
-def by_id(document: dict) -> dict[str, dict]:
-    return {flow["id"]: flow for flow in document["flows"]}
+@pytest.fixture(scope="module")
+def from_workstation(cloud, settings_file):
+    # The workstation has no MS key: the VMware SSVM can be reached only from inside an MS session.
+    assert [p for p in MS_SYSTEMVM_KEYS if os.path.exists(os.path.expanduser(p))] == [], "this machine holds an MS key"
+    return Run(cloud, "ws", "--ssh-settings", str(settings_file), "--outside-host", f"root@{OUTSIDE}")
+
+
+@pytest.fixture(scope="module")
+def from_ms1(cloud):
+    """csaudit on ms1 as its root: no --ssh-settings, no key option. ms1's own flows are probed locally; its peer,
+    the hosts and the outside host over SSH with ms1's key; the VMware SSVM with the MS key at its default path."""
+    return Run(cloud, "ms1", "--outside-host", f"root@{OUTSIDE}")
 
 
 def planted(*leave_out: str) -> dict[str, tuple[str, str]]:
-    return {fid: seen for fault, flows in FAULTS.items() for fid, seen in flows.items() if fid not in leave_out}
+    return {fid: seen for flows in FAULTS.values() for fid, seen in flows.items() if fid not in leave_out}
 
 
-def assert_faults_found_and_nothing_else(document: dict, expected: dict[str, tuple[str, str]], may_stay_unverified) -> None:
-    flows = by_id(document)
-    # every planted fault, from its true source
-    assert {fid: (flows[fid]["status"], flows[fid]["vantage"], flows[fid]["observed"]) if fid in flows else "missing"
-            for fid in expected} == {fid: ("fail", vantage, observed) for fid, (vantage, observed) in expected.items()}
-    # no false verdict: whatever is not planted passes, or stays unverified where it may, with its reason
-    others = {fid: (f["status"], f.get("gap"), f["reason"]) for fid, f in flows.items()
-              if fid not in expected and f["status"] != "pass"}
-    unexpected = {fid: seen for fid, seen in others.items() if seen[0] != "unverified" or not may_stay_unverified(flows[fid])}
-    assert unexpected == {}
-    assert all(reason for _, _, reason in others.values())
+def true_source(flow: dict, here: str) -> str:
+    """The vantage that stands for a flow's source: the machine itself, over SSH, unless csaudit runs there."""
+    source = flow["source"]
+    if source["role"] == "user" or source["name"] == here:
+        return "local"
+    if source["role"] == "outside":
+        return f"ssh:outside/{OUTSIDE}"
+    kind = "systemvm" if source["role"] in SYSTEM_VM_ROLES else source["role"]
+    return f"ssh:{kind}/{source['name']}"
 
 
-def assert_coverage(document: dict, at_least: float = COVERAGE_AT_LEAST) -> dict:
-    coverage = document["summary"]["coverage"]
-    statuses = [f["status"] for f in document["flows"]]
-    assert coverage["flows"] == len(statuses)
-    assert coverage["verified"] == sum(s in ("pass", "fail", "waived") for s in statuses)
-    assert coverage["verified"] / coverage["flows"] >= at_least, coverage
-    return coverage
+def false_verdicts(run: Run, faults: dict, may_stay_unverified) -> dict:
+    """Every flow that is neither planted nor passes, unless it may stay unverified (with a reason)."""
+    return {fid: (f["status"], f.get("gap"), f["reason"]) for fid, f in run.flows.items()
+            if fid not in faults and f["status"] != "pass"
+            and not (f["status"] == "unverified" and f["reason"] and may_stay_unverified(f))}
 
 
-def test_from_the_workstation_every_fault_is_found_from_its_true_source_with_one_login_per_vantage(cloud, settings_file):
-    # The workstation has no MS key: the VMware SSVM can be reached only from inside an MS session.
-    assert [p for p in MS_SYSTEMVM_KEYS if os.path.exists(os.path.expanduser(p))] == [], "this machine holds an MS key"
-    before = cloud.logins()
-    document = audit(cloud, "ws", "--ssh-settings", str(settings_file), "--outside-host", f"root@{OUTSIDE}")
-    after = cloud.logins()
+# ---------------------------------------------------------------- from the workstation, with SSH to every vantage
 
-    assert_faults_found_and_nothing_else(document, planted(),
-                                         lambda flow: NO_VANTAGE_CAN_JUDGE.get(flow["id"]) == flow.get("gap"))
-    coverage = assert_coverage(document)
-    assert coverage["flows"] - coverage["verified"] == len(NO_VANTAGE_CAN_JUDGE)
-    flows = by_id(document)
+def test_from_the_workstation_every_planted_fault_is_found_from_its_true_source(from_workstation):
+    faults = planted()
+    assert {fid: from_workstation.seen(fid) for fid in faults} == \
+        {fid: ("fail", vantage, observed) for fid, (vantage, observed) in faults.items()}
+    flows = from_workstation.flows
     # The workstation's own D01 passes: the router keeps it away from 8096, which only the peers and hosts reach.
-    assert (flows["D01:this machine->ms1:8096/tcp"]["status"], flows["D01:this machine->ms1:8096/tcp"]["vantage"]) == ("pass", "local")
-    assert flows["D02:outside->ms2:8250/tcp"]["status"] == "pass"  # the router publishes ms1's agent port only
-    assert [p["port"] for p in flows["F34:v-2-VM->kvm01:5900-6100/tcp"]["sampled_ports"]] == [5900, 5950, 6000, 6050, 6100]
+    assert from_workstation.seen("D01:this machine->ms1:8096/tcp")[:2] == ("pass", "local")
+    assert from_workstation.seen("D02:outside->ms2:8250/tcp")[0] == "pass"  # the router publishes ms1's agent port only
+    assert from_workstation.seen("F34:v-2-VM->kvm02:5900-6100/tcp")[0] == "pass"  # kvm02 opens the whole range
+    assert [(p["port"], p["observed"]) for p in flows["F34:v-2-VM->kvm01:5900-6100/tcp"]["sampled_ports"]] == [
+        (5900, "open"), (5950, "timeout"), (6000, "timeout"), (6050, "timeout"), (6100, "timeout")]
+    assert flows["F34:v-2-VM->kvm01:5900-6100/tcp"]["service"] == "VNC"  # what answers 5900, read under bash
 
-    vantages = {v["name"]: v for v in document["vantages"]}
-    assert {name: v["state"] for name, v in vantages.items()} == dict.fromkeys(
+
+def test_from_the_workstation_no_false_verdict_and_every_verdict_from_the_flows_source(from_workstation):
+    assert false_verdicts(from_workstation, planted(), lambda f: NO_VANTAGE_CAN_JUDGE.get(f["id"]) == f.get("gap")) == {}
+    assert {fid: f["vantage"] for fid, f in from_workstation.flows.items() if f["vantage"] != true_source(f, "ws")
+            and f["status"] != "unverified"} == {}
+
+
+def test_from_the_workstation_all_but_what_no_vantage_can_judge_is_verified(from_workstation):
+    coverage = from_workstation.document["summary"]["coverage"]
+    assert from_workstation.unverified() == NO_VANTAGE_CAN_JUDGE
+    assert coverage["flows"] == len(from_workstation.flows)
+    assert coverage["verified"] == coverage["flows"] - len(NO_VANTAGE_CAN_JUDGE)
+    assert coverage["verified"] / coverage["flows"] >= COVERAGE_AT_LEAST, coverage
+    assert coverage["unverified"] == {"not-judgeable": 2, "vantage-unavailable": 1}
+
+
+def test_from_the_workstation_one_ssh_login_per_vantage(from_workstation):
+    states = {v["name"]: v["state"] for v in from_workstation.document["vantages"]}
+    assert states == dict.fromkeys(
         ("ssh:ms/ms1", "ssh:ms/ms2", "ssh:host/kvm01", "ssh:host/kvm02", "ssh:host/esxi01", f"ssh:outside/{OUTSIDE}",
          "ssh:systemvm/s-1-VM", "ssh:systemvm/v-2-VM", "ssh:systemvm/r-3-VM", "ssh:systemvm/s-5-VM", "local"), "ok")
-    # One login per vantage; the system VMs' sessions ride on their host's (KVM) or an MS's (VMware) login.
-    assert {machine: after[machine] - before[machine] for machine in after} == dict.fromkeys(after, 1)
-    assert any(f" from {ADDRESS[ms]} " in cloud.sshds["s-5-VM"].logins()[-1] for ms in ("ms1", "ms2"))
+    # One login each, though the run goes zone by zone; the system VMs' sessions ride on their host's (KVM) or an
+    # MS's (VMware: the workstation cannot reach its 3922, and holds no MS key) login.
+    assert from_workstation.logins == dict.fromkeys(from_workstation.logins, 1)
+    assert any(f" from {ADDRESS[ms]} " in from_workstation.last_login["s-5-VM"] for ms in ("ms1", "ms2"))
 
 
-def test_from_an_ms_with_only_its_own_keys_the_same_faults_are_found(cloud):
-    """csaudit on ms1, as its root: no --ssh-settings, no key option. ms1's own flows are probed locally, its peer,
-    the hosts and the outside host over SSH with ms1's key, the VMware SSVM with the MS key at its default path."""
-    before = cloud.logins()
-    document = audit(cloud, "ms1", "--outside-host", f"root@{OUTSIDE}")
-    after = cloud.logins()
+# ---------------------------------------------------------------- from ms1, with nothing but its own keys
 
-    # ESXi is no vantage without settings: its flows stay unverified (no-vantage), its D01 is not seen from there.
-    def may_stay_unverified(flow):
-        esxi = flow["source"]["name"] == "esxi01" and flow.get("gap") == "no-vantage"
-        return esxi or NO_VANTAGE_CAN_JUDGE.get(flow["id"]) == flow.get("gap")
+def ms1_may_leave_unverified(flow: dict) -> bool:
+    """ESXi is no vantage without settings (csaudit asks SSH of ESXi only when told). D01 from this machine to ms1
+    is ms1's own admin tooling reaching its own integration API, which is allowed: no verdict to give."""
+    esxi = flow["source"]["name"] == "esxi01" and flow.get("gap") == "no-vantage"
+    return esxi or flow["id"] == "D01:this machine->ms1:8096/tcp" or NO_VANTAGE_CAN_JUDGE.get(flow["id"]) == flow.get("gap")
 
-    assert_faults_found_and_nothing_else(document, planted("D01:esxi01->ms1:8096/tcp"), may_stay_unverified)
-    flows = by_id(document)
-    assert flows["F04:ms1->db:3306/tcp"]["vantage"] == "local" and flows["F04:ms2->db:3306/tcp"]["vantage"] == "ssh:ms/ms2"
-    assert flows["F03:ms1->ms1:8096/tcp"]["status"] == "pass"  # the integration API is open to ms1's own tooling
-    assert_coverage(document, at_least=0.9)
-    logins = {machine: after[machine] - before[machine] for machine in after}
-    assert logins == {**dict.fromkeys(after, 1), "ms1": 0, "esxi01": 0}  # csaudit is on ms1; ESXi is not asked
-    assert f" from {ADDRESS['ms1']} " in cloud.sshds["s-5-VM"].logins()[-1]  # ms1 opened 3922 itself
 
+def test_from_an_ms_with_only_its_own_keys_the_same_faults_are_found(from_ms1):
+    faults = planted("D01:esxi01->ms1:8096/tcp")  # ESXi is no vantage from there
+    assert {fid: from_ms1.seen(fid) for fid in faults} == \
+        {fid: ("fail", vantage, observed) for fid, (vantage, observed) in faults.items()}
+    assert from_ms1.seen("F03:ms1->ms1:8096/tcp")[:2] == ("pass", "local")  # ms1's own tooling reaches its integration API
+    assert f" from {ADDRESS['ms1']} " in from_ms1.last_login["s-5-VM"]  # ms1 opened 3922 itself, with its key
+
+
+def test_from_an_ms_no_false_verdict_and_every_verdict_from_the_flows_source(from_ms1):
+    assert false_verdicts(from_ms1, planted(), ms1_may_leave_unverified) == {}
+    assert {fid: f["vantage"] for fid, f in from_ms1.flows.items() if f["vantage"] != true_source(f, "ms1")
+            and f["status"] != "unverified"} == {}
+    assert set(from_ms1.unverified()) >= set(NO_VANTAGE_CAN_JUDGE)
+
+
+def test_from_an_ms_one_ssh_login_per_vantage(from_ms1):
+    # csaudit is on ms1 (no login there); ESXi is not asked
+    assert from_ms1.logins == {**dict.fromkeys(from_ms1.logins, 1), "ms1": 0, "esxi01": 0}
+
+
+# ---------------------------------------------------------------- without an outside vantage; the plan
 
 def test_without_an_outside_vantage_the_outside_deny_rules_stay_unverified_and_say_so(cloud):
-    document = audit(cloud, "ws", "--ssh-user", "root", "--ssh-key", str(cloud.operator_key),
-                     "--ssh-known-hosts", str(cloud.known_hosts))
-    outside = [f for f in document["flows"] if f["source"]["role"] == "outside"]
-    assert {f["rule"] for f in outside} >= {"D01", "D02", "D03", "D04", "D05", "D06", "D08"}
-    assert {(f["status"], f.get("gap")) for f in outside} == {("unverified", "needs-outside")}
-    assert document["summary"]["coverage"]["unverified"]["needs-outside"] == len(outside)
-    # the other faults are still found, from the same vantages
-    flows = by_id(document)
-    assert {fid: flows[fid]["status"] for fid in planted("D02:outside->ms1:8250/tcp", "D01:esxi01->ms1:8096/tcp")} == \
-        dict.fromkeys(planted("D02:outside->ms1:8250/tcp", "D01:esxi01->ms1:8096/tcp"), "fail")
+    run = Run(cloud, "ws", "--ssh-user", "root", "--ssh-key", str(cloud.operator_key), "--ssh-known-hosts", str(cloud.known_hosts))
+    outside = [f for f in run.document["flows"] if f["source"]["role"] == "outside"]
+    assert {f["rule"] for f in outside} == {"D01", "D02", "D03", "D04", "D05", "D06", "D08"}
+    assert {(f["status"], f["gap"]) for f in outside} == {("unverified", "needs-outside")}
+    assert run.document["summary"]["coverage"]["unverified"]["needs-outside"] == len(outside)
+    # the other faults are still found, from the same vantages (ESXi is not asked without settings)
+    faults = planted("D02:outside->ms1:8250/tcp", "D01:esxi01->ms1:8096/tcp")
+    assert {fid: run.seen(fid) for fid in faults} == {fid: ("fail", vantage, observed) for fid, (vantage, observed) in faults.items()}
 
 
 def test_the_plan_names_every_vantage_and_sends_nothing(cloud, settings_file):
