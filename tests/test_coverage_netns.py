@@ -141,8 +141,9 @@ def test_from_the_workstation_every_planted_fault_is_found_from_its_true_source(
     assert from_workstation.seen("D01:this machine->ms1:8096/tcp")[:2] == ("pass", "local")
     assert from_workstation.seen("D02:outside->ms2:8250/tcp")[0] == "pass"  # the router publishes ms1's agent port only
     assert from_workstation.seen("F34:v-2-VM->kvm02:5900-6100/tcp")[0] == "pass"  # kvm02 opens the whole range
+    # the spread sample, and 5901: a console listening on kvm01 (csaudit read it there, over kvm01's session)
     assert [(p["port"], p["observed"]) for p in flows["F34:v-2-VM->kvm01:5900-6100/tcp"]["sampled_ports"]] == [
-        (5900, "open"), (5950, "timeout"), (6000, "timeout"), (6050, "timeout"), (6100, "timeout")]
+        (5900, "open"), (5901, "open"), (5950, "timeout"), (6000, "timeout"), (6050, "timeout"), (6100, "timeout")]
     assert flows["F34:v-2-VM->kvm01:5900-6100/tcp"]["service"] == "VNC"  # what answers 5900, read under bash
 
 
