@@ -20,69 +20,28 @@ from __future__ import annotations
 import ipaddress
 import os
 import pathlib
-import select
-import shutil
-import subprocess
-import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # bench/ is not an installed package
-
-from bench.netns import namespaces, remove_stale, run  # noqa: E402
-from csaudit.collect.saved import inventory_to_dict  # noqa: E402
-from csaudit.lab import sshd  # noqa: E402
-from csaudit.model.inventory import Cluster, Host, ImageStore, Inventory, ManagementServer, Pod, Router, SystemVm, Zone  # noqa: E402
+from csaudit.collect.saved import inventory_to_dict
+from csaudit.lab import sshd
+from csaudit.model.inventory import Cluster, Host, ImageStore, Inventory, ManagementServer, Pod, Router, SystemVm, Zone
+from tests.netns_kit import (
+    BASH_ONLY_TOOLS,
+    Namespaces,
+    ServedPorts,
+    bash_only_bin,
+    input_filter,
+    load_nft,
+    run,
+    start_sshd,
+)
 
 PREFIX = "csa5-"
-LISTENER = r"""
-import socket, sys, threading
-from csaudit.lab.listeners import Listeners
-from csaudit.lab.services import Service
-# Ports whose flows carry a protocol probe speak that protocol (the lab's own servers), so a remote
-# vantage's probe meets the right service; the others just accept.
-KINDS = {8250: "tls", 16514: "tls", 111: "rpcbind", 2049: "nfs", 5900: "rfb", 5907: "rfb"}
-sockets = []; services = []
-for spec in sys.argv[1:]:
-    address, port = spec.rsplit(":", 1)
-    if int(port) in KINDS:
-        services.append(Service("netns", "lab", address, int(port), "tcp", KINDS[int(port)]))
-        if KINDS[int(port)] == "rpcbind":
-            services.append(Service("netns", "lab", address, int(port), "udp", "rpcbind"))
-        continue
-    sock = socket.socket(); sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address, int(port))); sock.listen(64); sockets.append(sock)
-# The MS API port answers like a signed CloudStack API (401 to an unsigned request), so the
-# local http-api probe of F01 has a real API to recognise; every other port just accepts.
-UNSIGNED = (b'HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n'
-            b'{"listcapabilitiesresponse":{"uuidList":[],"errorcode":401,"errortext":"unable to verify user credentials and/or request signature"}}')
-def answer(conn, port):
-    try:
-        if port == 8080:
-            conn.settimeout(2); conn.recv(4096); conn.sendall(UNSIGNED)
-    except OSError:
-        pass
-    conn.close()
-def serve(sock):
-    port = sock.getsockname()[1]
-    while True:
-        try:
-            conn, _ = sock.accept()
-        except OSError:
-            return
-        answer(conn, port)
-for sock in sockets:
-    threading.Thread(target=serve, args=(sock,), daemon=True).start()
-lab = Listeners(services); lab.bind_all(); lab.start()
-print("ready", flush=True)
-sys.stdin.read()  # serve until the test closes stdin, or dies
-lab.stop()
-"""
 
 
 # What the lab runs beyond Python and `ip` (a test that uses it marks itself netns and programs(*PROGRAMS)):
 # nft plants the faults, sshd serves every node, whose hop to a system VM runs ssh; unshare and mount give
 # a node its own /root; the CPVM's sessions have only bash and coreutils (timeout, date, head, cat, base64, wc).
-PROGRAMS = ("nft", "sshd", "ssh", "unshare", "mount", "bash", "timeout", "date", "head", "cat", "base64", "wc")
+PROGRAMS = ("nft", "sshd", "ssh", "unshare", "mount", *BASH_ONLY_TOOLS)
 
 
 class NetnsCloud:
@@ -95,15 +54,14 @@ class NetnsCloud:
         self.ip = {"root": host(1), "ms": host(10), "kvm01": host(21), "kvm02": host(22), "esxi01": host(31),
                    "nfs": host(40), "dns": host(53), "s-1-VM": host(101), "v-2-VM": host(102), "s-5-VM": host(105)}
         self.linklocal = {"kvm01": "169.254.0.1", "s-1-VM": "169.254.1.1", "v-2-VM": "169.254.1.2", "r-3-VM": "169.254.1.3"}
-        self.ns = {role: f"{PREFIX}{pid}-{role}" for role in ("lan", "ms", "nfs", "kvm01", "ssvm", "cpvm", "vmssvm")}
+        self.ns = Namespaces(PREFIX, ("lan", "ms", "nfs", "kvm01", "ssvm", "cpvm", "vmssvm"))
         self.root_if = f"c5{self.tag}r"
         self.sshds: dict[str, sshd.Sshd] = {}
-        self._listeners: list[subprocess.Popen] = []
+        self._listeners = ServedPorts()
         self.created = False
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> NetnsCloud:
-        remove_stale(PREFIX)
         if any(f" {self.net.network_address + 1}/" in line or f" {self.net}" in line
                for line in run("ip", "-4", "-o", "addr", "show").stdout.splitlines()):
             raise RuntimeError(f"{self.net} is already in use on this machine")
@@ -120,33 +78,20 @@ class NetnsCloud:
     def remove(self) -> None:
         for server in self.sshds.values():
             server.stop()
-        for process in self._listeners:
-            process.stdin.close()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-        self._listeners.clear()
-        for name in self.ns.values():
-            if name in namespaces():
-                for inside in run("ip", "netns", "pids", name, check=False).stdout.split():
-                    run("kill", "-KILL", inside, check=False)
-                run("ip", "netns", "del", name, check=False)
+        self._listeners.stop()
+        self.ns.remove()
         if run("ip", "link", "show", self.root_if, check=False).returncode == 0:
             run("ip", "link", "del", self.root_if, check=False)
 
     def leftovers(self) -> list[str]:
-        names = [n for n in self.ns.values() if n in namespaces()]
+        names = self.ns.leftovers()
         if run("ip", "link", "show", self.root_if, check=False).returncode == 0:
             names.append(self.root_if)
         return names
 
     # ------------------------------------------------------------ building
     def _create(self) -> None:
-        for name in self.ns.values():
-            run("ip", "netns", "add", name)
-            run("ip", "-n", name, "link", "set", "lo", "up")
+        self.ns.create()
         lan = self.ns["lan"]
         run("ip", "-n", lan, "link", "add", "br0", "type", "bridge")
         run("ip", "-n", lan, "link", "set", "br0", "up")
@@ -164,25 +109,29 @@ class NetnsCloud:
         run("ip", "-n", kvm, "link", "set", "cloud0", "up")
         for node, role in (("ssvm", "s-1-VM"), ("cpvm", "v-2-VM")):
             self._wire(kvm, f"v{node}", self.ns[node], "eth0", self.linklocal[role], 16, bridge="cloud0")
-        self._nft(self.ns["ms"], f"ip saddr {self.ip['kvm01']} tcp dport 8250 drop")
-        self._nft(self.ns["nfs"], f"ip saddr {self.ip['s-1-VM']} tcp dport 2049 reject with tcp reset")
+        load_nft(self.ns["ms"], input_filter("csaudit_lab", f"    ip saddr {self.ip['kvm01']} tcp dport 8250 drop\n"))
+        load_nft(self.ns["nfs"], input_filter("csaudit_lab", f"    ip saddr {self.ip['s-1-VM']} tcp dport 2049 reject with tcp reset\n"))
         # Safety: the lab's addresses must be reached over our veth, never over a real route.
         for role in ("ms", "kvm01", "kvm02", "s-5-VM"):
             route = run("ip", "-4", "-o", "route", "get", self.ip[role]).stdout
             if f" dev {self.root_if} " not in f"{route} ":
                 raise RuntimeError(f"{self.ip[role]} would not go over {self.root_if} ({route.strip()}); refusing")
         self.created = True
-        self._listen("ms", f"{self.ip['ms']}:8250", f"{self.ip['ms']}:8080")
-        self._listen("nfs", f"{self.ip['nfs']}:111", f"{self.ip['nfs']}:2049")
+        # The ports whose flows carry a protocol probe speak that protocol, so a remote vantage's probe meets
+        # the right service; the MS API answers like a signed CloudStack API (401 to an unsigned request).
+        ms, nfs, kvm = self.ip["ms"], self.ip["nfs"], self.ip["kvm01"]
+        self._listeners.serve(self.ns["ms"], f"{ms}:8250=tls", f"{ms}:8080=api")
+        self._listeners.serve(self.ns["nfs"], f"{nfs}:111=rpcbind", f"{nfs}:111/udp=rpcbind", f"{nfs}:2049=nfs")
         # two VM consoles: 5900, and 5907 (none of the five ports sampled of 5900-6100)
-        self._listen("kvm01", f"{self.ip['kvm01']}:5900", f"{self.ip['kvm01']}:5907", f"{self.ip['kvm01']}:16514")
+        self._listeners.serve(self.ns["kvm01"], f"{kvm}:5900=rfb", f"{kvm}:5907=rfb", f"{kvm}:16514=tls")
+        self._listeners.start()
         self._keys()
         self._sshd("kvm01", [(self.ip["kvm01"], 22)], [self.client_public], root_dir=str(self.workdir / "kvm01-root"))
         self._sshd("ms", [(self.ip["ms"], 22)], [self.client_public])
         self._sshd("ssvm", [(self.linklocal["s-1-VM"], 3922)], [self.cloud_public], root_dir=self._empty_root("ssvm"))
         # The CPVM's sessions see no python3 (PATH holds only bash and coreutils): its probes take the bash path.
         self._sshd("cpvm", [(self.linklocal["v-2-VM"], 3922)], [self.cloud_public], root_dir=self._empty_root("cpvm"),
-                   extra_config=(f"SetEnv PATH={self._bash_only_bin()}",))
+                   extra_config=(f"SetEnv PATH={bash_only_bin(self.workdir / 'bash-only-bin')}",))
         self._sshd("vmssvm", [(self.ip["s-5-VM"], 3922)], [self.ms_public], root_dir=self._empty_root("vmssvm"))
         self.known_hosts = self.workdir / "known_hosts"
         self.known_hosts.write_text("".join(f"{line}\n" for name in ("kvm01", "ms")
@@ -194,21 +143,6 @@ class NetnsCloud:
         run("ip", "-n", outer_ns, "link", "set", outer_name, "master", bridge, "up")
         run("ip", "-n", inner_ns, "addr", "add", f"{address}/{prefixlen}", "dev", inner)
         run("ip", "-n", inner_ns, "link", "set", inner, "up")
-
-    @staticmethod
-    def _nft(namespace: str, rule: str) -> None:
-        rules = ("table inet csaudit_lab {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
-                 f"    {rule}\n  }}\n}}\n")
-        run("ip", "netns", "exec", namespace, "nft", "-f", "-", stdin=rules)
-
-    def _listen(self, node: str, *specs: str) -> None:
-        process = subprocess.Popen(["ip", "netns", "exec", self.ns[node], sys.executable, "-c", LISTENER, *specs],
-                                   env={**os.environ, "PYTHONPATH": str(REPO)},
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._listeners.append(process)
-        ready, _, _ = select.select([process.stdout], [], [], 10)
-        if not ready or process.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"listeners in {node} did not start: {process.stderr.read() if process.poll() is not None else 'no answer'}")
 
     def _keys(self) -> None:
         """csaudit's key (hosts, jump host), the cloud key on kvm01's /root, the MS key for VMware."""
@@ -227,18 +161,9 @@ class NetnsCloud:
         folder.mkdir(mode=0o700)
         return str(folder)
 
-    def _bash_only_bin(self) -> str:
-        folder = self.workdir / "bash-only-bin"
-        folder.mkdir()
-        for tool in ("bash", "timeout", "date", "head", "cat", "base64", "wc"):
-            (folder / tool).symlink_to(shutil.which(tool))
-        return str(folder)
-
     def _sshd(self, node: str, listen, keys, root_dir: str | None = None, extra_config: tuple[str, ...] = ()) -> None:
-        server = sshd.Sshd(str(self.workdir / f"sshd-{node}"), listen, keys,
-                           prefix=["ip", "netns", "exec", self.ns[node]], root_dir=root_dir, extra_config=extra_config)
-        self.sshds[node] = server
-        server.start()
+        self.sshds[node] = start_sshd(self.workdir / f"sshd-{node}", self.ns[node], listen, keys,
+                                      root_dir=root_dir, extra_config=extra_config)
 
     # ------------------------------------------------------------ the cloud as CloudStack would list it
     def inventory(self) -> dict:
