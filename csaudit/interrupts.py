@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM: while probing, stop cleanly and keep what was measured; before, give up."""
+"""Ctrl-C and SIGTERM: while probing, stop cleanly and keep what was measured; before, give up.
+A command that runs until stopped turns SIGTERM into a stop request (stop_on_sigterm)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,13 @@ class Interrupts:
             yield
         finally:
             self.probing = False
+
+
+def stop_on_sigterm(stop: threading.Event):
+    """For a command that runs until stopped (`lab serve`, `serve`): SIGTERM sets `stop` instead of
+    killing the process, so it shuts down cleanly; Ctrl-C stays KeyboardInterrupt. Returns the
+    function that puts the previous handler back. Handlers can only be set from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return lambda: signal.signal(signal.SIGTERM, previous)
