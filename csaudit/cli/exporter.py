@@ -31,11 +31,12 @@ from prometheus_client.process_collector import ProcessCollector
 
 from csaudit import __version__
 from csaudit.model.errors import UsageError
-from csaudit.report.prometheus import audit_families, build_info
+from csaudit.report.prometheus import Families, audit_families, build_info
 
 log = logging.getLogger("csaudit")
 
 READ_CHUNK = 1 << 20
+_OPENMETRICS_END = b"# EOF\n"
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request: a silent one cannot hold a thread, nor the shutdown
 
 
@@ -47,6 +48,7 @@ class AuditRecord:
         self.interval = interval
         self._lock = threading.Lock()
         self._families: tuple[Metric, ...] = ()
+        self._encoded: dict[str, bytes] = {}  # content type -> the last audit's families in it, made at the first scrape
         self._report: io.BufferedRandom | None = None
         self._report_size = 0
         self._finished_at: str | None = None
@@ -84,6 +86,7 @@ class AuditRecord:
         with self._lock:
             previous = self._report
             self._families, self._report, self._report_size = families, report, report.tell()
+            self._encoded = {}
             self._finished_at = head["generated_at"]
             self._audits += 1
             self._api_up = self._last_success = True
@@ -115,10 +118,32 @@ class AuditRecord:
             self._report = None
 
     # ------------------------------------------------------------ the request threads' side
-    def collect(self) -> Iterator[Metric]:
-        """The prometheus_client Collector protocol: the server's health, then the last audit's metrics."""
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """/metrics in the format the scraper accepts: the server's health, made for each scrape,
+        then the last audit's metrics, encoded once per audit and format."""
+        encoder, content_type = choose_encoder(accept)
+        health = encoder(Families(self._health()))
         with self._lock:
-            families, audits, failures = self._families, self._audits, self._failures
+            families, audit = self._families, self._encoded.get(content_type)
+        if audit is None:
+            audit = encoder(Families(families))
+            with self._lock:
+                if self._families is families:  # not replaced by a newer audit meanwhile
+                    self._encoded[content_type] = audit
+        if health.endswith(_OPENMETRICS_END):  # OpenMetrics ends the whole exposition once
+            health = health[:-len(_OPENMETRICS_END)]
+        return health + audit, content_type
+
+    def collect(self) -> Iterator[Metric]:
+        """The prometheus_client Collector protocol: everything /metrics shows."""
+        with self._lock:
+            families = self._families
+        yield from self._health()
+        yield from families
+
+    def _health(self) -> Iterator[Metric]:
+        with self._lock:
+            audits, failures = self._audits, self._failures
             api_up, last_success, running = self._api_up, self._last_success, self._running
         yield build_info(__version__)
         if api_up is not None:
@@ -131,7 +156,6 @@ class AuditRecord:
         yield _gauge("csaudit_audit_running", "Whether an audit is running now (1) or not (0).", int(running))
         yield _gauge("csaudit_audit_interval_seconds", "Seconds between the starts of two audits (--interval).", self.interval)
         yield from self._process.collect()
-        yield from families
 
     @contextlib.contextmanager
     def report(self) -> Iterator[tuple[int, int] | None]:
@@ -182,8 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
             route(body)
 
     def _metrics(self, body: bool) -> None:
-        encoder, content_type = choose_encoder(self.headers.get("Accept"))
-        self._send(200, content_type, encoder(self.server.record), body)
+        data, content_type = self.server.record.exposition(self.headers.get("Accept"))
+        self._send(200, content_type, data, body)
 
     def _report(self, body: bool) -> None:
         with self.server.record.report() as opened:
@@ -220,7 +244,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         self.end_headers()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args) -> None:  # the base class names it `format`
         log.debug("http: %s %s", self.address_string(), format % args)
 
 

@@ -69,10 +69,13 @@ def serve(request: AuditRequest, listen: tuple[str, int], interval: float, env: 
 def _check_configuration(request: AuditRequest) -> None:
     """What would make every audit fail the same way is a usage error at the start, not a metric."""
     from csaudit.collect.config import load_api_config
+    from csaudit.collect.saved import load_inventory
     from csaudit.plan.catalogue import load_catalogue
 
     load_catalogue(request.catalogue_file)
-    if request.inventory_file is None and request.api_config is None:
+    if request.inventory_file is not None:
+        load_inventory(request.inventory_file)
+    elif request.api_config is None:
         load_api_config(request.endpoint, request.region)
 
 
@@ -86,7 +89,7 @@ def audit_until_stopped(request: AuditRequest, record, env: Environment, stop: t
         except CsauditError as error:
             record.failed(error.message, api_down=isinstance(error, ApiError))
             env.log(f"csaudit: audit failed: {error.message}")
-        except Exception as error:  # noqa: BLE001 (a defect must not take the server down: it is one failed audit)
+        except Exception as error:  # a defect must not take the server down: it is one failed audit
             record.failed(f"{type(error).__name__}: {error}", api_down=False)
             env.log(f"csaudit: audit failed unexpectedly: {type(error).__name__}: {error}")
         else:
