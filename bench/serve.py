@@ -152,6 +152,7 @@ def measure(cycles: int, interval: float, timeout: float, poll: float, workdir: 
                 time.sleep(poll)
             wall = time.monotonic() - started
             failures = value(scraped, "csaudit_audit_failures_total")
+            flows = sum(v for (name, _), v in scraped.items() if name == "csaudit_flows")
             code = serve.stop()
     if audits < cycles:
         problems.append(f"only {audits:g} of {cycles} audits completed")
@@ -161,7 +162,7 @@ def measure(cycles: int, interval: float, timeout: float, poll: float, workdir: 
         problems.append(f"csaudit serve exited {code} on SIGTERM")
     if not latencies["idle"] or not latencies["audit running"]:
         problems.append("no scrape landed " + ("while idle" if not latencies["idle"] else "during an audit"))
-    result = {"cycles": cycles, "wall": wall, "scrapes": scrapes, "at": at, "latencies": latencies, "interval": interval,
+    result = {"cycles": cycles, "flows": flows, "wall": wall, "scrapes": scrapes, "at": at, "latencies": latencies, "interval": interval,
               "timeout": timeout}
     return result, not problems, problems
 
@@ -176,7 +177,7 @@ def _ms(values: list[float]) -> str:
 
 def rows(result: dict) -> list[list[str]]:
     at, cycles = result["at"], result["cycles"]
-    table = [["audit cycles (demo cloud, 177 flows)", f"{cycles} in {result['wall']:.1f} s, --interval {result['interval']:g}, "
+    table = [[f"audit cycles (demo cloud, {result['flows']:g} flows)", f"{cycles} in {result['wall']:.1f} s, --interval {result['interval']:g}, "
               f"--timeout {result['timeout']:g}, {result['scrapes']} scrapes"]]
     if 1 in at and cycles in at and cycles > 1:
         cpu = (at[cycles][0] - at[1][0]) / (cycles - 1)
