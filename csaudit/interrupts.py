@@ -1,5 +1,5 @@
 """Ctrl-C and SIGTERM: while probing, stop cleanly and keep what was measured; before, give up.
-A command that runs until stopped turns SIGTERM into a stop request (stop_on_sigterm)."""
+A command that runs until stopped turns signals into a stop request (stop_on_signals)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ class Interrupts:
     signal raises KeyboardInterrupt, since nothing was measured yet.
     """
 
-    def __init__(self):
-        self.stop = threading.Event()
+    def __init__(self, stop: threading.Event | None = None):
+        self.stop = stop or threading.Event()  # the caller's, when it must learn of a signal whatever happens to the exception
         self.probing = False
 
     def _handler(self, signum, frame):
@@ -46,11 +46,17 @@ class Interrupts:
             self.probing = False
 
 
-def stop_on_sigterm(stop: threading.Event):
-    """For a command that runs until stopped (`lab serve`, `serve`): SIGTERM sets `stop` instead of
-    killing the process, so it shuts down cleanly; Ctrl-C stays KeyboardInterrupt. Returns the
-    function that puts the previous handler back. Handlers can only be set from the main thread."""
+def stop_on_signals(stop: threading.Event, signums=(signal.SIGTERM,)):
+    """For a command that runs until stopped (`lab serve`, `serve`): these signals (SIGTERM unless told
+    otherwise; Ctrl-C then stays KeyboardInterrupt) set `stop` instead of ending the process, so it shuts
+    down cleanly. Returns the function that puts the previous handlers back. Handlers can only be set
+    from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signums}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    return restore

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
+import threading
 import time
 from collections import Counter
 from typing import TextIO
@@ -125,12 +126,13 @@ class AuditOutcome:
         return ExitStatus.OK
 
 
-def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
+def run_audit(request: AuditRequest, env: Environment, stop: threading.Event | None = None) -> AuditOutcome:
     """Zone by zone (derive.audit_units): derive, probe, judge, then append to the result log, so
-    memory holds one zone's flows at a time however large the cloud."""
+    memory holds one zone's flows at a time however large the cloud. `stop`: the caller's stop
+    request (`serve`), which Ctrl-C and SIGTERM set during the run; set before, probing stops at once."""
     started = time.monotonic()
     deadline = started + request.deadline if request.deadline else None
-    interrupts = Interrupts()
+    interrupts = Interrupts(stop)
     log = ResultLog()
     states: list[VantageState] = []
     findings: list[Finding] = []

@@ -30,7 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 
 from csaudit import __version__
-from csaudit.model.errors import UsageError
+from csaudit.model.errors import CsauditError, UsageError
 from csaudit.report.prometheus import Families, audit_families, build_info
 
 log = logging.getLogger("csaudit")
@@ -77,9 +77,11 @@ class AuditRecord:
             outcome.write("json", text)
             text.flush()
             text.detach()
-        except BaseException:
+        except BaseException as error:
             if report is not None:
                 report.close()
+            if isinstance(error, OSError):  # an audit that cannot be kept is a failed one, said in one line
+                raise CsauditError(f"cannot keep the report in a temporary file ({tempfile.gettempdir()}): {error.strerror}") from None
             raise
         finally:
             outcome.results.close()

@@ -8,7 +8,7 @@ import os
 import threading
 import time
 
-from csaudit.interrupts import stop_on_sigterm
+from csaudit.interrupts import stop_on_signals
 from csaudit.model.environment import Environment
 from csaudit.model.errors import UsageError
 from csaudit.model.exitcodes import ExitStatus
@@ -21,7 +21,7 @@ def cmd_serve(args: argparse.Namespace, env: Environment) -> int:
 
     topology = load_topology(_path(env, args.topology)) if args.topology else default_topology()
     stop = threading.Event()
-    restore = stop_on_sigterm(stop)
+    restore = stop_on_signals(stop)
     try:
         with Lab(topology) as lab:
             try:

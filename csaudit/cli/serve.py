@@ -9,10 +9,11 @@ Ctrl-C stops it: the audit under way is dropped, the responses under way finish,
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
-from csaudit.interrupts import stop_on_sigterm
+from csaudit.interrupts import stop_on_signals
 from csaudit.model.environment import Environment
 from csaudit.model.errors import ApiError, CsauditError
 from csaudit.model.exitcodes import ExitStatus
@@ -48,14 +49,14 @@ def serve(request: AuditRequest, listen: tuple[str, int], interval: float, env: 
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     env.log(f"csaudit: serving http://{where}/metrics, /report.json and /healthz; an audit every {interval:g} s")
     stop = threading.Event()
-    restore = stop_on_sigterm(stop)
+    restore = stop_on_signals(stop, (signal.SIGTERM, signal.SIGINT))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": _POLL_SECONDS},
                               name="csaudit-http", daemon=True)
     thread.start()
     try:
         audit_until_stopped(request, record, env, stop, interval)
     except KeyboardInterrupt:
-        pass  # Ctrl-C, or SIGTERM while an audit read the API: the usual ways to stop a server
+        pass  # Ctrl-C or SIGTERM while an audit read the API (the run's own handlers raise it): a stop
     finally:
         restore()
         server.shutdown()
@@ -80,22 +81,26 @@ def _check_configuration(request: AuditRequest) -> None:
 
 
 def audit_until_stopped(request: AuditRequest, record, env: Environment, stop: threading.Event, interval: float) -> None:
-    """One audit at a time, one starting every `interval` seconds (at once when the last took longer)."""
+    """One audit at a time, one starting every `interval` seconds (at once when the last took longer).
+    A signal sets `stop`, during an audit too (run_audit's handlers set the event they are given), so
+    the loop ends even when the KeyboardInterrupt a signal raised was lost (raised in a finalizer)."""
     while not stop.is_set():
         began = time.monotonic()
         record.started()
         try:
-            outcome = run_audit(request, env)
+            outcome = run_audit(request, env, stop)
+            if outcome.interrupted:  # SIGTERM or Ctrl-C while probing: a partial audit is not published
+                outcome.results.close()
+                record.abandoned()
+                return
+            record.succeeded(outcome)
         except CsauditError as error:
             record.failed(error.message, api_down=isinstance(error, ApiError))
             env.log(f"csaudit: audit failed: {error.message}")
         except Exception as error:  # a defect must not take the server down: it is one failed audit
             record.failed(f"{type(error).__name__}: {error}", api_down=False)
             env.log(f"csaudit: audit failed unexpectedly: {type(error).__name__}: {error}")
-        else:
-            if outcome.interrupted:  # SIGTERM or Ctrl-C while probing: a partial audit is not published
-                outcome.results.close()
-                record.abandoned()
-                return
-            record.succeeded(outcome)
+        if stop.is_set():
+            record.abandoned()
+            return
         stop.wait(max(0.0, interval - (time.monotonic() - began)))
