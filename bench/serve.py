@@ -123,7 +123,7 @@ def measure(cycles: int, interval: float, timeout: float, poll: float, workdir: 
     from csaudit.lab import Lab, default_topology
 
     problems: list[str] = []
-    milestones = sorted({1, *(m for m in (10, 50) if m < cycles), cycles})
+    milestones = sorted({1, *(m for m in (10, 50, *range(100, cycles, 100)) if m < cycles), cycles})
     at: dict[int, tuple[float, int]] = {}  # cycle -> (CPU s, RSS bytes) when the counter reached it
     latencies = {"idle": [], "audit running": []}
     scrapes = 0

@@ -37,6 +37,10 @@ log = logging.getLogger("csaudit")
 
 READ_CHUNK = 1 << 20
 _OPENMETRICS_END = b"# EOF\n"
+# What curl and Prometheus (2.x) ask for: the last audit is encoded in these formats when it is published,
+# so that no scrape pays for it; another format is encoded at its first scrape.
+_USUAL_ACCEPTS = (None, "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                        "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
 REQUEST_TIMEOUT = 10.0  # seconds a client may take to send its request: a silent one cannot hold a thread, nor the shutdown
 
 
@@ -48,7 +52,7 @@ class AuditRecord:
         self.interval = interval
         self._lock = threading.Lock()
         self._families: tuple[Metric, ...] = ()
-        self._encoded: dict[str, bytes] = {}  # content type -> the last audit's families in it, made at the first scrape
+        self._encoded: dict[str, bytes] = {}  # content type -> the last audit's families in it
         self._report: io.BufferedRandom | None = None
         self._report_size = 0
         self._finished_at: str | None = None
@@ -72,6 +76,7 @@ class AuditRecord:
         try:
             head = outcome.head()
             families = tuple(audit_families(head, iter(outcome.results)))
+            encoded = dict(_encode(families, accept) for accept in _USUAL_ACCEPTS)
             report = tempfile.TemporaryFile()  # unlinked at once
             text = io.TextIOWrapper(report, encoding="utf-8", newline="")
             outcome.write("json", text)
@@ -88,7 +93,7 @@ class AuditRecord:
         with self._lock:
             previous = self._report
             self._families, self._report, self._report_size = families, report, report.tell()
-            self._encoded = {}
+            self._encoded = encoded
             self._finished_at = head["generated_at"]
             self._audits += 1
             self._api_up = self._last_success = True
@@ -128,7 +133,7 @@ class AuditRecord:
         with self._lock:
             families, audit = self._families, self._encoded.get(content_type)
         if audit is None:
-            audit = encoder(Families(families))
+            content_type, audit = _encode(families, accept)
             with self._lock:
                 if self._families is families:  # not replaced by a newer audit meanwhile
                     self._encoded[content_type] = audit
@@ -178,6 +183,11 @@ class AuditRecord:
         with self._lock:
             return {"status": "ok", "version": __version__, "audit_running": self._running, "audits": self._audits,
                     "failures": self._failures, "last_audit": self._finished_at, "last_error": self._last_error}
+
+
+def _encode(families, accept: str | None) -> tuple[str, bytes]:
+    encoder, content_type = choose_encoder(accept)
+    return content_type, encoder(Families(families))
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
