@@ -13,16 +13,20 @@ class Interrupts:
 
     During probing a signal only sets `stop`: the engine drops what is in flight, the flows not
     yet probed stay unverified, and the partial report is still written. Outside probing a
-    signal raises KeyboardInterrupt, since nothing was measured yet.
+    signal raises KeyboardInterrupt, since nothing was measured yet; unless the caller handed in
+    its own `stop` (`serve`): then a signal only sets it, the run goes on to its probing, which
+    stops at once, and the caller sees the run interrupted. An exception raised by a signal can
+    be lost (Python only notes it when it lands in a finalizer); an event cannot.
     """
 
     def __init__(self, stop: threading.Event | None = None):
-        self.stop = stop or threading.Event()  # the caller's, when it must learn of a signal whatever happens to the exception
+        self.stop = stop or threading.Event()
+        self.raises = stop is None
         self.probing = False
 
     def _handler(self, signum, frame):
         self.stop.set()
-        if not self.probing:
+        if self.raises and not self.probing:
             raise KeyboardInterrupt
 
     @contextlib.contextmanager

@@ -129,7 +129,8 @@ class AuditOutcome:
 def run_audit(request: AuditRequest, env: Environment, stop: threading.Event | None = None) -> AuditOutcome:
     """Zone by zone (derive.audit_units): derive, probe, judge, then append to the result log, so
     memory holds one zone's flows at a time however large the cloud. `stop`: the caller's stop
-    request (`serve`), which Ctrl-C and SIGTERM set during the run; set before, probing stops at once."""
+    request (`serve`): Ctrl-C and SIGTERM set it during the run instead of raising KeyboardInterrupt
+    (csaudit/interrupts.py), and once it is set, probing stops at once and the run is interrupted."""
     started = time.monotonic()
     deadline = started + request.deadline if request.deadline else None
     interrupts = Interrupts(stop)

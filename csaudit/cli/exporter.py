@@ -153,11 +153,12 @@ class AuditRecord:
             audits, failures = self._audits, self._failures
             api_up, last_success, running = self._api_up, self._last_success, self._running
         yield build_info(__version__)
-        if api_up is not None:
+        if api_up is not None:  # absent until an attempt said something of the API
             yield _gauge("csaudit_api_up", "Whether the last audit attempt could read the CloudStack API (1) or not (0).",
                          int(api_up))
+        if last_success is not None:  # absent until an attempt ended
             yield _gauge("csaudit_last_audit_success", "Whether the last audit attempt completed (1) or failed (0).",
-                         int(bool(last_success)))
+                         int(last_success))
         yield _counter("csaudit_audits", "Audit attempts that ended, completed or failed.", audits)
         yield _counter("csaudit_audit_failures", "Audit attempts that failed (API unreachable, a bad answer, ...).", failures)
         yield _gauge("csaudit_audit_running", "Whether an audit is running now (1) or not (0).", int(running))

@@ -4,7 +4,8 @@ The audits run one after the other in the main thread, through the same pipeline
 (so Ctrl-C and SIGTERM reach them as they reach a run); the HTTP server (csaudit/cli/exporter.py)
 answers in threads of its own and never waits for an audit. An audit that fails (the API down, a
 bad answer) is counted, logged in one line and shown in the metrics; the server goes on. SIGTERM or
-Ctrl-C stops it: the audit under way is dropped, the responses under way finish, exit 0.
+Ctrl-C stops it: the audit under way stops at its probing (an API read under way first ends, within the
+API client's timeouts) and is dropped, the responses under way finish, exit 0.
 """
 
 from __future__ import annotations
@@ -55,8 +56,6 @@ def serve(request: AuditRequest, listen: tuple[str, int], interval: float, env: 
     thread.start()
     try:
         audit_until_stopped(request, record, env, stop, interval)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C or SIGTERM while an audit read the API (the run's own handlers raise it): a stop
     finally:
         restore()
         server.shutdown()
@@ -82,8 +81,8 @@ def _check_configuration(request: AuditRequest) -> None:
 
 def audit_until_stopped(request: AuditRequest, record, env: Environment, stop: threading.Event, interval: float) -> None:
     """One audit at a time, one starting every `interval` seconds (at once when the last took longer).
-    A signal sets `stop`, during an audit too (run_audit's handlers set the event they are given), so
-    the loop ends even when the KeyboardInterrupt a signal raised was lost (raised in a finalizer)."""
+    SIGTERM and Ctrl-C set `stop`, during an audit too (run_audit's handlers set the event they are
+    given, and raise nothing): the audit under way ends at its probing, and the loop with it."""
     while not stop.is_set():
         began = time.monotonic()
         record.started()

@@ -35,22 +35,6 @@ def wait_for(condition, timeout: float, step: float = 0.1):
         time.sleep(step)
 
 
-def tracebacks(log: str) -> list[str]:
-    """The tracebacks in a log, but for Python's own note of a KeyboardInterrupt raised inside a finalizer
-    ("Exception ignored in ..."): a signal's exception can be lost there, the stop it asked for is not
-    (csaudit/cli/serve.py: the signal also sets the stop event)."""
-    lines, found = log.splitlines(), []
-    for start, line in enumerate(lines):
-        if line.startswith("Traceback (most recent call last)"):
-            end = start + 1
-            while end < len(lines) and lines[end].startswith(" "):  # the frames, then the exception's line
-                end += 1
-            ignored = start > 0 and lines[start - 1].startswith("Exception ignored in")
-            if not (ignored and end < len(lines) and lines[end].startswith("KeyboardInterrupt")):
-                found.append("\n".join(lines[start:end + 1]))
-    return found
-
-
 def audits_done(serve, count):
     scraped = serve.metrics()
     return scraped if (value(scraped, "csaudit_audits_total") or 0) >= count else None
@@ -98,7 +82,7 @@ def test_each_audit_is_served_as_metrics_that_equal_its_json_report(tmp_path, ap
         assert {"csaudit_audits", "csaudit_flows", "csaudit_flow_problem", "csaudit_build_info"} <= set(families)
         assert serve.stop(signal.SIGTERM) == 0
     log = serve.log()
-    assert "csaudit: stopped" in log and tracebacks(log) == []
+    assert "csaudit: stopped" in log and "Traceback" not in log
     assert log.count("csaudit: serving http://127.0.0.1:") == 1
 
 
@@ -123,7 +107,7 @@ def test_an_audit_that_fails_is_a_metric_and_a_log_line_and_the_server_goes_on(t
         assert serve.stop(signal.SIGINT) == 0  # Ctrl-C: a clean stop too
     log = serve.log()
     failures = [line for line in log.splitlines() if line.startswith("csaudit: audit failed: ")]
-    assert len(failures) >= 2 and tracebacks(log) == [] and "csaudit: stopped" in log
+    assert len(failures) >= 2 and "Traceback" not in log and "csaudit: stopped" in log
 
 
 def test_sigterm_lets_the_response_under_way_finish_and_stops_the_audit_under_way(tmp_path, filtered_port):
@@ -146,7 +130,7 @@ def test_sigterm_lets_the_response_under_way_finish_and_stops_the_audit_under_wa
         assert answer.startswith(b"HTTP/1.0 200") and json.loads(answer.split(b"\r\n\r\n", 1)[1])["status"] == "ok"
         assert serve.process.wait(15) == 0
         assert time.monotonic() - stopping < 10  # the probe's 20 s timeout was not waited out
-    assert "csaudit: stopped" in serve.log() and tracebacks(serve.log()) == []
+    assert "csaudit: stopped" in serve.log() and "Traceback" not in serve.log()
 
 
 @pytest.mark.parametrize("listen, message", [
@@ -198,18 +182,18 @@ def test_the_listen_address_defaults_to_loopback_and_help_names_serve(cli):
     assert "[--format" not in help_text and "--dry-run" not in help_text and "--strict" not in help_text
 
 
-def test_tracebacks_are_found_but_a_lost_keyboard_interrupt():
-    lost = "Exception ignored in: <generator object x at 0x1>\nTraceback (most recent call last):\n  File \"a.py\"\nKeyboardInterrupt: \n"
-    real = "Traceback (most recent call last):\n  File \"b.py\"\nValueError: x\n"
-    assert tracebacks("csaudit: serving\n" + lost + "csaudit: stopped\n") == []
-    assert tracebacks(lost + real) == [real.rstrip("\n")]
+def test_a_first_attempt_that_fails_elsewhere_than_the_api_says_so_and_nothing_of_the_api():
+    record = AuditRecord(interval=60)
+    record.failed("cannot keep the report in a temporary file (/tmp): No space left on device", api_down=False)
+    scraped = samples(record.exposition(None)[0].decode())
+    assert value(scraped, "csaudit_last_audit_success") == 0 and value(scraped, "csaudit_api_up") is None
 
 
 def test_the_record_before_any_audit_and_after_a_failure():
     record = AuditRecord(interval=60)
     before = samples(record.exposition(None)[0].decode())
     assert value(before, "csaudit_audits_total") == 0 and value(before, "csaudit_audit_running") == 0
-    assert value(before, "csaudit_api_up") is None  # no attempt has ended: nothing to say yet
+    assert value(before, "csaudit_api_up") is value(before, "csaudit_last_audit_success") is None  # no attempt has ended yet
     with record.report() as opened:
         assert opened is None
     record.started()
@@ -224,8 +208,9 @@ def test_the_record_before_any_audit_and_after_a_failure():
 
 
 def test_a_stop_requested_before_an_audit_leaves_every_flow_unprobed(tmp_path, filtered_port):
-    """serve hands its stop event to run_audit: a signal that came at any moment (its KeyboardInterrupt
-    lost or not) ends the audit under way at its next probe, instead of after the whole audit."""
+    """serve hands its stop event to run_audit, which signals set instead of raising KeyboardInterrupt
+    (an exception a signal raises can be lost in a finalizer; seen here once in 15 runs): a stop asked
+    at any moment ends the audit under way at its probing, instead of after the whole audit."""
     import io
     import threading
 
