@@ -1,7 +1,7 @@
 """`csaudit serve`: audit the cloud on a schedule and serve the last completed audit to Prometheus.
 
 The audits run one after the other in the main thread, through the same pipeline as `csaudit run`
-(so Ctrl-C and SIGTERM reach them as they reach a run); the HTTP server (csaudit/cli/exporter.py)
+(whose signal handlers set serve's stop event); the HTTP server (csaudit/cli/exporter.py)
 answers in threads of its own and never waits for an audit. An audit that fails (the API down, a
 bad answer) is counted, logged in one line and shown in the metrics; the server goes on. SIGTERM or
 Ctrl-C stops it: the audit under way stops at its probing (an API read under way first ends, within the
