@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import io
+import threading
 import time
 from collections import Counter
 from typing import TextIO
@@ -88,19 +89,24 @@ class AuditOutcome:
     findings: tuple[Finding, ...] = ()
     # one time for every format written by one run, so its files describe the same report
     generated_at: datetime.datetime = dataclasses.field(default_factory=lambda: datetime.datetime.now(datetime.UTC))
+    duration_seconds: float | None = None  # how long the run took, API to verdicts
 
     def head(self) -> dict:
         return report_head(self.inventory, self.zone_ids, now=self.generated_at, summary=self.results.summary,
-                           vantages=self.vantages, findings=self.findings)
+                           vantages=self.vantages, findings=self.findings, duration=self.duration_seconds)
 
     def document(self) -> dict:
         return {**self.head(), "flows": list(self.results)}
 
     def write(self, fmt: str, out: TextIO, colour: bool = False) -> None:
-        """The JSON report and the table stream from the result log; the other formats are built
-        from the whole document in memory."""
+        """The JSON report, the table and the Prometheus metrics stream from the result log; the
+        other formats are built from the whole document in memory."""
         if fmt == "json":
             write_json(self.head(), self.results.lines(), out)
+        elif fmt == "prometheus":
+            from csaudit.report.prometheus import write_prometheus
+
+            write_prometheus(self.head(), iter(self.results), out)
         elif fmt == "table":
             write_table(iter(self.results), out, self.results.summary, colour, vantages=self.vantages, findings=self.findings)
         else:
@@ -120,11 +126,14 @@ class AuditOutcome:
         return ExitStatus.OK
 
 
-def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
+def run_audit(request: AuditRequest, env: Environment, stop: threading.Event | None = None) -> AuditOutcome:
     """Zone by zone (derive.audit_units): derive, probe, judge, then append to the result log, so
-    memory holds one zone's flows at a time however large the cloud."""
-    deadline = time.monotonic() + request.deadline if request.deadline else None
-    interrupts = Interrupts()
+    memory holds one zone's flows at a time however large the cloud. `stop`: the caller's stop
+    request (`serve`): Ctrl-C and SIGTERM set it during the run instead of raising KeyboardInterrupt
+    (csaudit/interrupts.py), and once it is set, probing stops at once and the run is interrupted."""
+    started = time.monotonic()
+    deadline = started + request.deadline if request.deadline else None
+    interrupts = Interrupts(stop)
     log = ResultLog()
     states: list[VantageState] = []
     findings: list[Finding] = []
@@ -166,7 +175,7 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
         env.log("csaudit: the --deadline passed: writing what was measured; the flows not yet probed stay unverified")
     env.log(f"csaudit: {len(log)} flows: " + ", ".join(f"{log.summary[s]} {s}" for s in STATUSES))
     return AuditOutcome(log, inventory, zone_ids, interrupted=interrupts.stop.is_set(),
-                        vantages=merge_states(states), findings=tuple(findings))
+                        vantages=merge_states(states), findings=tuple(findings), duration_seconds=time.monotonic() - started)
 
 
 def vantages(inventory: Inventory | None = None, remote: RemoteSettings | None = None) -> list:

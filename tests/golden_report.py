@@ -12,7 +12,7 @@ import pathlib
 from csaudit.model.flows import Endpoint, Flow
 from csaudit.model.inventory import Inventory, Zone
 from csaudit.model.results import FlowResult, Waiver
-from csaudit.model.vocabulary import Gap
+from csaudit.model.vocabulary import Failure, Gap
 from csaudit.report.document import report_document
 
 GOLDEN = pathlib.Path(__file__).parent / "data" / "golden"
@@ -68,17 +68,18 @@ def golden_results() -> tuple[FlowResult, ...]:
         FlowResult(flow("F01", "UI and API", None, USER, MS1, 8080), "pass", "open",
                    "192.0.2.11:8080 accepted the connection", "local", 0.42),
         FlowResult(flow("D01", "unauthenticated integration API", None, USER, MS1, 8096, expect="closed"), "fail", "open",
-                   "must be closed, but 192.0.2.11:8096 accepted the connection", "local", 0.31),
+                   "must be closed, but 192.0.2.11:8096 accepted the connection", "local", 0.31, failure=Failure.EXPOSED),
         FlowResult(flow("F04", "MS to MySQL", None, MS1, DB, 3306, notes=("database address: unknown; pass --db-host",)),
                    "unverified", None, "no address known for db db1", gap=Gap.NO_ADDRESS),
         FlowResult(flow("F08", "agent to MS", "zone-east", KVM01, MS1, 8250), "pass", "open",
                    "192.0.2.11:8250 accepted the connection", "local", 1.5),
         FlowResult(flow("F11", "MS to KVM host SSH", "zone-east", MS1, KVM02, 22), "fail", "refused",
-                   "must be open, but " + refused.format("192.0.2.22", 22), "local", 0.2),
+                   "must be open, but " + refused.format("192.0.2.22", 22), "local", 0.2, failure=Failure.REFUSED),
         FlowResult(flow("F12", "MS to XenServer XAPI", "zone-east", MS1, XEN01, 443), "waived", "timeout",
-                   "must be open, but no answer within 1 s (packets dropped?)", "local", 1000.0, waiver=WAIVER),
+                   "must be open, but no answer within 1 s (packets dropped?)", "local", 1000.0, waiver=WAIVER,
+                   failure=Failure.TIMEOUT),
         FlowResult(flow("F34", "console proxy to VNC", "zone-east", CPVM, KVM02, 5900, port_end=6100), "error", "error",
-                   "cannot send from 192.0.2.102: Cannot assign requested address", "local"),
+                   "cannot send from 192.0.2.102: Cannot assign requested address", "local", failure=Failure.PROBE_ERROR),
         FlowResult(flow("F46", "host to NFS portmapper", "zone-east", KVM01, POOL, 111, protocol="udp"), "unverified", None,
                    "UDP cannot be judged by a connect; it needs a protocol probe", gap=Gap.NOT_JUDGEABLE),
         FlowResult(flow("D05", "hypervisor ports from outside", "zone-east", USER, KVM02, 22, expect="closed"), "pass",
@@ -87,9 +88,9 @@ def golden_results() -> tuple[FlowResult, ...]:
                    "2001:db8::41:2049 accepted the connection", "local", 0.3),
         FlowResult(flow("F23", "SSVM to secondary storage", "zone-west", SSVM_WEST, ODD_STORE, 2049,
                         citation='src: "NfsSecondaryStorageResource.java" <mount> & co'), "fail", "refused",
-                   "must be open, but " + refused.format("198.51.100.40", 2049), "local", 0.25),
+                   "must be open, but " + refused.format("198.51.100.40", 2049), "local", 0.25, failure=Failure.REFUSED),
         FlowResult(flow("F15", "MS to vCenter", "zone-west", MS1, VCENTER, 443), "error", "error",
-                   "cannot resolve vc.example.org: Name or service not known", "local"),
+                   "cannot resolve vc.example.org: Name or service not known", "local", failure=Failure.PROBE_ERROR),
     )
 
 
@@ -108,13 +109,14 @@ def later_document() -> dict:
     results = {r.flow.id: r for r in golden_results()}
     by_rule = {r.flow.rule: r for r in results.values()}
     changes = {
-        "F11": dataclasses.replace(by_rule["F11"], status="pass", observed="open", reason="192.0.2.22:22 accepted the connection"),
+        "F11": dataclasses.replace(by_rule["F11"], status="pass", observed="open", reason="192.0.2.22:22 accepted the connection",
+                                   failure=None),
         "F08": dataclasses.replace(by_rule["F08"], status="fail", observed="timeout",
-                                   reason="must be open, but no answer within 1 s (packets dropped?)"),
+                                   reason="must be open, but no answer within 1 s (packets dropped?)", failure=Failure.TIMEOUT),
         "F46": dataclasses.replace(by_rule["F46"], status="pass", observed="open", reason="answered"),
         "D01": dataclasses.replace(by_rule["D01"], status="waived", waiver=WAIVER),
     }
     later = [changes.get(r.flow.rule, r) for r in results.values() if r.flow.rule != "F15"]
     later.append(FlowResult(flow("F40", "host to host migration", "zone-east", KVM01, KVM02, 16514), "fail", "refused",
-                            "must be open, but 192.0.2.22:16514 refused the connection", "local", 0.2))
+                            "must be open, but 192.0.2.22:16514 refused the connection", "local", 0.2, failure=Failure.REFUSED))
     return golden_document(tuple(later)) | {"generated_at": (GENERATED_AT + datetime.timedelta(days=1)).isoformat()}

@@ -7,6 +7,8 @@
     no more pages than a perfect client (+15), and its streamed JSON report holds every flow.
 (d) remote vantages: 1 and 3 real sshds, one login each, every vantage answers, and a port that
     drops SYNs ends as timeout from each.
+(e) `csaudit serve` over 2 audit cycles of the demo cloud: every audit completes, every scrape parses,
+    scrapes land both during an audit and between two, and SIGTERM stops it with exit 0.
 
 The checks that need nmap, root, ip, nft or sshd carry the programs, root and netns marks: without
 those they skip and say why, and under CI (or CSAUDIT_TESTS_REQUIRE_ALL=1) they fail (tests/conftest.py).
@@ -126,3 +128,14 @@ def test_small_remote_vantages_one_login_each(capsys):
         ("instant", "1", "1"), ("instant", "1", "1"), ("instant", "3", "3"), ("waits 2 s", "1", "1"), ("waits 2 s", "3", "3"),
         # a run in three parts (the management tier, two zones): two MSs and the outside vantage, one login each
         ("3 parts", "3", "3"), ("3 parts + 2 MS + outside", "6", "6")]
+
+
+@pytest.mark.root
+def test_small_serve_benchmark_completes_every_cycle_and_stops_cleanly(capsys):
+    from bench import serve
+
+    assert serve.main(["--cycles", "2", "--interval", "2.5"]) == 0  # 1 if an audit failed, a scrape broke or the exit was not 0
+    table = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in capsys.readouterr().out.splitlines()[3:]}
+    assert table["audit cycles (demo cloud, 177 flows)"].startswith("2 in ")  # the demo cloud's flows, probed from here
+    assert {"CPU per cycle (cycles 1 to last)", "resident memory at cycle 1", "resident memory at cycle 2"} <= set(table)
+    assert table["/metrics while an audit runs: median / p95 / max (n)"] != "-" != table["/metrics while idle: median / p95 / max (n)"]

@@ -10,6 +10,7 @@ import math
 import sys
 
 from csaudit import __version__
+from csaudit.cli.serve import DEFAULT_INTERVAL, DEFAULT_LISTEN, split_listen
 from csaudit.judge.waivers import load_waivers
 from csaudit.model.errors import ConfigError, UsageError
 from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
@@ -30,6 +31,9 @@ DIFF_EXIT_CODES = """exit codes:
   0    nothing changed
   1    something changed (a new failure, a fixed flow, another change, a flow added or removed)
   2    bad input (unreadable file, not a csaudit/report/v1 document)"""
+SERVE_EXIT_CODES = """exit codes:
+  0    stopped by SIGTERM or Ctrl-C (an audit that fails is a metric and a log line, not an exit)
+  2    usage or configuration error, or the --listen address cannot be bound (in use, not local, no permission)"""
 DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
 PORT_OPTIONS = ("api-port", "db-port", "cluster-port")  # ports the API cannot tell, given by the operator
 
@@ -93,6 +97,14 @@ def ssh_destination(text: str) -> str:
     return text
 
 
+def listen_address(text: str) -> tuple[str, int]:
+    """serve --listen ADDR:PORT."""
+    try:
+        return split_listen(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error}, not {text!r}") from None
+
+
 def _number(text: str, kind: type[int] | type[float]) -> int | float | None:
     try:
         return kind(text)
@@ -140,12 +152,31 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new", metavar="NEW.json", help="the later report")
     diff.add_argument("--format", choices=("text", "json"), default="text")
 
+    _add_serve_command(sub)
     _add_lab_commands(sub)
     return parser
 
 
+def _add_serve_command(subparsers) -> None:
+    """`serve`: the options of `run` that shape an audit, and where and how often to serve it."""
+    serve = subparsers.add_parser(
+        "serve", help="audit on a schedule and serve the results: /metrics (Prometheus), /report.json, /healthz",
+        description="Audit the cloud every --interval seconds, as `run` does, and serve the last completed audit\n"
+                    "over HTTP: /metrics (Prometheus exposition), /report.json (the JSON report) and /healthz.",
+        epilog=SERVE_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--listen", type=listen_address, default=split_listen(DEFAULT_LISTEN), metavar="ADDR:PORT",
+                       help=f"where to serve (default {DEFAULT_LISTEN}; [ADDR]:PORT for IPv6; port 0: any free port)")
+    serve.add_argument("--interval", type=zero_or_more_seconds, default=DEFAULT_INTERVAL, metavar="SECONDS",
+                       help=f"seconds between the starts of two audits (default {DEFAULT_INTERVAL:g}; never two at once)")
+    _add_audit_arguments(serve, formats=None)
+    _add_probe_arguments(serve, one_shot=False)
+    _add_waivers_argument(serve)
+    _add_remote_arguments(serve)
+
+
 def _add_audit_arguments(parser: argparse.ArgumentParser, formats) -> None:
-    """`run`, `inventory`, `flows`: which cloud, which zones, and where the output goes."""
+    """`run`, `inventory`, `flows`, `serve`: which cloud, which zones, and where the output goes
+    (`formats` None: `serve`, which prints no report)."""
     parser.add_argument("--zone", action="append", default=[], metavar="ZONE",
                         help="zone name or id to audit (repeatable; default: all). Management-tier flows stay in.")
     parser.add_argument("--endpoint", help="API URL, e.g. http://ms:8080/client/api (key/secret from env or cloudstack.ini; "
@@ -158,12 +189,13 @@ def _add_audit_arguments(parser: argparse.ArgumentParser, formats) -> None:
     parser.add_argument("--cluster-port", type=port_number, metavar="PORT", help="MS cluster servlet port, if not 9090 (db.properties)")
     parser.add_argument("--api-port", type=port_number, metavar="PORT", help="MS UI/API port, if not 8080 (server.properties http.port)")
     parser.add_argument("--catalogue", dest="catalogue_file", metavar="FILE", help="a flow catalogue TOML instead of the built-in one")
-    parser.add_argument("--format", choices=formats, default="table")
-    parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
+    if formats is not None:
+        parser.add_argument("--format", choices=formats, default="table")
+        parser.add_argument("--output", metavar="FILE", help="write the report to FILE instead of stdout")
 
 
-def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
-    """`run` only: how the probes go."""
+def _add_probe_arguments(parser: argparse.ArgumentParser, one_shot: bool = True) -> None:
+    """`run` and `serve`: how the probes go; `run` also has --dry-run and --strict (one_shot)."""
     parser.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
                         help=f"seconds a probe waits for an answer (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--concurrency", type=at_least_one, default=DEFAULT_CONCURRENCY,
@@ -172,10 +204,12 @@ def _add_probe_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"probes in flight to one address at once (default {DEFAULT_PER_TARGET}), so an audit does not look like a port scan")
     parser.add_argument("--deadline", type=positive_seconds, metavar="SECONDS",
                         help="bound the whole run; probes not done by then stay unverified and the report is still written")
-    parser.add_argument("--dry-run", action="store_true", help="print the planned probes (vantage, target, port) and send nothing")
+    if one_shot:
+        parser.add_argument("--dry-run", action="store_true", help="print the planned probes (vantage, target, port) and send nothing")
     parser.add_argument("--outside", action="store_true",
                         help="this machine is outside the management network: also check the deny rules meant for it")
-    parser.add_argument("--strict", action="store_true", help="exit 1 also when a flow is unverified or in error")
+    if one_shot:
+        parser.add_argument("--strict", action="store_true", help="exit 1 also when a flow is unverified or in error")
 
 
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,6 +217,10 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     for fmt in FILE_FORMATS:
         parser.add_argument(f"--{fmt}", dest=f"{fmt}_file", metavar="FILE",
                             help=f"also write the {fmt} report to FILE (any number of these in one run)")
+    _add_waivers_argument(parser)
+
+
+def _add_waivers_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--waivers", metavar="FILE",
                         help="accepted failures (TOML [[waiver]]: rule or flow glob, reason, expires); they show as waived")
 
@@ -254,7 +292,7 @@ def audit_request(args: argparse.Namespace) -> AuditRequest:
 
 
 def run_request(args: argparse.Namespace) -> AuditRequest:
-    """`run`: the audit request with its probe options, waivers and remote vantages."""
+    """`run`, `serve`: the audit request with its probe options, waivers and remote vantages."""
     return dataclasses.replace(
         audit_request(args),
         probe=ProbeOptions(timeout=args.timeout, concurrency=args.concurrency, per_target=args.per_target, outside=args.outside),

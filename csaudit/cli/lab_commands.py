@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import threading
 import time
 
+from csaudit.interrupts import stop_on_signals
 from csaudit.model.environment import Environment
 from csaudit.model.errors import UsageError
 from csaudit.model.exitcodes import ExitStatus
@@ -21,7 +21,7 @@ def cmd_serve(args: argparse.Namespace, env: Environment) -> int:
 
     topology = load_topology(_path(env, args.topology)) if args.topology else default_topology()
     stop = threading.Event()
-    restore = _stop_on_signals(stop)
+    restore = stop_on_signals(stop)
     try:
         with Lab(topology) as lab:
             try:
@@ -86,11 +86,3 @@ def _wait(stop: threading.Event, duration: float | None) -> None:
         if remaining <= 0:
             return
         stop.wait(min(_WAIT_STEP, remaining))
-
-
-def _stop_on_signals(stop: threading.Event):
-    """SIGTERM ends `serve` cleanly; handlers can only be set from the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    return lambda: signal.signal(signal.SIGTERM, previous)

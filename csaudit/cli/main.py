@@ -109,6 +109,12 @@ def cmd_diff(args, env: Environment) -> int:
     return EXIT_CHANGED if diff.something_changed else int(ExitStatus.OK)
 
 
+def cmd_serve(args, env: Environment) -> int:
+    from csaudit.cli.serve import serve
+
+    return int(serve(run_request(args), args.listen, args.interval, env))
+
+
 def cmd_demo(args, env: Environment) -> int:
     from csaudit.cli.demo import run_demo
 
@@ -117,6 +123,7 @@ def cmd_demo(args, env: Environment) -> int:
 
 COMMANDS = {"run": cmd_run, "inventory": cmd_inventory, "flows": cmd_flows, "diff": cmd_diff, "demo": cmd_demo,
             "lab serve": lab_commands.cmd_serve, "lab generate": lab_commands.cmd_generate}
+COMMANDS["serve"] = cmd_serve
 
 
 if __name__ == "__main__":  # pragma: no cover

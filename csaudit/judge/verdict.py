@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from csaudit.model.flows import Flow
 from csaudit.model.probes import Observation, Unverifiable
 from csaudit.model.results import STATUSES, FlowResult
-from csaudit.model.vocabulary import Gap, State, Status
+from csaudit.model.vocabulary import Failure, Gap, State, Status
 
 if TYPE_CHECKING:
     pass
@@ -23,31 +23,32 @@ def judge(flow: Flow, observation: Observation | None, vantage: str | None = Non
         gap = unverified_reason.gap if isinstance(unverified_reason, Unverifiable) else Gap.NOT_PROBED
         return FlowResult(flow, Status.UNVERIFIED, None, unverified_reason or "not probed", gap=gap)
     state = observation.state
-    status, reason = _status(flow, observation)
+    status, reason, failure = _status(flow, observation)
     return FlowResult(flow, status, state, reason, vantage, observation.latency_ms,
                       observation.service, observation.detail, observation.warnings,
-                      gap=Gap.UNCONFIRMED if status == Status.UNVERIFIED else None)
+                      gap=Gap.UNCONFIRMED if status == Status.UNVERIFIED else None, failure=failure)
 
 
-def _status(flow: Flow, observation: Observation) -> tuple[Status, str]:
+def _status(flow: Flow, observation: Observation) -> tuple[Status, str, Failure | None]:
+    """The verdict, its reason in words, and what went wrong in one word (None when nothing did)."""
     state, reason = observation.state, observation.reason
     if state == State.ERROR:
-        return Status.ERROR, reason
+        return Status.ERROR, reason, Failure.PROBE_ERROR
     if state == State.OPEN_FILTERED:  # UDP without a reply proves nothing either way
-        return Status.UNVERIFIED, f"unconfirmed: {reason}"
+        return Status.UNVERIFIED, f"unconfirmed: {reason}", None
     if flow.expect == "closed":
         if state != State.OPEN:
-            return Status.PASS, reason
+            return Status.PASS, reason, None
         if observation.danger:
-            return Status.FAIL, f"critical: must be closed, but {reason} ({observation.danger})"
-        return Status.FAIL, f"must be closed, but {reason}"
+            return Status.FAIL, f"critical: must be closed, but {reason} ({observation.danger})", Failure.EXPOSED
+        return Status.FAIL, f"must be closed, but {reason}", Failure.EXPOSED
     if state != State.OPEN:
-        return Status.FAIL, f"must be open, but {reason}"
+        return Status.FAIL, f"must be open, but {reason}", Failure.TIMEOUT if state == State.TIMEOUT else Failure.REFUSED
     if observation.mismatch:
-        return Status.FAIL, f"port open, but {observation.mismatch}"
+        return Status.FAIL, f"port open, but {observation.mismatch}", Failure.WRONG_SERVICE
     if observation.problem:
-        return Status.FAIL, f"{observation.service} answers, but {observation.problem}"
-    return Status.PASS, reason
+        return Status.FAIL, f"{observation.service} answers, but {observation.problem}", Failure.SERVICE_PROBLEM
+    return Status.PASS, reason, None
 
 
 def judge_range(flow: Flow, ports: tuple[tuple[int, Observation], ...], vantage: str | None = None) -> FlowResult:
@@ -60,8 +61,8 @@ def judge_range(flow: Flow, ports: tuple[tuple[int, Observation], ...], vantage:
     failing = next(((port, seen) for port, seen in rest if _fails_in_range(flow, seen)), None)
     if result.status == Status.PASS and failing is not None:
         port, seen = failing
-        status, reason = _status(flow, seen)
-        result = dataclasses.replace(result, status=status, observed=seen.state, reason=f"port {port}: {reason}")
+        status, reason, failure = _status(flow, seen)
+        result = dataclasses.replace(result, status=status, observed=seen.state, reason=f"port {port}: {reason}", failure=failure)
     sampled = ", ".join(f"{port} {seen.state}" for port, seen in ports)
     return dataclasses.replace(result, reason=f"{result.reason} (ports {flow.port}-{flow.port_end} sampled: {sampled})",
                                ports=tuple((port, seen.state) for port, seen in ports))

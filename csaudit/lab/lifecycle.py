@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import errno
 import os
 import random
@@ -12,7 +13,7 @@ from csaudit.lab.apiserver import ApiServer
 from csaudit.lab.apiservice import ApiService
 from csaudit.lab.listeners import Listeners
 from csaudit.lab.relocate import relocate, second_octet, shift_octet
-from csaudit.lab.schema import Topology
+from csaudit.lab.schema import FaultSpec, Topology
 from csaudit.lab.services import API_PORT, Fault, Service, planned_services, planted_faults
 from csaudit.lab.topology import default_topology
 from csaudit.model.errors import ConfigError
@@ -82,9 +83,7 @@ class Lab:
     def _start_on(self, topology: Topology) -> None:
         service = ApiService(topology, self.key, self.secret)
         api = ApiServer(service)
-        services = [s for s in planned_services(topology)
-                    if s.protocol != "tcp" or (s.object_name, s.port) not in self.served_elsewhere]
-        listeners = Listeners(services, topology.database.version) if topology.listeners else None
+        listeners = Listeners(self._served(topology), topology.database.version) if topology.listeners else None
         try:
             for server in topology.management_servers:
                 api.bind(server.address, API_PORT, integration=False)
@@ -101,6 +100,24 @@ class Lab:
         if listeners is not None:
             listeners.start()
         self._service, self._api, self._listeners = service, api, listeners
+
+    def _served(self, topology: Topology) -> list[Service]:
+        """What the listeners serve: every planned service, less the ports a real daemon serves instead."""
+        return [s for s in planned_services(topology)
+                if s.protocol != "tcp" or (s.object_name, s.port) not in self.served_elsewhere]
+
+    def plant(self, fault: FaultSpec) -> tuple[Fault, ...]:
+        """Plant one more fault in the running cloud, as a firewall change or a stopped service would
+        between two audits: the listeners change at once. What the API says stays as it was, and the
+        API ports (the integration port among them) are not changed. `fault` names objects, and an
+        address of the cloud as it is served (it may have moved). Returns what the fault made probe-able."""
+        if self._listeners is None:
+            raise ConfigError("the lab is not running with listeners: there is no port to plant a fault on")
+        topology = dataclasses.replace(self.topology, faults=(*self.topology.faults, fault))
+        if self._listeners.update(self._served(topology)) == 0:
+            raise ConfigError(f"the {fault.kind} fault on {', '.join(fault.objects)} changes no listener of the lab")
+        self.topology = topology
+        return tuple(f for f in self.faults if f.fault_id == len(topology.faults))
 
     def stop(self) -> None:
         """Close every socket and join every thread (bounded waits)."""

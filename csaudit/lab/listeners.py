@@ -8,6 +8,7 @@ full, so the kernel drops new SYNs and a connect really times out.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import errno
 import ipaddress
@@ -55,6 +56,8 @@ class Listeners:
         self._mysql_version = mysql_version
         self._listening: list[socket.socket] = []
         self._filtered: list[socket.socket] = []  # plus their filler connections
+        self._sockets: dict[tuple[str, int, str], list[socket.socket]] = {}  # (address, port, protocol) -> its sockets
+        self._tasks: collections.deque = collections.deque()  # changes for the loop thread to make (update)
         self._connections: dict[int, _Connection] = {}
         self._selector = selectors.DefaultSelector()
         self._tls: tls.Identity | None = None  # made when TLS ports are bound
@@ -88,6 +91,7 @@ class Listeners:
                 raise
             sock.setblocking(False)
             self._listening.append(sock)
+            self._sockets[_key(service)] = [sock]
             self._selector.register(sock, selectors.EVENT_READ, ("udp", service))
             return
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -103,9 +107,11 @@ class Listeners:
         if service.kind == "filtered":
             self._filtered.append(sock)
             self._fill_backlog(sock, service)
+            self._sockets[_key(service)] = [sock, *self._filtered[-_FILLERS:]]
             return
         sock.setblocking(False)
         self._listening.append(sock)
+        self._sockets[_key(service)] = [sock]
         self._selector.register(sock, selectors.EVENT_READ, ("listen", service))
 
     def _fill_backlog(self, sock: socket.socket, service: Service) -> None:
@@ -120,6 +126,57 @@ class Listeners:
         if not ready or first.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
             log.warning("could not fill the backlog of filtered port %s:%s",
                         service.address, service.port)
+
+    def update(self, services: list[Service], timeout: float = 5.0) -> int:
+        """Serve `services` from now on, while running: close the sockets of what is no longer served
+        (or served as another kind), bind what is new. The loop thread makes the change between two
+        events, as it owns the selector. Returns how many sockets changed; OSError propagates."""
+        wanted = {_key(s): s for s in _unique_sockets(services)}
+        current = {_key(s): s for s in self._services}
+        gone = [key for key, service in current.items() if wanted.get(key) != service]
+        new = [service for key, service in wanted.items() if current.get(key) != service]
+        done, failures = threading.Event(), []
+
+        def change() -> None:
+            try:
+                for key in gone:
+                    self._close_sockets(key)
+                if self._tls is None and any(s.kind in ("tls", "https") for s in new):
+                    self._tls = tls.make_identity()
+                for service in new:
+                    self._bind(service)
+                self._services = list(wanted.values())
+            except BaseException as error:  # handed to the caller: the loop goes on
+                failures.append(error)
+            finally:
+                done.set()
+
+        self._tasks.append(change)
+        self._waker.writer.send(b"x")
+        if not done.wait(timeout):
+            raise RuntimeError(f"the listener thread did not make the change within {timeout:g} s")
+        if failures:
+            raise failures[0]
+        return len(gone) + len(new)
+
+    def _close_sockets(self, key: tuple[str, int, str]) -> None:
+        for sock in self._sockets.pop(key, []):
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass  # a filtered port's sockets are never registered
+            for owner in (self._listening, self._filtered):
+                if sock in owner:
+                    owner.remove(sock)
+            sock.close()
+
+    def _run_tasks(self) -> None:
+        try:
+            self._waker.reader.recv(4096)
+        except OSError:
+            pass
+        while self._tasks:
+            self._tasks.popleft()()
 
     def start(self) -> None:
         self._selector.register(self._waker.reader, selectors.EVENT_READ, ("wake", None))
@@ -166,6 +223,8 @@ class Listeners:
                         self._answer_datagrams(key.fileobj, payload)
                     elif kind == "conn":
                         self._on_ready(payload, events)
+                    elif kind == "wake":
+                        self._run_tasks()
                 except Exception:  # one bad peer must not stop every other listener
                     log.exception("lab listener error on %s", payload)
                     if kind == "conn":
@@ -344,6 +403,10 @@ class Listeners:
             connection.sock.close()
         except OSError:
             pass
+
+
+def _key(service: Service) -> tuple[str, int, str]:
+    return service.address, service.port, service.protocol
 
 
 def _unique_sockets(services: list[Service]) -> list[Service]:

@@ -7,9 +7,10 @@ import datetime
 import fnmatch
 
 from csaudit.model.flows import Flow
-from csaudit.model.vocabulary import Gap, State, Status
+from csaudit.model.vocabulary import Failure, Gap, State, Status
 
 STATUSES = tuple(Status)
+FINDING_KINDS = ("api-up-unreachable", "api-down-answers", "api-up-silent")  # Finding.kind, written by judge/crosscheck.py
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class FlowResult:
     waiver: Waiver | None = None  # set only when status is "waived"
     ports: tuple[tuple[int, State], ...] = ()  # a port range: each sampled port and what it gave
     gap: Gap | None = None  # why it stays unverified (status unverified only)
+    failure: Failure | None = None  # what went wrong (status fail and error, and the failure a waiver accepts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Waiver:
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    kind: str  # api-up-unreachable | api-down-answers | api-up-silent
+    kind: str  # one of FINDING_KINDS
     role: str
     name: str
     api_state: str

@@ -37,6 +37,18 @@ class VantageStatus(enum.StrEnum):
     NOT_RUN = "not-run"
 
 
+class Failure(enum.StrEnum):
+    """What went wrong with a flow that failed (or whose probe did): its reason in one word, for code
+    and for bounded labels (a waived flow keeps the failure it waives)."""
+
+    TIMEOUT = "timeout"  # must be open, but no answer: packets dropped
+    REFUSED = "refused"  # must be open, but refused: nothing listens, or a firewall rejects
+    EXPOSED = "exposed"  # must be closed, but the port accepts
+    WRONG_SERVICE = "wrong-service"  # the port is open, but another service (or none) answers
+    SERVICE_PROBLEM = "service-problem"  # the right service answers, but is unusable (an expired certificate)
+    PROBE_ERROR = "probe-error"  # the probe itself failed (no route, a local limit): status error
+
+
 class Gap(enum.StrEnum):
     """Why a flow stays unverified: what is missing for a verdict."""
 

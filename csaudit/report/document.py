@@ -22,15 +22,17 @@ REPORT_SCHEMA = "csaudit/report/v1"
 _COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
-def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(), findings=()) -> dict:
+def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(), findings=(), duration: float | None = None) -> dict:
     """The report document without its flows (those stream from a ResultLog when a run is large).
-    `vantages` (VantageState) and `findings` (crosscheck.Finding) are extra keys of v1."""
+    `vantages` (VantageState) and `findings` (crosscheck.Finding) are extra keys of v1, and so is
+    `duration_seconds`, present when the run that made the report measured it."""
     now = now or datetime.datetime.now(datetime.UTC)
     zones = [z for z in inventory.zones if zone_ids is None or z.id in zone_ids]
     return {
         "schema": REPORT_SCHEMA,
         "tool_version": __version__,
         "generated_at": now.isoformat(timespec="seconds"),
+        **({"duration_seconds": round(duration, 3)} if duration is not None else {}),
         "cloud": {"endpoint": inventory.endpoint, "version": inventory.version, "api_mode": inventory.api_mode},
         "zones": [_zone_json(z, inventory) for z in zones],
         "summary": summary,
@@ -80,6 +82,7 @@ def flow_json(result: FlowResult) -> dict:
         "citation": flow.citation,
         "waiver": _waiver_json(result.waiver),
         "gap": result.gap,
+        "failure": result.failure,
         # a port range: the ports probed and what each gave (absent for a single port)
         **({"sampled_ports": [{"port": port, "observed": state} for port, state in result.ports]} if result.ports else {}),
     }

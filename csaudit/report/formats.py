@@ -15,6 +15,13 @@ from csaudit.report.firewall import render_iptables, render_nft
 from csaudit.report.junit import render_junit
 from csaudit.report.markdown import render_markdown
 
+
+def _prometheus(document: dict) -> str:
+    from csaudit.report.prometheus import render_prometheus  # prometheus_client loads only when this format is asked for
+
+    return render_prometheus(document)
+
+
 _REPORT: dict[str, Callable[[dict], str]] = {
     "json": render_json,
     "junit": render_junit,
@@ -22,6 +29,7 @@ _REPORT: dict[str, Callable[[dict], str]] = {
     "markdown": render_markdown,
     "mermaid": render_mermaid,
     "dot": render_dot,
+    "prometheus": _prometheus,
 }
 _PLAN: dict[str, Callable[[list[dict]], str]] = {
     "json": lambda flows: render_json({"flows": flows}),

@@ -25,3 +25,31 @@ def test_never_pass_without_a_probe():
     assert (result.status, result.observed, result.reason) == ("unverified", None, "no vantage for ssvm s-1-VM")
     assert summarize([result]) == {"pass": 0, "fail": 0, "unverified": 1, "error": 0, "waived": 0,
                                    "coverage": {"verified": 0, "flows": 1, "unverified": {"not-probed": 1}}}
+
+
+@pytest.mark.parametrize("expect, observation, failure", [
+    ("open", Observation("open", "answered", 1.0), None),
+    ("open", Observation("refused", "refused", 1.0), "refused"),
+    ("open", Observation("timeout", "no answer", 1.0), "timeout"),
+    ("open", Observation("open", "answered", 1.0, service="HTTP", mismatch="HTTP answers, not MySQL"), "wrong-service"),
+    ("open", Observation("open", "answered", 1.0, service="TLS", problem="the certificate expired"), "service-problem"),
+    ("open", Observation("error", "no route", None), "probe-error"),
+    ("open", Observation("open|filtered", "no reply", None), None),  # unverified: its gap says why, not a failure
+    ("closed", Observation("open", "accepted", 1.0), "exposed"),
+    ("closed", Observation("open", "accepted", 1.0, danger="the integration API runs any command"), "exposed"),
+    ("closed", Observation("refused", "refused", 1.0), None),
+    ("closed", Observation("error", "no route", None), "probe-error"),
+])
+def test_every_failure_says_what_went_wrong_in_one_word(expect, observation, failure):
+    result = judge(flow(expect), observation, "local")
+    assert result.failure == failure
+    assert (result.failure is None) == (result.status in ("pass", "unverified"))
+
+
+def test_a_port_range_fails_with_the_failure_of_its_failing_port():
+    from csaudit.judge.verdict import judge_range
+
+    ranged = Flow("R", "F34", "t", "z", Endpoint("cpvm", "v", "127.0.0.2"), Endpoint("host", "h", "127.0.0.3"), "tcp", 5900, 6100,
+                  "open", "tcp", False, "c")
+    result = judge_range(ranged, ((5900, Observation("open", "ok", 1.0)), (6000, Observation("timeout", "dropped", None))), "local")
+    assert (result.status, result.observed, result.failure) == ("fail", "timeout", "timeout")

@@ -399,6 +399,7 @@ def test_privileged_ports_without_root_are_a_config_error(monkeypatch):
     assert os.waitstatus_to_exitcode(status) == 0
 
 
+@pytest.mark.root
 def test_the_cluster_servlet_and_mysql_answer_the_management_servers_only(lab):
     """As the firewalls between a real cloud's segments: a host's SYN to 9090 or 3306 is dropped (the
     kernel runs the socket filter before the handshake), while the MSs connect as before."""
@@ -416,3 +417,35 @@ def test_the_cluster_servlet_and_mysql_answer_the_management_servers_only(lab):
                 except TimeoutError:
                     reached = False
             assert reached is answers, (name, source)
+
+
+@pytest.mark.root
+def test_a_fault_planted_in_the_running_lab_changes_its_listeners_at_once():
+    """What the real-Prometheus test does to a running cloud: a port stops listening, another opens,
+    a third drops SYNs; the other ports and the API keep serving, and a fault that changes nothing is refused."""
+    from csaudit.lab.schema import FaultSpec
+    from csaudit.model.errors import ConfigError
+
+    with Lab(relocate(default_topology(), 101)) as running:  # its own addresses: the module lab stays as it was
+        agent = _service(running, "ms1", 8250)
+        socket.create_connection(agent, timeout=TIMEOUT).close()
+        planted = running.plant(FaultSpec("missing-listener", ("ms1",), "the agent port stops listening", port=8250))
+        assert [(f.kind, f.object_name, f.address, f.port) for f in planted] == [("missing-listener", "ms1", agent[0], 8250)]
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(agent, timeout=TIMEOUT)
+        assert _first_bytes(_service(running, "kvm01", 22)).startswith(b"SSH-2.0-")  # the other ports are untouched
+
+        running.plant(FaultSpec("exposed", ("kvm01",), "a web server nobody asked for", port=8888))
+        with socket.create_connection(_service(running, "kvm01", 8888), timeout=TIMEOUT) as web:
+            web.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert web.recv(64).startswith(b"HTTP/1.1 200")
+
+        running.plant(FaultSpec("filtered", ("kvm01",), "a firewall drops SSH", port=22))
+        with pytest.raises(TimeoutError):
+            socket.create_connection(_service(running, "kvm01", 22), timeout=0.5)
+        assert {f.fault_id for f in running.faults} >= {6, 7, 8} and running.faults[-1].kind == "filtered"
+
+        with pytest.raises(ConfigError, match="changes no listener"):
+            running.plant(FaultSpec("exposed", ("ms1",), "the integration API, which the API server serves", port=8096))
+        api = CloudStack(endpoint=running.endpoint, key=running.key, secret=running.secret)
+        assert api.listZones()["count"] == 2
