@@ -136,6 +136,7 @@ def test_small_serve_benchmark_completes_every_cycle_and_stops_cleanly(capsys):
 
     assert serve.main(["--cycles", "2", "--interval", "2.5"]) == 0  # 1 if an audit failed, a scrape broke or the exit was not 0
     table = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in capsys.readouterr().out.splitlines()[3:]}
-    assert table["audit cycles (demo cloud, 177 flows)"].startswith("2 in ")  # the demo cloud's flows, probed from here
+    [cycles] = [value for name, value in table.items() if name.startswith("audit cycles (demo cloud, ")]
+    assert cycles.startswith("2 in ")  # the demo cloud's flows, probed from here
     assert {"CPU per cycle (cycles 1 to last)", "resident memory at cycle 1", "resident memory at cycle 2"} <= set(table)
     assert table["/metrics while an audit runs: median / p95 / max (n)"] != "-" != table["/metrics while idle: median / p95 / max (n)"]

@@ -153,7 +153,9 @@ def test_a_real_prometheus_scrapes_serve_and_the_alert_rules_fire_for_the_broken
             # The cloud's planted faults, as alerts that name the broken flow.
             assert wait_for(lambda: prometheus.firing("CsauditDenyRuleExposed"), 10)
             exposed = {a["flow"]: a for a in prometheus.firing("CsauditDenyRuleExposed")}
-            assert set(exposed) == {"D01:this machine->ms1:8096/tcp", "D01:this machine->ms2:8096/tcp"}
+            # the exposed integration API, from every place D01 is probed from (this machine, the peer MS, the hosts)
+            assert set(exposed) == {f["id"] for f in report["flows"] if f["status"] == "fail" and f["expect"] == "closed"}
+            assert {"D01:this machine->ms1:8096/tcp", "D01:ms2->ms1:8096/tcp", "D01:kvm01->ms1:8096/tcp"} <= set(exposed)
             assert exposed["D01:this machine->ms1:8096/tcp"]["reason"] == "exposed"
             down = {a["flow"]: a for a in prometheus.firing("CsauditRequiredFlowDown")}
             assert down["F12:ms1->xen01:443/tcp"]["reason"] == "timeout"  # xen01 drops SYNs to 443
