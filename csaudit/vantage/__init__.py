@@ -14,7 +14,7 @@ from typing import Protocol
 from csaudit.model.flows import Flow
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable, VantageState
 from csaudit.model.vocabulary import Gap, VantageStatus
-from csaudit.vantage.listening import ports_in_range
+from csaudit.vantage.listening import ports_in_range, ports_on
 
 
 class Vantage(Protocol):
@@ -66,9 +66,10 @@ def range_ports(flows: list[Flow], vantages: list[Vantage], options: ProbeOption
         if wanted and reader is not None:
             known.update(reader(wanted, options))
     ports = {flow.id: sample_ports(flow.port, flow.port_end) for flow in flows}
+    on_target = {address: ports_on(sockets, address) for address, sockets in known.items()}
     for flow in ranged:
-        if flow.target.address in known:
-            listening = ports_in_range(known[flow.target.address], flow.target.address, flow.port, flow.port_end)
+        if on_target.get(flow.target.address):
+            listening = ports_in_range(on_target[flow.target.address], flow.port, flow.port_end)
             ports[flow.id] = tuple(sorted({*ports[flow.id], *listening}))  # the first port stays first
     return ports
 

@@ -41,14 +41,17 @@ def _address(hex_text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return address.ipv4_mapped or address if isinstance(address, ipaddress.IPv6Address) else address
 
 
-def ports_in_range(listening: frozenset[tuple[str, int]], address: str, first: int, last: int) -> tuple[int, ...]:
-    """The ports from first to last that listen on `address`, or on every address of the machine: 0.0.0.0
-    for IPv4, and [::] for both (Linux's default dual-stack socket; /proc does not show IPV6_V6ONLY)."""
+def ports_on(listening: frozenset[tuple[str, int]], address: str) -> frozenset[int]:
+    """The ports that listen on `address`, or on every address of the machine: 0.0.0.0 for IPv4, and
+    [::] for both (Linux's default dual-stack socket; /proc does not show IPV6_V6ONLY)."""
     wanted = ipaddress.ip_address(address)
     anywhere = (ANY_IPV4, ANY_IPV6) if wanted.version == 4 else (ANY_IPV6,)
-    ports = sorted({port for where, port in listening if first <= port <= last
-                    and ipaddress.ip_address(where) in (wanted, *anywhere)})
-    return tuple(ports[:MAX_LISTENING_PROBED])
+    return frozenset(port for where, port in listening if ipaddress.ip_address(where) in (wanted, *anywhere))
+
+
+def ports_in_range(ports: frozenset[int], first: int, last: int) -> tuple[int, ...]:
+    """The listening ports from first to last, at most MAX_LISTENING_PROBED of them."""
+    return tuple(sorted(port for port in ports if first <= port <= last)[:MAX_LISTENING_PROBED])
 
 
 def read_local() -> frozenset[tuple[str, int]]:
