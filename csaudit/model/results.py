@@ -26,6 +26,7 @@ class FlowResult:
     waiver: Waiver | None = None  # set only when status is "waived"
     ports: tuple[tuple[int, State], ...] = ()  # a port range: each sampled port and what it gave
     gap: Gap | None = None  # why it stays unverified (status unverified only)
+    firewall: str | None = None  # a failed flow: what the rulesets read on its machines say (run --collect-firewall)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,363 @@
+"""A packet filter's ruleset in one vocabulary for nftables and iptables, and how each match tests a
+packet. The parsers (nftables.py, iptables.py) build it; evaluate.py walks it.
+
+A packet's fields that are not known exactly are sets (Intervals): the ephemeral source port, the
+ports of a range flow, any address. A match that holds for part of such a set splits the packet in
+two; a match the evaluator does not model (a rate limit, a mark, a socket lookup) forks it without
+narrowing anything, so the outcome is known only where both branches agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from csaudit.judge.packetfilter.intervals import IPV4, IPV6, PORTS, PROTOCOLS, Intervals
+
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+PORT_PROTOCOLS = frozenset({TCP, UDP, 33, 132, 136})  # tcp, udp, dccp, sctp, udplite: they have ports
+PROTOCOL_NUMBERS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6, "ipv6-icmp": ICMPV6, "dccp": 33, "sctp": 132,
+                    "udplite": 136, "gre": 47, "esp": 50, "ah": 51, "igmp": 2, "ipip": 4, "ospf": 89, "vrrp": 112}
+PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}
+CT_STATES = ("new", "established", "related", "invalid", "untracked")
+TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ecn": 0x40, "cwr": 0x80}
+CONNTRACK_PRIORITY = -200  # chains before it see packets conntrack has not looked at yet
+HOOK_PATHS = {"in": ("prerouting", "input"), "out": ("output", "postrouting")}
+
+
+# ---------------------------------------------------------------- packets
+@dataclasses.dataclass(frozen=True, slots=True)
+class Packet:
+    family: int  # 4 or 6
+    l4proto: int
+    saddr: Intervals
+    daddr: Intervals
+    sport: Intervals | None  # None: the protocol has no ports (ICMP)
+    dport: Intervals | None
+    iif: str | None  # "" on the output path (no input interface); None: not known
+    oif: str | None
+    ct_state: str  # new, established, related: what conntrack says of it
+    tcp_flags: int | None = None
+    iif_basis: str = ""  # why that interface (for the report)
+    oif_basis: str = ""
+
+
+# ---------------------------------------------------------------- where a rule came from
+@dataclasses.dataclass(frozen=True, slots=True)
+class RuleRef:
+    origin: str  # the file, or the machine and the command it was read with
+    family: str  # nft family (ip, ip6, inet); iptables: ip or ip6
+    table: str
+    chain: str
+    position: str  # "handle 12", "line 34", "policy"
+    text: str  # the rule as written, or "policy drop"
+
+    def describe(self) -> str:
+        return f"`{self.text}` (table {self.family} {self.table}, chain {self.chain}, {self.position})"
+
+
+# ---------------------------------------------------------------- keys: what a match reads of a packet
+ABSENT = object()  # the packet lacks the header the key reads (`tcp dport` of a UDP packet): no match, whatever the operator
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Key:
+    """A numeric field: an address (of one family), a port (of some protocols), the protocol, the family."""
+
+    field: str  # saddr, daddr, sport, dport, l4proto, family
+    family: int | None = None  # addresses (and `ip protocol`): only packets of this family have it
+    protocols: frozenset[int] | None = None  # ports: only these protocols (None: any transport with ports, `th`)
+    label: str = ""
+
+    @property
+    def domain(self) -> tuple[int, int]:
+        if self.field in ("saddr", "daddr"):
+            return IPV4 if self.family == 4 else IPV6
+        if self.field in ("sport", "dport"):
+            return PORTS
+        return PROTOCOLS
+
+    def read(self, packet: Packet):
+        """Intervals, ABSENT, or None when the value is there but its bytes are not modelled (`th` of ICMP)."""
+        if self.family is not None and packet.family != self.family:
+            return ABSENT
+        if self.field in ("sport", "dport"):
+            if self.protocols is not None:
+                return getattr(packet, self.field) if packet.l4proto in self.protocols else ABSENT
+            return getattr(packet, self.field) if packet.l4proto in PORT_PROTOCOLS else None
+        if self.field == "l4proto":
+            return Intervals.of(packet.l4proto)
+        if self.field == "family":
+            return Intervals.of(packet.family)
+        return getattr(packet, self.field)
+
+    def narrow(self, packet: Packet, values: Intervals) -> Packet:
+        if self.field in ("l4proto", "family"):
+            return packet
+        return dataclasses.replace(packet, **{self.field: values})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InterfaceKey:
+    field: str  # iif, oif
+
+    def read(self, packet: Packet):
+        return getattr(packet, self.field)
+
+
+def interface_matches(name: str, patterns: tuple[str, ...]) -> bool:
+    """`eth*` (nft) and `eth+` (iptables, stored as `eth*`) match every name that starts with eth."""
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
+
+
+# ---------------------------------------------------------------- matches
+Split = tuple[Packet | None, Packet | None, str | None]  # (the packet where it matches, where not, a fork's reason)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InSet:
+    """key in values (negate: not in). Splits the packet's set of values in two."""
+
+    key: Key
+    values: Intervals
+    negate: bool = False
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        have = self.key.read(packet)
+        if have is ABSENT:
+            return None, packet, None
+        if have is None:
+            return packet, packet, f"{self.text}: the {self.key.field} of a {PROTOCOL_NAMES.get(packet.l4proto, packet.l4proto)} packet"
+        inside, outside = have.intersection(self.values), have.difference(self.values)
+        if self.negate:
+            inside, outside = outside, inside
+        return (self.key.narrow(packet, inside) if inside else None,
+                self.key.narrow(packet, outside) if outside else None, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AnyPort:
+    """iptables `-m multiport --ports`: the source or the destination port is in values."""
+
+    protocols: frozenset[int]
+    values: Intervals
+    negate: bool = False
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        if packet.l4proto not in self.protocols:
+            return None, packet, None
+        dport_in = packet.dport.intersection(self.values)
+        sport_in = packet.sport.intersection(self.values)
+        if dport_in == packet.dport:  # every packet matches through its destination port
+            return (None, packet, None) if self.negate else (packet, None, None)
+        if dport_in:  # part of the destination ports match whatever the source port: not representable as one packet
+            return packet, packet, f"{self.text}: source or destination port"
+        # no destination port matches: it comes down to the source port
+        sport_out = packet.sport.difference(self.values)
+        inside = dataclasses.replace(packet, sport=sport_in) if sport_in else None
+        outside = dataclasses.replace(packet, sport=sport_out) if sport_out else None
+        return (outside, inside, None) if self.negate else (inside, outside, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InNames:
+    key: InterfaceKey
+    names: tuple[str, ...]
+    negate: bool = False
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        name = self.key.read(packet)
+        if name is None:
+            return packet, packet, f"{self.text}: the {'input' if self.key.field == 'iif' else 'output'} interface is not known " \
+                                   "(give the machine's interfaces: --addresses or --iface)"
+        hit = interface_matches(name, self.names) != self.negate
+        return (packet, None, None) if hit else (None, packet, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CtState:
+    states: frozenset[str]
+    negate: bool = False
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        if context.before_conntrack:
+            return packet, packet, f"{self.text}: the chain runs before conntrack (priority below {CONNTRACK_PRIORITY})"
+        hit = (packet.ct_state in self.states) != self.negate
+        return (packet, None, None) if hit else (None, packet, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TcpFlags:
+    test: Callable[[int], bool]
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        if packet.l4proto != TCP:
+            return None, packet, None
+        return (packet, None, None) if self.test(packet.tcp_flags or 0) else (None, packet, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Concat:
+    """nft `ip saddr . tcp dport @pairs`: each element gives each key its set of values."""
+
+    keys: tuple[Key | InterfaceKey, ...]
+    elements: tuple[tuple[Intervals | tuple[str, ...], ...], ...]
+    negate: bool = False
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        values = []
+        for key in self.keys:
+            have = key.read(packet)
+            if have is ABSENT:
+                return None, packet, None
+            if have is None:
+                return packet, packet, f"{self.text}: {getattr(key, 'field', '?')} not known"
+            values.append(have)
+        inside = any(all(_element_covers(part, have) for part, have in zip(element, values, strict=True)) for element in self.elements)
+        outside = all(any(_element_misses(part, have) for part, have in zip(element, values, strict=True)) for element in self.elements)
+        if inside == outside:  # the packet's values straddle an element: match for some of them only
+            return packet, packet, f"{self.text}: matches only part of the packet's possible values"
+        hit = inside != self.negate
+        return (packet, None, None) if hit else (None, packet, None)
+
+
+def _element_covers(part, have) -> bool:
+    return interface_matches(have, part) if isinstance(have, str) else have.issubset(part)
+
+
+def _element_misses(part, have) -> bool:
+    return not interface_matches(have, part) if isinstance(have, str) else have.isdisjoint(part)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unmodelled:
+    """A match the evaluator does not model: the packet may match or not."""
+
+    text: str
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        return packet, packet, f"`{self.text}` is not modelled"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Always:
+    """What changes nothing for the verdict (a counter, a log, a comment): it holds for every packet."""
+
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        return packet, None, None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Never:
+    """A match no packet of the evaluator's can meet (iptables `-f`: a non-first fragment)."""
+
+    text: str = ""
+
+    def split(self, packet: Packet, context: Context) -> Split:
+        return None, packet, None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    before_conntrack: bool = False
+
+
+Match = InSet | AnyPort | InNames | CtState | TcpFlags | Concat | Unmodelled | Always | Never
+
+
+# ---------------------------------------------------------------- what a rule does
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    kind: str  # accept, drop, reject, jump, goto, return, continue
+    target: str | None = None  # jump, goto: the chain
+    reject: str | None = None  # reject: "tcp reset" or "icmp <type>"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerdictMap:
+    """nft `tcp dport vmap { 22 : accept, 80 : jump web }`: the first element holding the key decides."""
+
+    keys: tuple[Key | InterfaceKey, ...]
+    entries: tuple[tuple[tuple[Intervals | tuple[str, ...], ...], Verdict], ...]
+    text: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A statement that changes the packet or its fate in a way not modelled (NAT, marks, queues):
+    where a packet reaches it, its outcome is unknown."""
+
+    text: str
+
+
+Step = Match | Verdict | VerdictMap | Unsupported
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rule:
+    ref: RuleRef
+    steps: tuple[Step, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Base:
+    """What makes a chain a base chain: where the kernel calls it."""
+
+    hook: str  # prerouting, input, output, postrouting (others are not on a local packet's path)
+    priority: int
+    type: str = "filter"  # filter, nat, route
+    policy: str = "accept"
+    policy_ref: RuleRef | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chain:
+    family: str  # ip, ip6, inet; bridge or netdev chains become opaque (see Ruleset.opaque)
+    table: str
+    name: str
+    rules: tuple[Rule, ...]
+    base: Base | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.family, self.table, self.name)
+
+
+FAMILIES = {"ip": (4,), "ip6": (6,), "inet": (4, 6)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Ruleset:
+    chains: dict[tuple[str, str, str], Chain]
+    origins: tuple[str, ...] = ()
+    # base chains of families not modelled (bridge, netdev) that could drop a packet: (hook side, why)
+    opaque: tuple[tuple[str, str], ...] = ()
+
+    def base_chains(self, family: int, hooks: tuple[str, ...], new: bool) -> list[Chain]:
+        """The base chains a packet of this family meets on these hooks, in the kernel's order: by hook,
+        then by priority. NAT chains see only a connection's first packet."""
+        chosen = []
+        for order, hook in enumerate(hooks):
+            for chain in self.chains.values():
+                base = chain.base
+                if base is None or base.hook != hook or family not in FAMILIES.get(chain.family, ()):
+                    continue
+                if base.type == "nat" and not new:
+                    continue
+                chosen.append((order, base.priority, chain))
+        chosen.sort(key=lambda item: (item[0], item[1]))
+        return [chain for _, _, chain in chosen]
+
+    def chain(self, family: str, table: str, name: str) -> Chain | None:
+        return self.chains.get((family, table, name))
+
+    def rule_count(self) -> int:
+        return sum(len(chain.rules) for chain in self.chains.values())
