@@ -17,7 +17,7 @@ import ipaddress
 from csaudit.judge.packetfilter.evaluate import Outcome, evaluate
 from csaudit.judge.packetfilter.interfaces import Interfaces
 from csaudit.judge.packetfilter.intervals import EPHEMERAL, IPV4, IPV6, Intervals
-from csaudit.judge.packetfilter.ruleset import ICMP, ICMPV6, TCP, TCP_FLAGS, UDP, Packet, RuleRef, Ruleset
+from csaudit.judge.packetfilter.ruleset import ICMP, ICMPV6, TCP, TCP_FLAGS, UDP, UNREACHABLE, Packet, RuleRef, Ruleset
 from csaudit.model.flows import Flow
 
 SYN, ACK = TCP_FLAGS["syn"], TCP_FLAGS["ack"]
@@ -93,7 +93,13 @@ def request_packet(flow: Flow) -> Packet | str:
     if isinstance(target, str):
         return target
     family, daddr = target
-    if flow.source.address:
+    link_local = ipaddress.ip_network("169.254.0.0/16" if family == 4 else "fe80::/10")
+    if flow.source.address and ipaddress.ip_address(daddr) in link_local and _address(flow.source.address, flow.source)[1:] and \
+            ipaddress.ip_address(_address(flow.source.address, flow.source)[1]) not in link_local:
+        # A link-local address is reached only over its own link, from the sender's link-local address
+        # (a KVM host's cloud0), not from the address the API lists for the sender.
+        saddr = Intervals.of(int(link_local.network_address), int(link_local.broadcast_address))
+    elif flow.source.address:
         source = _address(flow.source.address, flow.source)
         if isinstance(source, str):
             return source
@@ -131,7 +137,10 @@ def _answer(packet: Packet, reject: str | None) -> Packet:
     answer = _swap(packet)
     if reject == "tcp reset" and packet.l4proto == TCP:
         return dataclasses.replace(answer, tcp_flags=RST_ACK)
-    return dataclasses.replace(answer, l4proto=ICMP if packet.family == 4 else ICMPV6, sport=None, dport=None, tcp_flags=None)
+    icmp_type, codes = UNREACHABLE[packet.family]
+    name = (reject or "icmp port-unreachable").removeprefix("icmp ")
+    return dataclasses.replace(answer, l4proto=ICMP if packet.family == 4 else ICMPV6, sport=None, dport=None, tcp_flags=None,
+                               icmp_type=icmp_type, icmp_code=codes.get(name, codes["port-unreachable"]))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -320,14 +329,12 @@ def _why(finals: list[_Final], family: int) -> str:
     if len({s for s in sports.values()}) > 1:
         return "it depends on the connection's ephemeral source port: " + "; ".join(
             f"{VERDICT_WORDS[v]} from source ports {s.text()}" for v, s in sports.items())
-    saddrs = {v: Intervals(s for f in fs for s in f.saddrs.spans) for v, fs in by_verdict.items()}
-    return "it depends on the source address: " + "; ".join(
-        f"{VERDICT_WORDS[v]} from {_addresses(s, family)}" for v, s in saddrs.items())
+    saddrs = sorted(((v, Intervals(s for f in fs for s in f.saddrs.spans)) for v, fs in by_verdict.items()), key=lambda vs: vs[1].size())
+    named = [f"{VERDICT_WORDS[v]} from {_addresses(s, family)}" for v, s in saddrs[:-1]]  # the largest part: "elsewhere"
+    return "it depends on the source address: " + "; ".join([*named, f"{VERDICT_WORDS[saddrs[-1][0]]} from other addresses"])
 
 
 def _addresses(values: Intervals, family: int) -> str:
-    if values.size() > (2**24 if family == 4 else 2**64):
-        return "other addresses"
     make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
     networks = [str(n) for a, b in values.spans for n in ipaddress.summarize_address_range(make(a), make(b))]
     return ", ".join(networks[:4]) + (", ..." if len(networks) > 4 else "")

@@ -18,6 +18,8 @@ import shlex
 from csaudit.judge.packetfilter.intervals import PORTS, Intervals
 from csaudit.judge.packetfilter.ruleset import (
     CT_STATES,
+    ICMP,
+    ICMPV6,
     PROTOCOL_NUMBERS,
     TCP,
     TCP_FLAGS,
@@ -79,8 +81,9 @@ class IptablesText:
 
 
 def looks_like_iptables_save(text: str) -> bool:
-    lines = [line.strip() for line in text.splitlines()]
-    return any(line.startswith("*") for line in lines) and "COMMIT" in lines
+    """Its first line that is not a comment opens a table (`*filter`): read on, and say what is wrong, if anything."""
+    first = next((line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), "")
+    return first.startswith("*")
 
 
 def parse_iptables_save(text: str, origin: str) -> IptablesText:
@@ -137,7 +140,9 @@ def _header(text: str) -> tuple[str, str | None]:
             backend = "nft" if "nf_tables" in line or "-nft-" in line else "legacy"
             return family, backend
     for line in text.splitlines():
-        if line.startswith("-A") and any(":" in token and "/" in token for token in line.split()):
+        tokens = line.split()
+        if line.startswith("-A") and any(":" in value for option, value in zip(tokens, tokens[1:], strict=False)
+                                         if option in ("-s", "-d", "--source", "--destination", "--src-range", "--dst-range")):
             return "ip6", None
         if "icmp6" in line or "ipv6-icmp" in line:
             return "ip6", None
@@ -260,9 +265,14 @@ class _RuleParser:
     def _module(self, name: str, options: list[tuple[str, bool, list[str]]]) -> list:
         text = f"-m {name} " + " ".join(f"{'! ' if neg else ''}{opt} {' '.join(values)}".strip() for opt, neg, values in options)
         text = text.strip()
+        if not options:
+            return [] if name in ("tcp", "udp", "icmp", "icmp6", "comment", "multiport", "state", "conntrack") else [Unmodelled(text)]
         try:
-            return [self._option(name, option, negate, values, text) for option, negate, values in options] if options else \
-                ([] if name in ("tcp", "udp", "comment", "multiport", "state", "conntrack") else [Unmodelled(text)])
+            steps = []
+            for option, negate, values in options:
+                made = self._option(name, option, negate, values, text)
+                steps += made if isinstance(made, list) else [made]
+            return steps
         except _NotModelled:
             return [Unmodelled(text)]
 
@@ -296,6 +306,19 @@ class _RuleParser:
             if not states <= set(CT_STATES):
                 raise _NotModelled
             return CtState(frozenset(states), negate, shown)
+        if (module, option) in (("icmp", "--icmp-type"), ("icmp6", "--icmpv6-type")):
+            protocols = frozenset({ICMP if module == "icmp" else ICMPV6})
+            if values[0] == "any":
+                return InSet(Key("l4proto"), Intervals.of(ICMP if module == "icmp" else ICMPV6), negate, shown)
+            kind, _, code = values[0].partition("/")
+            if not kind.isdigit() or code and not code.isdigit():
+                raise _NotModelled  # a name: iptables-save writes numbers
+            if negate and code:
+                raise _NotModelled  # not (type and code): no single split of the two
+            steps = [InSet(Key("icmp_type", protocols=protocols), Intervals.of(int(kind)), negate, shown)]
+            if code:
+                steps.append(InSet(Key("icmp_code", protocols=protocols), Intervals.of(int(code)), False, shown))
+            return steps
         if module == "iprange" and option in ("--src-range", "--dst-range"):
             first, _, last = values[0].partition("-")
             low, high = ipaddress.ip_address(first), ipaddress.ip_address(last or first)

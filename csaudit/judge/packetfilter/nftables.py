@@ -19,9 +19,14 @@ import json
 from csaudit.judge.packetfilter.intervals import IPV4, PORTS, PROTOCOLS, Intervals
 from csaudit.judge.packetfilter.ruleset import (
     CT_STATES,
+    ICMP,
+    ICMP_TYPES,
+    ICMPV6,
+    ICMPV6_TYPES,
     PROTOCOL_NUMBERS,
     TCP,
     TCP_FLAGS,
+    UNREACHABLE,
     Always,
     Base,
     Chain,
@@ -257,6 +262,8 @@ class _Builder:
                 return Key(field, protocols=frozenset({PORT_PROTOCOLS[protocol]}), label=f"{protocol} {field}")
             if protocol == "th" and field in ("sport", "dport"):
                 return Key(field, label=f"th {field}")
+            if protocol in ("icmp", "icmpv6") and field in ("type", "code"):
+                return Key(f"icmp_{field}", protocols=frozenset({ICMP if protocol == "icmp" else ICMPV6}), label=f"{protocol} {field}")
             raise NotModelled
         if "meta" in expression:
             meta = expression["meta"]["key"]
@@ -302,6 +309,13 @@ class _Builder:
             if value not in NFPROTO:
                 raise NotModelled
             return NFPROTO[value]
+        if key.field in ("icmp_type", "icmp_code"):
+            names = (ICMP_TYPES if ICMP in key.protocols else ICMPV6_TYPES) if key.field == "icmp_type" else \
+                UNREACHABLE[4 if ICMP in key.protocols else 6][1]
+            number = names.get(value, value)
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 255:
+                raise NotModelled
+            return number
         if key.field == "l4proto":
             number = PROTOCOL_NUMBERS.get(value, value)
             if not isinstance(number, int) or isinstance(number, bool) or not PROTOCOLS[0] <= number <= PROTOCOLS[1]:
@@ -465,7 +479,7 @@ def _render_value(value, quoted: bool = False) -> str:
     if isinstance(value, list):
         if len(value) == 2 and isinstance(value[1], dict) and len(value[1]) == 1:  # a map element: key : verdict
             return f"{_render_value(value[0])} : {render_expression(value[1])}"
-        return ", ".join(_render_value(v, quoted) for v in value)
+        return ",".join(_render_value(v, quoted) for v in value)  # flags: `ct state established,related`
     if isinstance(value, dict):
         if "payload" in value:
             payload = value["payload"]

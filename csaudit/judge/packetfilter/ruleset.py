@@ -20,6 +20,20 @@ PROTOCOL_NUMBERS = {"tcp": TCP, "udp": UDP, "icmp": ICMP, "icmpv6": ICMPV6, "ipv
                     "udplite": 136, "gre": 47, "esp": 50, "ah": 51, "igmp": 2, "ipip": 4, "ospf": 89, "vrrp": 112}
 PROTOCOL_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmpv6"}
 CT_STATES = ("new", "established", "related", "invalid", "untracked")
+ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
+              "router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
+              "timestamp-request": 13, "timestamp-reply": 14, "info-request": 15, "info-reply": 16,
+              "address-mask-request": 17, "address-mask-reply": 18}
+ICMPV6_TYPES = {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+                "echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
+                "mld-listener-done": 132, "mld-listener-reduction": 132, "nd-router-solicit": 133, "nd-router-advert": 134,
+                "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136, "nd-redirect": 137, "router-renumbering": 138,
+                "ind-neighbor-solicit": 141, "ind-neighbor-advert": 142, "mld2-listener-report": 143}
+# the answer a reject sends: ICMP (type 3) and ICMPv6 (type 1) codes, by the name of the reject's type
+UNREACHABLE = {4: (3, {"net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2, "port-unreachable": 3,
+                       "net-prohibited": 9, "host-prohibited": 10, "admin-prohibited": 13, "no-route": 0, "addr-unreachable": 1}),
+               6: (1, {"no-route": 0, "admin-prohibited": 1, "addr-unreachable": 3, "port-unreachable": 4, "host-unreachable": 3,
+                       "policy-fail": 5, "reject-route": 6})}
 TCP_FLAGS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ecn": 0x40, "cwr": 0x80}
 CONNTRACK_PRIORITY = -200  # chains before it see packets conntrack has not looked at yet
 HOOK_PATHS = {"in": ("prerouting", "input"), "out": ("output", "postrouting")}
@@ -38,6 +52,8 @@ class Packet:
     oif: str | None
     ct_state: str  # new, established, related: what conntrack says of it
     tcp_flags: int | None = None
+    icmp_type: int | None = None  # an ICMP packet (a reject's answer): its type and code
+    icmp_code: int | None = None
     iif_basis: str = ""  # why that interface (for the report)
     oif_basis: str = ""
 
@@ -53,6 +69,9 @@ class RuleRef:
     text: str  # the rule as written, or "policy drop"
 
     def describe(self) -> str:
+        if self.text.startswith("policy "):
+            where = f", {self.position}" if self.position != "policy" else ""
+            return f"the {self.text} of chain {self.chain} (table {self.family} {self.table}{where})"
         return f"`{self.text}` (table {self.family} {self.table}, chain {self.chain}, {self.position})"
 
 
@@ -64,9 +83,9 @@ ABSENT = object()  # the packet lacks the header the key reads (`tcp dport` of a
 class Key:
     """A numeric field: an address (of one family), a port (of some protocols), the protocol, the family."""
 
-    field: str  # saddr, daddr, sport, dport, l4proto, family
+    field: str  # saddr, daddr, sport, dport, l4proto, family, icmp_type, icmp_code
     family: int | None = None  # addresses (and `ip protocol`): only packets of this family have it
-    protocols: frozenset[int] | None = None  # ports: only these protocols (None: any transport with ports, `th`)
+    protocols: frozenset[int] | None = None  # ports, ICMP types: only these protocols (ports: None is any with ports, `th`)
     label: str = ""
 
     @property
@@ -85,6 +104,9 @@ class Key:
             if self.protocols is not None:
                 return getattr(packet, self.field) if packet.l4proto in self.protocols else ABSENT
             return getattr(packet, self.field) if packet.l4proto in PORT_PROTOCOLS else None
+        if self.field in ("icmp_type", "icmp_code"):
+            value = getattr(packet, self.field)
+            return ABSENT if packet.l4proto not in self.protocols else None if value is None else Intervals.of(value)
         if self.field == "l4proto":
             return Intervals.of(packet.l4proto)
         if self.field == "family":
@@ -92,7 +114,7 @@ class Key:
         return getattr(packet, self.field)
 
     def narrow(self, packet: Packet, values: Intervals) -> Packet:
-        if self.field in ("l4proto", "family"):
+        if self.field in ("l4proto", "family", "icmp_type", "icmp_code"):
             return packet
         return dataclasses.replace(packet, **{self.field: values})
 

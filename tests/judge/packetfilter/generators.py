@@ -36,6 +36,13 @@ ICMP4 = ("port-unreachable", "host-unreachable", "admin-prohibited", "net-unreac
 ICMP6 = ("port-unreachable", "admin-prohibited", "no-route", "addr-unreachable")
 IPT_REJECT4 = ("icmp-port-unreachable", "icmp-host-unreachable", "icmp-admin-prohibited", "icmp-net-unreachable", "icmp-host-prohibited")
 IPT_REJECT6 = ("icmp6-port-unreachable", "icmp6-adm-prohibited", "icmp6-no-route", "icmp6-addr-unreachable")
+ICMP_MATCHES_NFT = ("icmp type destination-unreachable", "icmp type { echo-request, destination-unreachable }", "icmp type != echo-request",
+                    "icmp type destination-unreachable icmp code port-unreachable", "icmp code admin-prohibited",
+                    "icmpv6 type destination-unreachable", "icmpv6 type { echo-request, nd-neighbor-solicit }",
+                    "icmpv6 type destination-unreachable icmpv6 code port-unreachable", "icmpv6 code admin-prohibited")
+ICMP_MATCHES_IPT = {4: ("-m icmp --icmp-type 3", "-m icmp --icmp-type 13", "-m icmp --icmp-type 3/3", "-m icmp ! --icmp-type 8",
+                        "-m icmp --icmp-type 3/13", "-m icmp --icmp-type any"),
+                    6: ("-m icmp6 --icmpv6-type 1", "-m icmp6 --icmpv6-type 1/4", "-m icmp6 --icmpv6-type 128", "-m icmp6 ! --icmpv6-type 1")}
 UNMODELLED_NFT = ("meta mark 0x1", "meta mark != 0x2", "limit rate 2/second", "fib daddr type local", "meta pkttype host",
                   "ct mark 0x0", "meta length < 100", "ct direction original")
 UNMODELLED_IPT = ("-m mark --mark 0x1", "-m limit --limit 2/second", "-m addrtype --dst-type LOCAL", "-m length --length 0:100",
@@ -129,7 +136,7 @@ def _elements(elements: list[str]) -> str:
 @st.composite
 def _nft_rule(draw, family: str, jumps: list[str], rejects: bool, named: dict, modelled: bool, hook: str, regular: bool = False) -> str:
     l3 = draw(st.sampled_from({"inet": ("", "ip", "ip6"), "ip": ("", "ip"), "ip6": ("", "ip6")}[family]))
-    l4 = draw(st.sampled_from(("", "tcp", "udp", "th", "l4")))
+    l4 = draw(st.sampled_from(("", "tcp", "udp", "th", "l4", "icmp")))
     parts = []
     if l3 == "ip":
         for field in draw(st.lists(st.sampled_from(("saddr", "daddr")), max_size=2, unique=True)):
@@ -152,6 +159,10 @@ def _nft_rule(draw, family: str, jumps: list[str], rejects: bool, named: dict, m
         parts.append(f"meta l4proto {{ tcp, udp }} th dport {draw(_ports(named.get('ports')))}")
     elif l4 == "l4":
         parts.append(f"meta l4proto {draw(st.sampled_from(('tcp', 'udp', '{ tcp, udp }', 'icmp', 'icmpv6', '!= tcp', '{ icmp, icmpv6 }')))}")
+    elif l4 == "icmp":  # what a reject's answer meets on its way back
+        choices = [c for c in ICMP_MATCHES_NFT if (l3 != "ip6" or "icmpv6" in c) and (l3 != "ip" or "icmpv6" not in c)
+                   and (family != "ip" or "icmpv6" not in c) and (family != "ip6" or "icmpv6" in c)]
+        parts.append(draw(st.sampled_from(choices)))
     if draw(st.integers(0, 3)) == 0:
         key = draw(st.sampled_from(("iifname", "oifname")))
         names = draw(st.lists(st.sampled_from(INTERFACES), min_size=1, max_size=2, unique=True))
@@ -304,6 +315,8 @@ def _ipt_rule(draw, family: int, jumps: list[str], chain: str, modelled: bool) -
         elif kind == "flags" and protocol == "tcp":
             parts.append(draw(st.sampled_from(("-m tcp --syn", "-m tcp ! --syn", "-m tcp --tcp-flags SYN,ACK SYN,ACK",
                                                "-m tcp --tcp-flags RST RST"))))
+    if protocol in ("icmp", "ipv6-icmp") and draw(st.booleans()):
+        parts.append(draw(st.sampled_from(ICMP_MATCHES_IPT[family])))
     if draw(st.integers(0, 2)) == 0:
         states = ",".join(s.upper() for s in draw(st.lists(st.sampled_from(CT_STATES), min_size=1, max_size=3, unique=True)))
         module, option = draw(st.sampled_from((("state", "--state"), ("conntrack", "--ctstate"))))

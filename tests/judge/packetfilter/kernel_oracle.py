@@ -41,6 +41,7 @@ class Checked:
     probes: int = 0
     unknown: int = 0
     verdicts: dict = dataclasses.field(default_factory=dict)  # kernel verdict -> count
+    seen: dict = dataclasses.field(default_factory=dict)  # (pair, family, protocol, port) -> the kernel's verdict
 
 
 def addresses(lab: PairLab, index: int) -> dict[str, str]:
@@ -143,6 +144,7 @@ def check_batch(lab: PairLab, cases: list[Case], modelled: bool, checked: Checke
         checked.probes += 1
         checked.unknown += verdict == "unknown"
         checked.verdicts[seen[probe]] = checked.verdicts.get(seen[probe], 0) + 1
+        checked.seen[(probe.pair, probe.family, probe.protocol, probe.port)] = seen[probe]
         if not agrees(seen[probe], verdict, modelled):
             mismatches.append(Mismatch(cases[probe.pair], probe, seen[probe], verdict, why))
     checked.rulesets += len(cases)
