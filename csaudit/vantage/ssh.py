@@ -359,6 +359,9 @@ class SshVantages:
                 found[key] = f"no SSH vantage stands for {key[0]} {key[1]}"
             elif isinstance(remote, Unverifiable):
                 found[key] = str(remote)
+            elif remote.label in self._states and self._states[remote.label].state != VantageStatus.OK:
+                state = self._states[remote.label]  # it could not be used for the probes a moment ago: no second try
+                found[key] = f"{remote.label} {state.state}: {state.reason}"
             else:
                 wanted.append(remote)
         if wanted:

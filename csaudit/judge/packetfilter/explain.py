@@ -41,8 +41,8 @@ def failing_ports(result: FlowResult) -> list[int]:
         return [flow.port]
     if flow.expect == "closed":
         return [port for port, state in result.ports if state == State.OPEN]
-    first = [flow.port] if result.observed != State.OPEN else []
-    return first + [port for port, state in result.ports[1:] if state not in (State.OPEN, State.REFUSED)]
+    (first, state), rest = result.ports[0], result.ports[1:]  # the first port is judged alone: it must be open
+    return ([first] if state != State.OPEN else []) + [port for port, state in rest if state not in (State.OPEN, State.REFUSED)]
 
 
 def explain(result: FlowResult, source: Read | None, target: Read | None) -> str:
