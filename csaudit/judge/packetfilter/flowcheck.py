@@ -17,7 +17,20 @@ import ipaddress
 from csaudit.judge.packetfilter.evaluate import Outcome, evaluate
 from csaudit.judge.packetfilter.interfaces import Interfaces
 from csaudit.judge.packetfilter.intervals import EPHEMERAL, IPV4, IPV6, Intervals
-from csaudit.judge.packetfilter.ruleset import ICMP, ICMPV6, TCP, TCP_FLAGS, UDP, UNREACHABLE, Packet, RuleRef, Ruleset
+from csaudit.judge.packetfilter.ruleset import (
+    ICMP,
+    ICMPV6,
+    TCP,
+    TCP_FLAGS,
+    UDP,
+    UNREACHABLE,
+    Packet,
+    RuleRef,
+    Ruleset,
+    crossing,
+    in_state,
+    reversed_packet,
+)
 from csaudit.model.flows import Flow
 
 SYN, ACK = TCP_FLAGS["syn"], TCP_FLAGS["ack"]
@@ -93,19 +106,18 @@ def request_packet(flow: Flow) -> Packet | str:
     if isinstance(target, str):
         return target
     family, daddr = target
-    link_local = ipaddress.ip_network("169.254.0.0/16" if family == 4 else "fe80::/10")
-    if flow.source.address and ipaddress.ip_address(daddr) in link_local and _address(flow.source.address, flow.source)[1:] and \
-            ipaddress.ip_address(_address(flow.source.address, flow.source)[1]) not in link_local:
-        # A link-local address is reached only over its own link, from the sender's link-local address
-        # (a KVM host's cloud0), not from the address the API lists for the sender.
-        saddr = Intervals.of(int(link_local.network_address), int(link_local.broadcast_address))
-    elif flow.source.address:
+    if flow.source.address:
         source = _address(flow.source.address, flow.source)
         if isinstance(source, str):
             return source
         if source[0] != family:
             return f"source {flow.source.address} and target {flow.target.address} are not of the same IP version"
         saddr = Intervals.of(source[1])
+        first, last = LINK_LOCAL[family]
+        if first <= daddr <= last and not first <= source[1] <= last:
+            # A link-local address is reached only over its own link, from the sender's link-local address
+            # (a KVM host's cloud0), not from the address the API lists for the sender.
+            saddr = Intervals.of(first, last)
     else:
         saddr = Intervals.everything(IPV4 if family == 4 else IPV6)  # any client: this machine stands for them all
     protocol = {"tcp": TCP, "udp": UDP}.get(flow.protocol)
@@ -113,6 +125,10 @@ def request_packet(flow: Flow) -> Packet | str:
         return f"protocol {flow.protocol} is not modelled"
     return Packet(family, protocol, saddr, Intervals.of(daddr), Intervals.of(*EPHEMERAL),
                   Intervals.of(flow.port, flow.port_end or flow.port), None, None, "new", SYN if protocol == TCP else None)
+
+
+LINK_LOCAL = {family: (int(network.network_address), int(network.broadcast_address))
+              for family, network in ((4, ipaddress.ip_network("169.254.0.0/16")), (6, ipaddress.ip_network("fe80::/10")))}
 
 
 def _address(address: str | None, endpoint) -> tuple[int, int] | str:
@@ -127,8 +143,7 @@ def _address(address: str | None, endpoint) -> tuple[int, int] | str:
 
 def _swap(packet: Packet) -> Packet:
     """The same connection seen the other way: a reply's addresses and ports are the request's, swapped."""
-    return dataclasses.replace(packet, saddr=packet.daddr, daddr=packet.saddr, sport=packet.dport, dport=packet.sport,
-                               iif=None, oif=None, iif_basis="", oif_basis="")
+    return reversed_packet(packet)
 
 
 def _answer(packet: Packet, reject: str | None) -> Packet:
@@ -179,13 +194,15 @@ def trace(flow: Flow, source: Side | None, target: Side | None, request: Packet 
     finals: list[_Final] = []
     work = [_Walk(request, 0, (), ())]
     while work:
-        walk = work.pop()
+        walk = work.pop()  # depth first: one case through every step, then the next
+        if _settled(finals, walk.packet.dport):
+            continue  # its ports already have two verdicts: unknown, whatever this case gives
         if walk.step == len(steps):
             target_accept = next((d for d in walk.accepted if d.role == "target" and d.what == "request"), None)
             finals.append(_final("accept", target_accept or (walk.accepted[0] if walk.accepted else None), walk, walk.packet))
             continue
         step = steps[walk.step]
-        wire = dataclasses.replace(walk.packet if step.forward else _swap(walk.packet), ct_state=step.ct_state, tcp_flags=step.tcp_flags)
+        wire = in_state(walk.packet if step.forward else _swap(walk.packet), step.ct_state, step.tcp_flags)
         for verdict, packet, decision, hop, forks, reason in _hops(forward if step.forward else backward, wire, step.what):
             narrowed = packet if step.forward else _swap(packet)  # back to the request's point of view
             forks = walk.forks + forks
@@ -199,6 +216,12 @@ def trace(flow: Flow, source: Side | None, target: Side | None, request: Packet 
             else:  # rejected on its way from the source: the answer must come back
                 finals += _answered(source, target, packet, narrowed, decision, hop, walk, forks, step)
     return Trace(_parts(finals, request.dport, request.family))
+
+
+def _settled(finals: list[_Final], ports: Intervals) -> bool:
+    """Do outcomes already found give these ports more than one verdict (or an unknown one)?"""
+    seen = {f.verdict for f in finals if ports.issubset(f.ports)}
+    return len(seen) > 1 or "unknown" in seen
 
 
 def _answered(source, target, packet: Packet, narrowed: Packet, reject: Decision, hop: int, walk: _Walk, forks, step: _Step) -> list[_Final]:
@@ -235,7 +258,7 @@ def _hops(hops, packet: Packet, what: str, states: tuple[str, ...] | None = None
             continue
         side, direction, role = hops[index]
         if states is not None:
-            current = dataclasses.replace(current, ct_state=states[index])
+            current = in_state(current, states[index], current.tcp_flags)
         for outcome, narrowed, decision in _leg(side, current, direction, role, what, interface):
             more = forks + outcome.forks
             if outcome.verdict == "accept":
@@ -260,10 +283,7 @@ def _leg(side: Side | None, packet: Packet, direction: str, role: str, what: str
         name, basis = side.interfaces.incoming(packet.family, packet.saddr, packet.daddr)
     else:
         name, basis = side.interfaces.outgoing(packet.family, packet.saddr, packet.daddr)
-    if direction == "in":
-        packet = dataclasses.replace(packet, iif=name, oif="", iif_basis=basis)
-    else:
-        packet = dataclasses.replace(packet, oif=name, iif="", oif_basis=basis)
+    packet = crossing(packet, name, "") if direction == "in" else crossing(packet, "", name)
     shown = f"{'arrives on' if direction == 'in' else 'leaves by'} {name}: {basis}" if name and basis else ""
     legs = []
     for outcome in evaluate(side.ruleset, packet, direction):

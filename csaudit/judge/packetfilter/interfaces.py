@@ -10,6 +10,7 @@ answer says which of these it is, and the report repeats it; without interface d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 
@@ -23,24 +24,25 @@ Network = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 class Interfaces:
     items: tuple[tuple[str, tuple[Network, ...]], ...] = ()  # (name, its addresses with their prefixes)
     known: bool = False  # False: nothing is known of the machine's interfaces
+    # (name, family, address, first and last of its network, prefix length, the address with its prefix), by prefix length
+    _plain: list = dataclasses.field(default_factory=list, compare=False, repr=False)
+
+    def _entries(self) -> list:
+        if not self._plain and self.items:
+            self._plain.extend(sorted(((name, a.version, int(a.ip), int(a.network.network_address), int(a.network.broadcast_address),
+                                        a.network.prefixlen, a) for name, addresses in self.items for a in addresses),
+                                      key=lambda entry: -entry[5]))
+        return self._plain
 
     def owns(self, address: int, family: int) -> str | None:
-        for name, addresses in self.items:
-            if any(a.version == family and int(a.ip) == address for a in addresses):
-                return name
-        return None
+        return next((entry[0] for entry in self._entries() if entry[1] == family and entry[2] == address), None)
 
     def on_link(self, address: int, family: int) -> tuple[str, Network] | None:
         """The interface with the longest prefix that holds `address` (not counting /32 and /128)."""
-        best = None
-        for name, addresses in self.items:
-            for a in addresses:
-                network = a.network
-                if a.version == family and network.prefixlen < network.max_prefixlen and \
-                        int(network.network_address) <= address <= int(network.broadcast_address):
-                    if best is None or network.prefixlen > best[1].network.prefixlen:
-                        best = (name, a)
-        return best
+        for name, version, _, first, last, prefix, interface in self._entries():
+            if version == family and first <= address <= last and prefix < (32 if family == 4 else 128):
+                return name, interface
+        return None
 
     def incoming(self, family: int, source: Intervals, destination: Intervals) -> tuple[str | None, str]:
         return self._choose(family, near=source, own=destination, local_other=source)
@@ -58,13 +60,18 @@ class Interfaces:
         if far is not None:
             link = self.on_link(far, family)
             if link is not None:
-                return link[0], f"{ipaddress.ip_address(far)} is on the link of {link[0]} ({link[1].network})"
+                return link[0], f"{_text(far, family)} is on the link of {link[0]} ({link[1].network})"
         if mine is not None:
             name = self.owns(mine, family)
             if name is not None:
-                return name, f"{name} holds {ipaddress.ip_address(mine)}"
-            return None, f"no interface holds {ipaddress.ip_address(mine)}"
+                return name, f"{name} holds {_text(mine, family)}"
+            return None, f"no interface holds {_text(mine, family)}"
         return None, "the address is not known"
+
+
+@functools.lru_cache(maxsize=4096)
+def _text(address: int, family: int) -> str:
+    return str(ipaddress.IPv4Address(address) if family == 4 else ipaddress.IPv6Address(address))
 
 
 def parse_ip_addr_json(text: str, origin: str) -> Interfaces:

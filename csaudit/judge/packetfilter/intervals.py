@@ -35,7 +35,10 @@ class Intervals:
 
     @classmethod
     def of(cls, first: int, last: int | None = None) -> Intervals:
-        return cls(((first, first if last is None else last),))
+        last = first if last is None else last
+        if first > last:
+            raise ValueError(f"empty interval {first}-{last}")
+        return cls._made(((first, last),))
 
     @classmethod
     def everything(cls, domain: tuple[int, int]) -> Intervals:
@@ -54,9 +57,7 @@ class Intervals:
         return f"Intervals({self.text()})"
 
     def __contains__(self, value: int) -> bool:
-        if self._firsts is None:
-            self._firsts = [a for a, _ in self.spans]
-        index = bisect.bisect_right(self._firsts, value) - 1
+        index = bisect.bisect_right(self._firsts_list(), value) - 1
         return index >= 0 and value <= self.spans[index][1]
 
     def single(self) -> int | None:
@@ -68,10 +69,33 @@ class Intervals:
     def size(self) -> int:
         return sum(b - a + 1 for a, b in self.spans)
 
+    @classmethod
+    def _made(cls, spans) -> Intervals:
+        """From spans already sorted, disjoint and non-adjacent (the set operations' own results)."""
+        made = cls()
+        made.spans = tuple(spans)
+        return made
+
+    def _firsts_list(self) -> list[int]:
+        if self._firsts is None:
+            self._firsts = [a for a, _ in self.spans]
+        return self._firsts
+
     def union(self, other: Intervals) -> Intervals:
         return Intervals(self.spans + other.spans)
 
     def intersection(self, other: Intervals) -> Intervals:
+        small, large = (self, other) if len(self.spans) <= len(other.spans) else (other, self)
+        if len(small.spans) * 8 < len(large.spans):  # a few spans against many (any address but a few): look them up
+            firsts, spans, result = large._firsts_list(), large.spans, []
+            for first, last in small.spans:
+                index = max(bisect.bisect_right(firsts, first) - 1, 0)
+                while index < len(spans) and spans[index][0] <= last:
+                    low, high = max(first, spans[index][0]), min(last, spans[index][1])
+                    if low <= high:
+                        result.append((low, high))
+                    index += 1
+            return Intervals._made(result)
         result, i, j = [], 0, 0
         a, b = self.spans, other.spans
         while i < len(a) and j < len(b):
@@ -82,11 +106,31 @@ class Intervals:
                 i += 1
             else:
                 j += 1
-        made = Intervals()
-        made.spans = tuple(result)  # already sorted, disjoint and non-adjacent
-        return made
+        return Intervals._made(result)
 
     def difference(self, other: Intervals) -> Intervals:
+        if not other.spans or not self.spans:
+            return self
+        if len(other.spans) * 8 < len(self.spans):  # cut a few holes in many spans: splice around them
+            spans = list(self.spans)
+            for first, last in other.spans:
+                firsts = [a for a, _ in spans] if len(spans) < 64 else None
+                low = bisect.bisect_right(firsts, first) - 1 if firsts is not None else _find(spans, first)
+                low = max(low, 0)
+                high = low
+                pieces = []
+                while high < len(spans) and spans[high][0] <= last:
+                    a, b = spans[high]
+                    if b >= first:
+                        if a < first:
+                            pieces.append((a, first - 1))
+                        if b > last:
+                            pieces.append((last + 1, b))
+                    else:
+                        pieces.append((a, b))
+                    high += 1
+                spans[low:high] = pieces
+            return Intervals._made(spans)
         result = []
         for first, last in self.spans:
             start = first
@@ -100,7 +144,7 @@ class Intervals:
                     break
             if start <= last:
                 result.append((start, last))
-        return Intervals(result)
+        return Intervals._made(result)
 
     def complement(self, domain: tuple[int, int]) -> Intervals:
         return Intervals.everything(domain).difference(self)
@@ -113,3 +157,15 @@ class Intervals:
 
     def text(self, render=str) -> str:
         return ", ".join(render(a) if a == b else f"{render(a)}-{render(b)}" for a, b in self.spans) or "(none)"
+
+
+def _find(spans: list[tuple[int, int]], value: int) -> int:
+    """The index of the last span starting at or before `value` (binary search on a list of pairs)."""
+    low, high = 0, len(spans)
+    while low < high:
+        middle = (low + high) // 2
+        if spans[middle][0] <= value:
+            low = middle + 1
+        else:
+            high = middle
+    return low - 1

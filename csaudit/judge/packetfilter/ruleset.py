@@ -54,8 +54,25 @@ class Packet:
     tcp_flags: int | None = None
     icmp_type: int | None = None  # an ICMP packet (a reject's answer): its type and code
     icmp_code: int | None = None
-    iif_basis: str = ""  # why that interface (for the report)
-    oif_basis: str = ""
+
+
+# The copies a walk makes of every packet, written out: dataclasses.replace costs several times as much.
+def crossing(packet: Packet, iif: str | None, oif: str | None) -> Packet:
+    """The packet on one machine's interfaces."""
+    return Packet(packet.family, packet.l4proto, packet.saddr, packet.daddr, packet.sport, packet.dport, iif, oif,
+                  packet.ct_state, packet.tcp_flags, packet.icmp_type, packet.icmp_code)
+
+
+def reversed_packet(packet: Packet) -> Packet:
+    """The same connection the other way: addresses and ports swapped; interfaces not known yet."""
+    return Packet(packet.family, packet.l4proto, packet.daddr, packet.saddr, packet.dport, packet.sport, None, None,
+                  packet.ct_state, packet.tcp_flags, packet.icmp_type, packet.icmp_code)
+
+
+def in_state(packet: Packet, ct_state: str, tcp_flags: int | None) -> Packet:
+    """Another packet of the connection: conntrack's state and the TCP flags change."""
+    return Packet(packet.family, packet.l4proto, packet.saddr, packet.daddr, packet.sport, packet.dport, packet.iif, packet.oif,
+                  ct_state, tcp_flags, packet.icmp_type, packet.icmp_code)
 
 
 # ---------------------------------------------------------------- where a rule came from
@@ -151,11 +168,18 @@ class InSet:
             return None, packet, None
         if have is None:
             return packet, packet, f"{self.text}: the {self.key.field} of a {PROTOCOL_NAMES.get(packet.l4proto, packet.l4proto)} packet"
-        inside, outside = have.intersection(self.values), have.difference(self.values)
+        value = have.single()
+        if value is not None:  # the common case: one address, one port
+            return (packet, None, None) if (value in self.values) != self.negate else (None, packet, None)
+        inside = have.intersection(self.values)
+        if not inside:
+            return (packet, None, None) if self.negate else (None, packet, None)
+        outside = have.difference(self.values)
+        if not outside:
+            return (None, packet, None) if self.negate else (packet, None, None)
         if self.negate:
             inside, outside = outside, inside
-        return (self.key.narrow(packet, inside) if inside else None,
-                self.key.narrow(packet, outside) if outside else None, None)
+        return self.key.narrow(packet, inside), self.key.narrow(packet, outside), None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -362,10 +386,16 @@ class Ruleset:
     origins: tuple[str, ...] = ()
     # base chains of families not modelled (bridge, netdev) that could drop a packet: (hook side, why)
     opaque: tuple[tuple[str, str], ...] = ()
+    # chain key -> its ChainIndex (index.py), made when a packet first walks a long chain
+    indexes: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    _bases: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def base_chains(self, family: int, hooks: tuple[str, ...], new: bool) -> list[Chain]:
         """The base chains a packet of this family meets on these hooks, in the kernel's order: by hook,
         then by priority. NAT chains see only a connection's first packet."""
+        known = self._bases.get((family, hooks, new))
+        if known is not None:
+            return known
         chosen = []
         for order, hook in enumerate(hooks):
             for chain in self.chains.values():
@@ -376,7 +406,8 @@ class Ruleset:
                     continue
                 chosen.append((order, base.priority, chain))
         chosen.sort(key=lambda item: (item[0], item[1]))
-        return [chain for _, _, chain in chosen]
+        self._bases[(family, hooks, new)] = [chain for _, _, chain in chosen]
+        return self._bases[(family, hooks, new)]
 
     def chain(self, family: str, table: str, name: str) -> Chain | None:
         return self.chains.get((family, table, name))
