@@ -33,7 +33,7 @@ from bench.netns import namespaces, remove_stale, run
 PREFIX = "csfw-"
 CLONE_NEWNET = 0x40000000
 IP_RECVERR, IPV6_RECVERR = 11, 25
-WAIT = 0.6  # seconds without an answer that make a drop (a veth answers within a millisecond)
+WAIT = 0.3  # seconds without an answer that make a drop (a veth answers within a millisecond; doubtful drops are probed again)
 RECHECK_WAIT = 3.0  # a drop the evaluator disagrees with is probed once more, this long, before it counts
 SOURCE_PORTS = (33000, 60900)  # inside the evaluator's ephemeral range (intervals.EPHEMERAL); each probe its own
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -94,6 +94,7 @@ class PairLab:
         self._echo: dict[int, list[socket.socket]] = {}
         self._next_port = {p.index: SOURCE_PORTS[0] for p in self.pairs}
         self._interfaces: dict[str, str] = {}
+        self.legacy: set[str] = set()  # namespaces that hold iptables-legacy tables (the oracle empties them when it moves on)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> PairLab:

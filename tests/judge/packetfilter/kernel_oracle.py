@@ -61,13 +61,18 @@ def load(lab: PairLab, cases: list[Case]) -> None:
     assert not failed, f"nft refused a generated ruleset: {failed[0][1].stderr}\n{failed[0][0][2]}"
     jobs = []
     for index, case in enumerate(cases):
-        if case.backend == "nft":
-            continue
         pair = lab.pairs[index]
         for namespace, text in ((pair.target, case.target), (pair.source, case.source)):
-            for family, restore in zip((4, 6), RESTORE[case.backend], strict=True):
-                body = instantiate(text, addresses(lab, index)) if text and family == case.family else EMPTY_FILTER
-                jobs.append((namespace, (restore,), body))
+            body = {family: instantiate(text, addresses(lab, index)) if text and family == case.family else EMPTY_FILTER for family in (4, 6)}
+            if case.backend == "iptables-legacy":
+                jobs += [(namespace, (restore,), body[family]) for family, restore in zip((4, 6), RESTORE[case.backend], strict=True)]
+                lab.legacy.add(namespace)
+                continue
+            if namespace in lab.legacy:  # iptables-legacy's tables outlive `nft flush ruleset`: empty them
+                jobs += [(namespace, (restore,), EMPTY_FILTER) for restore in RESTORE["iptables-legacy"]]
+                lab.legacy.discard(namespace)
+            if case.backend == "iptables-nft":
+                jobs += [(namespace, (restore,), body[family]) for family, restore in zip((4, 6), RESTORE[case.backend], strict=True)]
     failed = [(job, done) for job, done in zip(jobs, lab.run_many(jobs), strict=True) if done.returncode]
     assert not failed, f"{failed[0][0][1][0]} refused a generated ruleset: {failed[0][1].stderr}\n{failed[0][0][2]}"
 

@@ -19,7 +19,7 @@ from tests.judge.packetfilter.generators import PORTS, Case, iptables_cases, nft
 from tests.judge.packetfilter.kernel_oracle import Checked, check_batch
 from tests.netns_pairs import PairLab
 
-BATCH = 8
+BATCH = 10
 pytestmark = [pytest.mark.netns, pytest.mark.programs("nft")]
 IPTABLES = pytest.mark.programs("iptables-nft-restore", "ip6tables-nft-restore")
 LEGACY = pytest.mark.programs("iptables-legacy-restore", "ip6tables-legacy-restore")
@@ -52,35 +52,35 @@ def differential(lab, strategy, batches: int, modelled: bool, budget: float):
 
 
 def test_nft_rulesets_in_the_modelled_subset_get_the_kernels_verdict_on_every_probe(lab):
-    checked = differential(lab, nft_cases(modelled=True), batches=25, modelled=True, budget=BUDGET["nft"])
+    checked = differential(lab, nft_cases(modelled=True), batches=20, modelled=True, budget=BUDGET["nft"])
     assert checked.rulesets >= 200 and checked.unknown == 0
     assert all(checked.verdicts.get(v, 0) > 0 for v in ("accept", "drop", "reject"))  # the generator reaches every verdict
 
 
 @IPTABLES
 def test_iptables_nft_rulesets_get_the_kernels_verdict_on_every_probe(lab):
-    checked = differential(lab, iptables_cases("iptables-nft", modelled=True), batches=12, modelled=True, budget=BUDGET["iptables-nft"])
-    assert checked.rulesets >= 96 and checked.unknown == 0
+    checked = differential(lab, iptables_cases("iptables-nft", modelled=True), batches=10, modelled=True, budget=BUDGET["iptables-nft"])
+    assert checked.rulesets >= 100 and checked.unknown == 0
     assert all(checked.verdicts.get(v, 0) > 0 for v in ("accept", "drop", "reject"))
 
 
 @LEGACY
 def test_iptables_legacy_rulesets_get_the_kernels_verdict_on_every_probe(lab):
-    checked = differential(lab, iptables_cases("iptables-legacy", modelled=True), batches=8, modelled=True,
+    checked = differential(lab, iptables_cases("iptables-legacy", modelled=True), batches=7, modelled=True,
                            budget=BUDGET["iptables-legacy"])
-    assert checked.rulesets >= 64 and checked.unknown == 0
+    assert checked.rulesets >= 70 and checked.unknown == 0
 
 
 def test_nft_rulesets_with_unmodelled_features_are_unknown_never_wrong(lab):
-    checked = differential(lab, nft_cases(modelled=False), batches=6, modelled=False, budget=BUDGET["nft"])
-    assert checked.rulesets >= 48 and checked.unknown > 0
+    checked = differential(lab, nft_cases(modelled=False), batches=5, modelled=False, budget=BUDGET["nft"])
+    assert checked.rulesets >= 50 and checked.unknown > 0
 
 
 @IPTABLES
 def test_iptables_rulesets_with_unmodelled_features_are_unknown_never_wrong(lab):
     checked = differential(lab, iptables_cases("iptables-nft", modelled=False), batches=4, modelled=False,
                            budget=BUDGET["iptables-nft"])
-    assert checked.rulesets >= 32 and checked.unknown > 0
+    assert checked.rulesets >= 40 and checked.unknown > 0
 
 
 # Hand-written rulesets shaped like CloudStack's own system VM rules (systemvm/debian/etc/iptables/
