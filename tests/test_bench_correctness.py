@@ -7,6 +7,8 @@
     no more pages than a perfect client (+15), and its streamed JSON report holds every flow.
 (d) remote vantages: 1 and 3 real sshds, one login each, every vantage answers, and a port that
     drops SYNs ends as timeout from each.
+(e) firewall checks (bench/firewall.py) on 50 hosts and a 200-rule ruleset loaded with nft: every flow
+    from a known source gets a verdict, and the chain index agrees with a plain walk of every rule.
 
 The checks that need nmap, root, ip, nft or sshd carry the programs, root and netns marks: without
 those they skip and say why, and under CI (or CSAUDIT_TESTS_REQUIRE_ALL=1) they fail (tests/conftest.py).
@@ -129,8 +131,6 @@ def test_small_remote_vantages_one_login_each(capsys):
 @pytest.mark.netns
 @pytest.mark.programs("nft")
 def test_firewall_benchmark_small_every_flow_gets_a_verdict_and_the_index_agrees_with_the_plain_walk():
-    """(e) bench/firewall.py on 50 hosts and a 200-rule ruleset loaded with nft: no unknown from a known
-    source, and the chain index gives the plain walk's verdicts on the sample."""
     from bench import firewall
 
     result = firewall.measure(hosts=50, rules=200, routers=50)
