@@ -22,7 +22,7 @@ from csaudit.model.exitcodes import ExitStatus
 from csaudit.model.inventory import Database, Inventory
 from csaudit.model.probes import ProbeOptions, Unverifiable, VantageState
 from csaudit.model.results import STATUSES, Finding, Waiver
-from csaudit.model.vocabulary import Gap, Status
+from csaudit.model.vocabulary import Gap, Role, Status
 from csaudit.plan.catalogue import load_catalogue
 from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
 from csaudit.report.document import report_head, write_json, write_table
@@ -218,7 +218,7 @@ def explain_failures(results, registry: list, firewalls: dict, env: Environment)
     if not failed or reader is None:
         return results
     wanted = [key for r in failed for key in ((r.flow.source.role, r.flow.source.name), (r.flow.target.role, r.flow.target.name))
-              if key not in firewalls]
+              if key not in firewalls and key[0] != Role.USER]  # this machine's own ruleset is not read
     if wanted:
         env.log(f"csaudit: reading the rulesets of {len(set(wanted))} machines of failed flows")
         firewalls.update(reader.read_firewalls(wanted))

@@ -89,3 +89,20 @@ def test_an_unknown_machine_names_the_ones_with_flows(cli):
 def test_collect_firewall_needs_the_ssh_vantages(cli):
     result = cli("run", "--inventory", INVENTORY, "--collect-firewall", "--no-remote")
     assert result.exit_code == 2 and "--collect-firewall reads rulesets over the SSH vantages" in result.stderr
+
+
+def test_the_flows_can_come_from_the_api(cli, tmp_path):
+    """No --inventory: the machine's flows come from the CloudStack API (the embedded lab, read-only calls)."""
+    from csaudit.lab import Lab, generate_topology
+
+    with Lab(generate_topology(1, 3, 2)) as lab:
+        lab.write_ini(tmp_path / "cloudstack.ini")
+        host = lab.topology.zones[0].clusters[0].hosts[0]
+        before = sum(lab.requests.values())
+        result = cli("firewall", "check", "--ruleset", str(DATA / "kvm-host.json"), "--as", host.name, "--format", "json")
+        assert sum(lab.requests.values()) > before
+    assert result.exit_code in (0, 1), result.stderr
+    document = result.json()
+    assert document["machine"] == host.name and document["flows"]
+    assert all(host.name in (f["source"]["name"], f["target"]["name"]) for f in document["flows"])
+    assert "API requests" in result.stderr
