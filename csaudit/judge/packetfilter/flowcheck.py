@@ -2,11 +2,13 @@
 
 A probe is a new connection: its first packet leaves the source (output, postrouting) and enters
 the target (prerouting, input) with conntrack state new, from an ephemeral source port. If the
-target accepts it, the reply (state established) must leave the target and enter the source; if a
-rule rejects it, the reject's answer (a TCP reset or an ICMP error, state related where it is made)
-must make the same way back, or the source sees nothing, as for a drop. Each leg runs only where
-that machine's ruleset is known. The verdict holds per destination port: a range flow (VNC
-5900-6100) may be accepted on some of its ports and dropped on others.
+target accepts it, the reply (state established) must leave the target and enter the source, and
+then the connection's later packets must pass too (over TCP the handshake's ACK, without which the
+target never accepts, and the target's first data; over UDP the source's next datagram). If a rule
+rejects a packet from the source, the reject's answer (a TCP reset or an ICMP error, state related
+where it is made) must make the way back, or the source sees nothing, as for a drop. Each machine
+takes part only where its ruleset is known. The verdict holds per destination port: a range flow
+(VNC 5900-6100) may be accepted on some of its ports and dropped on others.
 """
 
 from __future__ import annotations
@@ -141,15 +143,10 @@ def _address(address: str | None, endpoint) -> tuple[int, int] | str:
     return parsed.version, int(parsed)
 
 
-def _swap(packet: Packet) -> Packet:
-    """The same connection seen the other way: a reply's addresses and ports are the request's, swapped."""
-    return reversed_packet(packet)
-
-
 def _answer(packet: Packet, reject: str | None) -> Packet:
     """A reject's answer to `packet` (as it was on the wire): a TCP reset, or an ICMP error (ICMPv6
     for IPv6) without ports."""
-    answer = _swap(packet)
+    answer = reversed_packet(packet)
     if reject == "tcp reset" and packet.l4proto == TCP:
         return dataclasses.replace(answer, tcp_flags=RST_ACK)
     icmp_type, codes = UNREACHABLE[packet.family]
@@ -202,9 +199,9 @@ def trace(flow: Flow, source: Side | None, target: Side | None, request: Packet 
             finals.append(_final("accept", target_accept or (walk.accepted[0] if walk.accepted else None), walk, walk.packet))
             continue
         step = steps[walk.step]
-        wire = in_state(walk.packet if step.forward else _swap(walk.packet), step.ct_state, step.tcp_flags)
+        wire = in_state(walk.packet if step.forward else reversed_packet(walk.packet), step.ct_state, step.tcp_flags)
         for verdict, packet, decision, hop, forks, reason in _hops(forward if step.forward else backward, wire, step.what):
-            narrowed = packet if step.forward else _swap(packet)  # back to the request's point of view
+            narrowed = packet if step.forward else reversed_packet(packet)  # back to the request's point of view
             forks = walk.forks + forks
             if verdict == "accept":
                 work.append(_Walk(narrowed, walk.step + 1, walk.accepted + decision, forks))
@@ -295,9 +292,10 @@ def _leg(side: Side | None, packet: Packet, direction: str, role: str, what: str
 
 
 def _telling(accepted_by: tuple[RuleRef | None, ...]) -> RuleRef | None:
-    """The accept worth naming: the first rule that accepted, else the last policy."""
-    rules = [ref for ref in accepted_by if ref is not None and ref.position != "policy"]
-    return rules[0] if rules else (accepted_by[-1] if accepted_by else None)
+    """The accept worth naming: the last rule that accepted (the filter table's, after raw and mangle;
+    a later base chain's), else the last policy."""
+    rules = [ref for ref in accepted_by if ref is not None and not ref.is_policy]
+    return rules[-1] if rules else (accepted_by[-1] if accepted_by else None)
 
 
 # ---------------------------------------------------------------- outcomes -> parts by port

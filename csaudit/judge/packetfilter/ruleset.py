@@ -85,8 +85,12 @@ class RuleRef:
     position: str  # "handle 12", "line 34", "policy"
     text: str  # the rule as written, or "policy drop"
 
+    @property
+    def is_policy(self) -> bool:
+        return self.text.startswith("policy ")
+
     def describe(self) -> str:
-        if self.text.startswith("policy "):
+        if self.is_policy:
             where = f", {self.position}" if self.position != "policy" else ""
             return f"the {self.text} of chain {self.chain} (table {self.family} {self.table}{where})"
         return f"`{self.text}` (table {self.family} {self.table}, chain {self.chain}, {self.position})"
