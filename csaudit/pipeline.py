@@ -152,7 +152,7 @@ def run_audit(request: AuditRequest, env: Environment) -> AuditOutcome:
                         run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
                         results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}, run.ranges), request.waivers,
                                         today, expired_hits)
-                        if request.collect_firewall:
+                        if request.collect_firewall and not interrupts.stop.is_set() and not (deadline and time.monotonic() >= deadline):
                             results = explain_failures(results, registry, firewalls, env)
                         if zone_id is not None:
                             findings.extend(cross_check(part, results, run.vantages, zone_id))
