@@ -237,21 +237,13 @@ class FirewallRequest:
     interfaces: tuple[str, ...] = ()  # --iface NAME=ADDRESS[/LEN]
 
 
-def _firewall_plan(request: FirewallRequest, env: Environment):
+def _interfaces(request: FirewallRequest):
     from csaudit.collect.rulesets import read_addresses
     from csaudit.judge.packetfilter.interfaces import Interfaces, combine_interfaces, parse_iface_options, parse_ip_addr_json
-    from csaudit.judge.packetfilter.whatif import flows_of
-    from csaudit.model.errors import UsageError
 
-    interfaces = combine_interfaces(
+    return combine_interfaces(
         parse_ip_addr_json(read_addresses(request.addresses_file), request.addresses_file) if request.addresses_file else Interfaces(),
         parse_iface_options(list(request.interfaces)))
-    flows, _, _ = plan_flows(request.audit, env)
-    if not flows_of(flows, request.machine):
-        names = sorted({e.name for f in flows for e in (f.source, f.target)} - {"this machine"})
-        shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-        raise UsageError(f"no flow enters or leaves {request.machine!r}; --as takes an object's name: {shown or 'no flows'}")
-    return flows, interfaces
 
 
 def _machine(request: FirewallRequest, paths: tuple[str, ...], interfaces):
@@ -262,13 +254,25 @@ def _machine(request: FirewallRequest, paths: tuple[str, ...], interfaces):
     return Side(request.machine, load_ruleset(read_rulesets(paths)), interfaces)
 
 
+def _machine_flows(request: FirewallRequest, env: Environment):
+    """The flows (from the API or --inventory), after the files were read: a bad file fails before any API call."""
+    from csaudit.judge.packetfilter.whatif import flows_of
+    from csaudit.model.errors import UsageError
+
+    flows, _, _ = plan_flows(request.audit, env)
+    if not flows_of(flows, request.machine):
+        names = sorted({e.name for f in flows for e in (f.source, f.target)} - {"this machine"})
+        shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+        raise UsageError(f"no flow enters or leaves {request.machine!r}; --as takes an object's name: {shown or 'no flows'}")
+    return flows
+
+
 def check_firewall(request: FirewallRequest, rulesets: tuple[str, ...], env: Environment):
     """Every flow that enters or leaves the machine, through the ruleset: (the ruleset's origins, checks)."""
     from csaudit.judge.packetfilter.whatif import check_machine
 
-    flows, interfaces = _firewall_plan(request, env)
-    machine = _machine(request, rulesets, interfaces)
-    checks = check_machine(flows, machine)
+    machine = _machine(request, rulesets, _interfaces(request))
+    checks = check_machine(_machine_flows(request, env), machine)
     env.log(f"csaudit: {len(checks)} flows of {request.machine} through {machine.ruleset.rule_count()} rules")
     return machine.ruleset.origins, checks
 
@@ -277,6 +281,7 @@ def diff_firewall(request: FirewallRequest, old: tuple[str, ...], new: tuple[str
     """The flows whose verdict changes from the old ruleset to the new one."""
     from csaudit.judge.packetfilter.whatif import check_machine, diff_checks
 
-    flows, interfaces = _firewall_plan(request, env)
+    interfaces = _interfaces(request)
     before, after = _machine(request, old, interfaces), _machine(request, new, interfaces)
+    flows = _machine_flows(request, env)
     return before.ruleset.origins, after.ruleset.origins, diff_checks(check_machine(flows, before), check_machine(flows, after))
