@@ -227,6 +227,8 @@ def _answered(source, target, packet: Packet, narrowed: Packet, reject: Decision
     reach the source, or the source sees nothing."""
     answer = _answer(packet, reject.reject)
     if hop == 0:  # the source answers itself, over lo
+        if answer.sport is None:  # an ICMP error to a local address leaves from that address (a reset: from the target's)
+            answer = dataclasses.replace(answer, saddr=packet.saddr)
         hops = ((source, "out", "source"), (source, "in", "source"))
         states, interface = ("related", "related"), "lo"
     else:

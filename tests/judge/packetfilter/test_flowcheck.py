@@ -138,3 +138,16 @@ def test_addresses_that_are_names_or_missing_cannot_be_evaluated():
     side = machine("m", [table(), chain("in", "input")])
     assert into(side, flow("10.0.0.1", "db.example.org", 3306)).problem == "the address of host dst is the name 'db.example.org', not an IP address"
     assert into(side, flow("fd00::1", "10.0.0.2", 22)).problem.startswith("source fd00::1 and target 10.0.0.2 are not of the same IP version")
+
+
+def test_an_icmp_error_a_source_sends_itself_comes_from_its_own_address():
+    """Found by the kernel oracle: the ICMP error for a packet the source's own output rejects is sent
+    from the source's address to itself (a TCP reset instead comes from the target's address)."""
+    rules = ("*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -s 10.0.0.1/32 -p icmp -j DROP\n"
+             "-A OUTPUT -p tcp -m tcp --dport 22 -j REJECT --reject-with icmp-port-unreachable\n"
+             "-A OUTPUT -p tcp -m tcp --dport 23 -j REJECT --reject-with tcp-reset\n-A OUTPUT -s 10.0.0.2/32 -p tcp -j DROP\nCOMMIT\n")
+    side = machine("s", rules)
+    icmp = out_of(side, flow("10.0.0.1", "10.0.0.2", 22)).parts[0]
+    assert icmp.verdict == "dropped" and "-A OUTPUT -s 10.0.0.1/32 -p icmp -j DROP" in icmp.decision.text()
+    reset = out_of(side, flow("10.0.0.1", "10.0.0.2", 23)).parts[0]
+    assert reset.verdict == "dropped" and "-A OUTPUT -s 10.0.0.2/32 -p tcp -j DROP" in reset.decision.text()
