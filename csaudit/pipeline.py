@@ -23,7 +23,7 @@ from csaudit.model.exitcodes import ExitStatus
 from csaudit.model.inventory import Database, Inventory
 from csaudit.model.probes import ProbeOptions, Unverifiable, VantageState
 from csaudit.model.results import STATUSES, Finding, Waiver
-from csaudit.model.vocabulary import Gap
+from csaudit.model.vocabulary import Gap, Role, Status
 from csaudit.plan.catalogue import load_catalogue
 from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
 from csaudit.report.document import report_head, write_json, write_table
@@ -49,6 +49,7 @@ class AuditRequest:
     deadline: float | None = None  # seconds the whole run may take
     waivers: tuple[Waiver, ...] = ()
     remote: RemoteSettings = RemoteSettings(enabled=False)  # SSH vantages; `run` turns them on (--no-remote: off)
+    collect_firewall: bool = False  # read the rulesets of failed flows' machines over SSH and name the rule that drops them
 
 
 def collect_inventory(request: AuditRequest, env: Environment, deadline: float | None = None) -> Inventory:
@@ -138,6 +139,7 @@ def run_audit(request: AuditRequest, env: Environment, stop: threading.Event | N
     states: list[VantageState] = []
     findings: list[Finding] = []
     expired_hits: Counter[Waiver] = Counter()
+    firewalls: dict = {}  # (role, name) -> what --collect-firewall read there, once per run
     today = datetime.date.today()
     with interrupts.installed():
         rules, inventory, zone_ids = _plan_inputs(request, env, deadline)
@@ -159,6 +161,8 @@ def run_audit(request: AuditRequest, env: Environment, stop: threading.Event | N
                         run = run_vantages([] if error else flows, registry, options, progress=lambda m: env.log(f"csaudit: {m}"))
                         results = waive(judge_all(flows, run.observed, {**run.unverified, **blocked}, run.ranges), request.waivers,
                                         today, expired_hits)
+                        if request.collect_firewall and not interrupts.stop.is_set() and not (deadline and time.monotonic() >= deadline):
+                            results = explain_failures(results, registry, firewalls, env)
                         if zone_id is not None:
                             findings.extend(cross_check(part, results, run.vantages, zone_id))
                         states.extend(run.vantages)
@@ -210,3 +214,83 @@ def dry_run(request: AuditRequest, env: Environment) -> str:
     unique = len({target for _, target in assigned.values()})
     text = tabulate(rows, headers=["vantage", "bind", "target", "probe", "flow"], tablefmt="simple")
     return f"{text}\n\n{unique} probes planned for {len(assigned)} flows; {len(unverified)} flows would stay unverified; nothing was sent\n"
+
+
+# ---------------------------------------------------------------- firewall checks
+def explain_failures(results, registry: list, firewalls: dict, env: Environment) -> tuple:
+    """`run --collect-firewall`: read the rulesets of the failed flows' sources and targets (once each,
+    over their SSH vantages), and say in each failed flow which rule drops it, where and which way."""
+    from csaudit.judge.packetfilter.explain import explain
+
+    failed = [r for r in results if r.status == Status.FAIL]
+    reader = next((v for v in registry if hasattr(v, "read_firewalls")), None)
+    if not failed or reader is None:
+        return results
+    wanted = [key for r in failed for key in ((r.flow.source.role, r.flow.source.name), (r.flow.target.role, r.flow.target.name))
+              if key not in firewalls and key[0] != Role.USER]  # this machine's own ruleset is not read
+    if wanted:
+        env.log(f"csaudit: reading the rulesets of {len(set(wanted))} machines of failed flows")
+        firewalls.update(reader.read_firewalls(wanted))
+    return tuple(dataclasses.replace(r, firewall=explain(r, firewalls.get((r.flow.source.role, r.flow.source.name)),
+                                                         firewalls.get((r.flow.target.role, r.flow.target.name))))
+                 if r.status == Status.FAIL else r for r in results)
+
+
+@dataclasses.dataclass(frozen=True)
+class FirewallRequest:
+    """`csaudit firewall check|diff`: the flows of one machine (from the API or --inventory), its interfaces."""
+
+    audit: AuditRequest
+    machine: str
+    addresses_file: str | None = None  # `ip -j addr` of the machine
+    interfaces: tuple[str, ...] = ()  # --iface NAME=ADDRESS[/LEN]
+
+
+def _interfaces(request: FirewallRequest):
+    from csaudit.collect.rulesets import read_addresses
+    from csaudit.judge.packetfilter.interfaces import Interfaces, combine_interfaces, parse_iface_options, parse_ip_addr_json
+
+    return combine_interfaces(
+        parse_ip_addr_json(read_addresses(request.addresses_file), request.addresses_file) if request.addresses_file else Interfaces(),
+        parse_iface_options(list(request.interfaces)))
+
+
+def _machine(request: FirewallRequest, paths: tuple[str, ...], interfaces):
+    from csaudit.collect.rulesets import read_rulesets
+    from csaudit.judge.packetfilter.flowcheck import Side
+    from csaudit.judge.packetfilter.load import load_ruleset
+
+    return Side(request.machine, load_ruleset(read_rulesets(paths)), interfaces)
+
+
+def _machine_flows(request: FirewallRequest, env: Environment):
+    """The flows (from the API or --inventory), after the files were read: a bad file fails before any API call."""
+    from csaudit.judge.packetfilter.whatif import flows_of
+    from csaudit.model.errors import UsageError
+
+    flows, _, _ = plan_flows(request.audit, env)
+    if not flows_of(flows, request.machine):
+        names = sorted({e.name for f in flows for e in (f.source, f.target)} - {"this machine"})
+        shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+        raise UsageError(f"no flow enters or leaves {request.machine!r}; --as takes an object's name: {shown or 'no flows'}")
+    return flows
+
+
+def check_firewall(request: FirewallRequest, rulesets: tuple[str, ...], env: Environment):
+    """Every flow that enters or leaves the machine, through the ruleset: (the ruleset's origins, checks)."""
+    from csaudit.judge.packetfilter.whatif import check_machine
+
+    machine = _machine(request, rulesets, _interfaces(request))
+    checks = check_machine(_machine_flows(request, env), machine)
+    env.log(f"csaudit: {len(checks)} flows of {request.machine} through {machine.ruleset.rule_count()} rules")
+    return machine.ruleset.origins, checks
+
+
+def diff_firewall(request: FirewallRequest, old: tuple[str, ...], new: tuple[str, ...], env: Environment):
+    """The flows whose verdict changes from the old ruleset to the new one."""
+    from csaudit.judge.packetfilter.whatif import check_machine, diff_checks
+
+    interfaces = _interfaces(request)
+    before, after = _machine(request, old, interfaces), _machine(request, new, interfaces)
+    flows = _machine_flows(request, env)
+    return before.ruleset.origins, after.ruleset.origins, diff_checks(check_machine(flows, before), check_machine(flows, after))

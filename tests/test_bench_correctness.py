@@ -9,6 +9,8 @@
     drops SYNs ends as timeout from each.
 (e) `csaudit serve` over 2 audit cycles of the demo cloud: every audit completes, every scrape parses,
     scrapes land both during an audit and between two, and SIGTERM stops it with exit 0.
+(f) firewall checks (bench/firewall.py) on 50 hosts and a 200-rule ruleset loaded with nft: every flow
+    from a known source gets a verdict, and the chain index agrees with a plain walk of every rule.
 
 The checks that need nmap, root, ip, nft or sshd carry the programs, root and netns marks: without
 those they skip and say why, and under CI (or CSAUDIT_TESTS_REQUIRE_ALL=1) they fail (tests/conftest.py).
@@ -140,3 +142,17 @@ def test_small_serve_benchmark_completes_every_cycle_and_stops_cleanly(capsys):
     assert cycles.startswith("2 in ")  # the demo cloud's flows, probed from here
     assert {"CPU per cycle (cycles 1 to last)", "resident memory at cycle 1", "resident memory at cycle 2"} <= set(table)
     assert table["/metrics while an audit runs: median / p95 / max (n)"] != "-" != table["/metrics while idle: median / p95 / max (n)"]
+
+
+@pytest.mark.netns
+@pytest.mark.programs("nft")
+def test_firewall_benchmark_small_every_flow_gets_a_verdict_and_the_index_agrees_with_the_plain_walk():
+    from bench import firewall
+
+    result = firewall.measure(hosts=50, rules=200, routers=50)
+    table, ok, notes = firewall.table_of(result)
+    assert ok, notes
+    assert result["flows"] > 1000 and all(run["sample_agrees"] for run in result["runs"])
+    big = result["runs"][1]
+    assert big["rules"] >= 190 and {"accepted", "dropped", "rejected"} <= set(big["verdicts"])
+    assert big["verdicts"].get("unknown from a known source", 0) == 0

@@ -15,7 +15,7 @@ from csaudit.judge.waivers import load_waivers
 from csaudit.model.errors import ConfigError, UsageError
 from csaudit.model.exitcodes import EXIT_CODE_HELP, ExitStatus
 from csaudit.model.probes import DEFAULT_CONCURRENCY, DEFAULT_PER_TARGET, DEFAULT_TIMEOUT, DEMO_TIMEOUT, ProbeOptions
-from csaudit.pipeline import AuditRequest
+from csaudit.pipeline import AuditRequest, FirewallRequest
 from csaudit.report.formats import FILE_FORMATS, PLAN_FORMATS, REPORT_FORMATS
 from csaudit.vantage.remote import DEFAULT_SYSTEMVM_KEY_ON_HOST
 from csaudit.vantage.ssh_settings import (
@@ -34,6 +34,16 @@ DIFF_EXIT_CODES = """exit codes:
 SERVE_EXIT_CODES = """exit codes:
   0    stopped by SIGTERM or Ctrl-C (an audit that fails is a metric and a log line, not an exit)
   2    usage or configuration error, or the --listen address cannot be bound (in use, not local, no permission)"""
+FIREWALL_CHECK_EXIT_CODES = """exit codes:
+  0    no flow fails against the ruleset
+  1    a required flow would be dropped or rejected, or a deny rule accepted (with --strict, also any unknown verdict)
+  2    usage error: bad option, unreadable or unrecognised ruleset or interface file, unknown --as, bad inventory
+  3    CloudStack API unreachable or bad answer"""
+FIREWALL_DIFF_EXIT_CODES = """exit codes:
+  0    the new ruleset breaks no required flow and exposes no deny rule that the old one did not
+  1    the new ruleset breaks a required flow or exposes a deny rule
+  2    usage error: bad option, unreadable or unrecognised ruleset or interface file, unknown --as, bad inventory
+  3    CloudStack API unreachable or bad answer"""
 DESCRIPTION = "Audit the network flows an Apache CloudStack cloud needs, and the ones it must not have."
 PORT_OPTIONS = ("api-port", "db-port", "cluster-port")  # ports the API cannot tell, given by the operator
 
@@ -154,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_command(sub)
     _add_lab_commands(sub)
+    _add_firewall_commands(sub)
     return parser
 
 
@@ -249,6 +260,9 @@ def _add_remote_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"seconds to set up one SSH connection (default {DEFAULT_CONNECT_TIMEOUT:g})")
     group.add_argument("--ssh-concurrency", type=at_least_one, default=DEFAULT_REMOTE_CONCURRENCY, metavar="N",
                        help=f"remote vantages worked on at once (default {DEFAULT_REMOTE_CONCURRENCY})")
+    group.add_argument("--collect-firewall", action="store_true",
+                       help="for each failed flow, read (read-only) the nftables/iptables ruleset of its source and target "
+                            "over their SSH vantages and name the rule that drops it")
 
 
 def _add_lab_commands(subparsers) -> None:
@@ -277,6 +291,36 @@ def _add_lab_commands(subparsers) -> None:
     generate.add_argument("--output", metavar="FILE", help="write here instead of stdout")
 
 
+def _add_firewall_commands(subparsers) -> None:
+    """`firewall check|diff`: a machine's ruleset against its flows, offline (csaudit/judge/packetfilter)."""
+    firewall = subparsers.add_parser("firewall", help="check a machine's nftables or iptables ruleset against the flows it carries")
+    commands = firewall.add_subparsers(dest="firewall_command", metavar="FIREWALL_COMMAND", parser_class=_Parser)
+    commands.required = True
+    check = commands.add_parser(
+        "check", help="every flow that enters or leaves a machine, through its ruleset: accepted, dropped, rejected or unknown",
+        description="Evaluate, offline, every flow that enters or leaves the machine --as NAME against its ruleset, "
+        "e.g. one not yet applied (what-if).", epilog=FIREWALL_CHECK_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--ruleset", action="append", required=True, metavar="FILE",
+                       help="`nft -j list ruleset` JSON or iptables-save/ip6tables-save text (repeatable: all of one machine)")
+    _add_machine_arguments(check)
+    check.add_argument("--strict", action="store_true", help="exit 1 also when a flow's verdict is unknown")
+    diff = commands.add_parser(
+        "diff", help="the flows whose verdict changes from one ruleset to another",
+        epilog=FIREWALL_DIFF_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    diff.add_argument("old", metavar="OLD", help="the ruleset in force (nft -j JSON or iptables-save text)")
+    diff.add_argument("new", metavar="NEW", help="the ruleset to be applied")
+    _add_machine_arguments(diff)
+
+
+def _add_machine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--as", dest="machine", required=True, metavar="NAME",
+                        help="the object whose ruleset it is (a host, system VM, router, MS...): its flows come from the API or --inventory")
+    parser.add_argument("--addresses", metavar="FILE", help="the machine's `ip -j addr` output, for rules on interface names")
+    parser.add_argument("--iface", action="append", default=[], metavar="NAME=ADDRESS[/LEN]",
+                        help="an interface and an address it holds, e.g. eth2=198.51.100.7/24 (repeatable)")
+    _add_audit_arguments(parser, formats=("table", "json"))
+
+
 # ---------------------------------------------------------------- parsed arguments -> requests
 def audit_request(args: argparse.Namespace) -> AuditRequest:
     """`inventory`, `flows`: which cloud and zones; the probe options keep their defaults."""
@@ -299,7 +343,19 @@ def run_request(args: argparse.Namespace) -> AuditRequest:
         deadline=args.deadline,
         waivers=load_waivers(args.waivers) if args.waivers else (),
         remote=remote_settings(args),
+        collect_firewall=_collect_firewall(args),
     )
+
+
+def _collect_firewall(args: argparse.Namespace) -> bool:
+    if args.collect_firewall and args.no_remote:
+        raise ConfigError("--collect-firewall reads rulesets over the SSH vantages; it cannot go with --no-remote")
+    return args.collect_firewall
+
+
+def firewall_request(args: argparse.Namespace) -> FirewallRequest:
+    """`firewall check|diff`: the machine, its interfaces, and which cloud its flows come from."""
+    return FirewallRequest(audit_request(args), args.machine, args.addresses, tuple(args.iface))
 
 
 def demo_request(args: argparse.Namespace) -> AuditRequest:

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from csaudit.cli import lab_commands
-from csaudit.cli.arguments import audit_request, build_parser, report_files, run_request
+from csaudit.cli.arguments import audit_request, build_parser, firewall_request, report_files, run_request
 from csaudit.model.environment import Environment
 from csaudit.model.errors import CsauditError
 from csaudit.model.exitcodes import ExitStatus
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> int:
 
 def dispatch(args, env: Environment) -> int:
     """Run the command the parsed arguments name; its CsauditError is left to the caller."""
-    name = f"lab {args.lab_command}" if args.command == "lab" else args.command
+    sub_command = {"lab": "lab_command", "firewall": "firewall_command"}.get(args.command)
+    name = f"{args.command} {getattr(args, sub_command)}" if sub_command else args.command
     return int(COMMANDS[name](args, env))
 
 
@@ -121,9 +122,30 @@ def cmd_demo(args, env: Environment) -> int:
     return int(run_demo(args, env))
 
 
+def cmd_firewall_check(args, env: Environment) -> int:
+    from csaudit.judge.packetfilter.whatif import summary
+    from csaudit.pipeline import check_firewall
+    from csaudit.report.packetfilter import render_check
+
+    origins, checks = check_firewall(firewall_request(args), tuple(args.ruleset), env)
+    _emit(render_check(args.format, args.machine, origins, checks), args, env)
+    counts = summary(checks)
+    return int(ExitStatus.FLOWS_FAILED if counts["fail"] or (args.strict and counts["unknown"]) else ExitStatus.OK)
+
+
+def cmd_firewall_diff(args, env: Environment) -> int:
+    from csaudit.pipeline import diff_firewall
+    from csaudit.report.packetfilter import render_diff
+
+    old, new, changes = diff_firewall(firewall_request(args), (args.old,), (args.new,), env)
+    _emit(render_diff(args.format, args.machine, old, new, changes), args, env)
+    worse = any(change.kind in ("breaks", "exposes") for change in changes)
+    return int(ExitStatus.FLOWS_FAILED if worse else ExitStatus.OK)
+
+
 COMMANDS = {"run": cmd_run, "inventory": cmd_inventory, "flows": cmd_flows, "diff": cmd_diff, "demo": cmd_demo,
-            "lab serve": lab_commands.cmd_serve, "lab generate": lab_commands.cmd_generate}
-COMMANDS["serve"] = cmd_serve
+            "serve": cmd_serve, "lab serve": lab_commands.cmd_serve, "lab generate": lab_commands.cmd_generate,
+            "firewall check": cmd_firewall_check, "firewall diff": cmd_firewall_diff}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ class FlowResult:
     ports: tuple[tuple[int, State], ...] = ()  # a port range: each sampled port and what it gave
     gap: Gap | None = None  # why it stays unverified (status unverified only)
     failure: Failure | None = None  # what went wrong (status fail and error, and the failure a waiver accepts)
+    firewall: str | None = None  # a failed flow: what the rulesets read on its machines say (run --collect-firewall)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,6 +85,8 @@ def flow_json(result: FlowResult) -> dict:
         "failure": result.failure,
         # a port range: the ports probed and what each gave (absent for a single port)
         **({"sampled_ports": [{"port": port, "observed": state} for port, state in result.ports]} if result.ports else {}),
+        # run --collect-firewall, a failed flow: the rule that drops it, on which machine and which way (absent otherwise)
+        **({"firewall": result.firewall} if result.firewall else {}),
     }
 
 
@@ -192,6 +194,8 @@ def _detail(flow: dict) -> str:
         text = f"{flow['service']}: {_shorten(flow['detail'] or '', 80)}, {text}"
     for warning in flow["warnings"]:
         text += f" [warning: {_shorten(warning, 90)}]"
+    if flow.get("firewall"):
+        text += f" [firewall: {flow['firewall']}]"
     return text
 
 

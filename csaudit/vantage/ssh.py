@@ -25,11 +25,12 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import asyncssh
 
 from csaudit.collector import collector_running
+from csaudit.model.firewalls import MachineFirewall
 from csaudit.model.flows import Flow
 from csaudit.model.inventory import Inventory
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, Unverifiable, VantageState
@@ -44,6 +45,7 @@ from csaudit.vantage.remote import (
     probe_command,
     probe_input,
 )
+from csaudit.vantage.rulesets import READ_BOUND, firewall_command, new_boundary, parse_firewall_output
 from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
 
 REMOTE_ROLES = (Role.MS, Role.HOST, Role.SSVM, Role.CPVM, Role.VR, Role.OUTSIDE)
@@ -418,6 +420,61 @@ class SshVantages:
     def _fail(self, remote: Remote, targets: list[ProbeTarget], problem: Unavailable, results: dict) -> None:
         self._record(remote, problem.state, 0, problem.reason)
         results.update(dict.fromkeys(targets, f"{remote.label} {problem.state}: {problem.reason}"))
+
+    # ---------------------------------------------------------------- run --collect-firewall
+    def read_firewalls(self, objects: Iterable[tuple[str, str]]) -> dict[tuple[str, str], MachineFirewall | str]:
+        """Read, read-only, the packet filter and the interfaces of these objects (role, name), each the
+        way its vantage is reached (rulesets.py has the command); an object without a vantage gets why."""
+        found: dict[tuple[str, str], MachineFirewall | str] = {}
+        wanted = []
+        for key in dict.fromkeys(objects):
+            remote = self._remotes.get(key)
+            if remote is None:
+                found[key] = f"no SSH vantage stands for {key[0]} {key[1]}"
+            elif isinstance(remote, Unverifiable):
+                found[key] = str(remote)
+            elif remote.label in self._states and self._states[remote.label].state != VantageStatus.OK:
+                state = self._states[remote.label]  # it could not be used for the probes a moment ago: no second try
+                found[key] = f"{remote.label} {state.state}: {state.reason}"
+            else:
+                wanted.append(remote)
+        if wanted:
+            with collector_running():
+                self._event_loop().run_until_complete(self._read_firewalls(wanted, found))
+        return found
+
+    async def _read_firewalls(self, wanted: list[Remote], found: dict) -> None:
+        slots = asyncio.Semaphore(max(1, self.settings.concurrency))
+        await asyncio.gather(*(self._read_firewall(remote, found, slots) for remote in wanted))
+
+    async def _read_firewall(self, remote: Remote, found: dict, slots: asyncio.Semaphore) -> None:
+        key = (remote.role, remote.name)
+        through = self._by_label.get(remote.host_label) if remote.kind == "hop" else None
+        login = through or remote
+        kept = login.role in KEPT_ROLES  # an MS's connection serves the whole run: used, not closed
+        async with slots:
+            conn = await (self._kept.get(login.access) if kept else self._connect(login.access, self._kept))
+            if isinstance(conn, Unavailable):
+                found[key] = f"{(through or remote).label} {conn.state}: {conn.reason}"
+                return
+            boundary = new_boundary()
+            command, bound = firewall_command(boundary), READ_BOUND
+            if through is not None:
+                command = hop_command(command, remote.hop_address, remote.hop_keys, self.settings.connect_timeout, bound)
+                bound += self.settings.connect_timeout + 5
+            async with contextlib.nullcontext(conn) if kept else conn:
+                try:
+                    done = await conn.run(command, check=False, timeout=bound, encoding="utf-8", errors="replace")
+                except asyncssh.TimeoutError:
+                    found[key] = f"{remote.label}: no answer within {bound:g} s"
+                    return
+                except (asyncssh.Error, OSError) as exc:
+                    found[key] = f"{remote.label}: the SSH session broke: {_text(exc)}"
+                    return
+        read = parse_firewall_output(done.stdout or "", boundary, remote.role, remote.name, remote.label)
+        if not read.rulesets and done.stderr and done.stderr.strip():  # a hop that failed says why on stderr
+            read = dataclasses.replace(read, problems=(*read.problems, done.stderr.strip().splitlines()[-1][:200]))
+        found[key] = read
 
 
 class _KeptConnections:

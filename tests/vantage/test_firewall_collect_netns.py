@@ -1,0 +1,78 @@
+"""`csaudit run --collect-firewall` end to end: a zone of network namespaces with real sshd
+(tests/netns_lab.py), planted nft faults, and the failed flows' reports naming the rule that drops
+them, on which machine and which way, read over the SSH vantages with nft itself.
+
+Planted here, beyond the lab's own faults (ms drops kvm01's 8250; nfs rejects s-1-VM's 2049, on
+machines no vantage stands for): kvm01 drops VNC 5950-6100 (input), as an ESXi-like firewall that
+opens only part of the range; the VMware SSVM s-5-VM drops its own 8250 to the MS (output).
+"""
+
+import json
+
+import pytest
+
+from bench.netns import run
+from tests.netns_lab import PROGRAMS, NetnsCloud
+
+pytestmark = [pytest.mark.netns, pytest.mark.programs(*PROGRAMS)]
+
+
+def plant(namespace: str, hook: str, rule: str) -> None:
+    run("ip", "netns", "exec", namespace, "nft", "-f", "-",
+        stdin=f"table inet csaudit_fault {{\n chain {hook} {{\n  type filter hook {hook} priority -10; policy accept;\n  {rule}\n }}\n}}\n")
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    lab = NetnsCloud(tmp_path_factory.mktemp("netns-firewall"))
+    with lab:
+        lab.inventory_file = lab.workdir / "inventory.json"
+        lab.inventory_file.write_text(json.dumps(lab.inventory()))
+        plant(lab.ns["kvm01"], "input", "tcp dport 5950-6100 drop")
+        plant(lab.ns["vmssvm"], "output", f"ip daddr {lab.ip['ms']} tcp dport 8250 drop")
+        yield lab
+    assert lab.leftovers() == []
+
+
+@pytest.fixture(autouse=True)
+def no_agent(monkeypatch):
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+
+
+def test_the_failed_flows_name_the_rule_that_drops_them(cli, cloud):
+    report = cloud.workdir / "report.json"
+    before = {node: len(server.logins()) for node, server in cloud.sshds.items()}
+    result = cli("run", "--inventory", str(cloud.inventory_file), "--timeout", "1", "--ssh-timeout", "2", "--ssh-user", "root",
+                 "--ssh-key", cloud.client_key, "--ssh-known-hosts", str(cloud.known_hosts), "--vmware-systemvm-key", cloud.ms_key,
+                 "--collect-firewall", "--json", str(report))
+    assert result.exit_code == 1, result.stderr
+    flows = {flow["id"]: flow for flow in json.loads(report.read_text())["flows"]}
+
+    vnc = flows["F34:v-2-VM->kvm01:5900-6100/tcp"]
+    assert (vnc["status"], vnc["vantage"]) == ("fail", "ssh:systemvm/v-2-VM")
+    assert vnc["firewall"].startswith("port 5950, 6000, 6050, 6100: dropped by `tcp dport 5950-6100 drop` (table inet csaudit_fault, "
+                                      "chain input, handle ")
+    assert f"on kvm01 (target, input, arrives on eth1: {cloud.ip['v-2-VM']} is on the link of eth1" in vnc["firewall"]
+
+    own_output = flows["F09:s-5-VM->ms1:8250/tcp"]
+    assert own_output["status"] == "fail" and own_output["observed"] == "timeout"
+    assert own_output["firewall"].startswith(f"dropped by `ip daddr {cloud.ip['ms']} tcp dport 8250 drop` (table inet csaudit_fault, "
+                                             "chain output, handle ")
+    assert "on s-5-VM (source, output, leaves by eth1" in own_output["firewall"]
+    assert own_output["firewall"].endswith("[ms1 (target): no SSH vantage stands for ms ms1]")
+
+    # The MS's own drop: its ruleset cannot be read (no vantage stands for it); kvm01's does not explain it, and says so.
+    unexplained = flows["F08:kvm01->ms1:8250/tcp"]["firewall"]
+    assert unexplained == ("accepted by the rulesets read on kvm01 (source): no rule read explains the failure "
+                           "[ms1 (target): no SSH vantage stands for ms ms1]")
+    assert "no rule read explains the failure" in flows["F23:s-1-VM->nfs-east:2049/tcp"]["firewall"]
+    # Only failed flows carry it.
+    assert all(("firewall" in f) == (f["status"] == "fail") for f in flows.values())
+
+    # The table shows it in the flow's detail.
+    row = next(line for line in result.stdout.splitlines() if line.startswith("F34 ") and "kvm01" in line)
+    assert "[firewall: port 5950, 6000, 6050, 6100: dropped by `tcp dport 5950-6100 drop`" in row
+    # Each machine read once, over its own way in: kvm01 (its own session), s-5-VM (straight), s-1-VM and v-2-VM (through kvm01).
+    after = {node: len(server.logins()) for node, server in cloud.sshds.items()}
+    assert after["vmssvm"] - before["vmssvm"] == 2 and after["ms"] == before["ms"]  # probes, then the read
+    assert "csaudit: reading the rulesets of" in result.stderr
