@@ -3,7 +3,8 @@ judged against what the catalogue says (must be open, must be closed), and what 
 two rulesets (`firewall diff`): the flows a change would break, expose or fix.
 
 A required flow any of whose ports would be dropped or rejected fails; so does a deny rule any of
-whose ports would be accepted. Where the verdict is unknown, the status says so, never a guess.
+whose ports this machine, its target, would accept (one that only leaves it is decided elsewhere).
+Where the verdict is unknown, the status says so, never a guess.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def judge_trace(flow: Flow, direction: str, result: Trace) -> FlowCheck:
     bad = [p for p in result.parts if p.verdict in BAD[flow.expect]]
     unknown = [p for p in result.parts if p.verdict == "unknown"]
     expected = "must be open" if flow.expect == "open" else "must be closed"
+    if bad and flow.expect == "closed" and direction == "out":
+        # A deny rule that leaves this machine (D01 from a host to the MS) is the target's or the network's to
+        # close: this machine letting it out decides nothing, and blocking it here would pass.
+        return FlowCheck(flow, direction, result, UNKNOWN, "decided elsewhere: it leaves this machine, its source "
+                         "(" + describe_parts(flow, bad) + "); the target or a firewall on the way must close it")
     if bad:
         return FlowCheck(flow, direction, result, FAIL, f"{expected}, but " + describe_parts(flow, bad))
     if unknown:
