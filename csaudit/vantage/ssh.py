@@ -281,8 +281,7 @@ class SshVantages:
     async def _host_session(self, host: Remote, own: list[ProbeTarget], hops: list[tuple[Remote, list[ProbeTarget]]],
                             options: ProbeOptions, results: dict, slots: asyncio.Semaphore, pool: _KeptConnections) -> None:
         async with slots:
-            kept = host.role in KEPT_ROLES or host.access in self._zone_kept
-            conn = await (pool.get(host.access) if kept else self._connect(host.access, pool))
+            conn, kept = await self._login(host, pool)
             if isinstance(conn, Unavailable):
                 self._fail(host, own, conn, results)
                 whose = "its host" if host.role == "host" else "the management server"
@@ -367,6 +366,12 @@ class SshVantages:
         return Unavailable(VantageStatus.ERROR, f"{where}: ssh exit status {status}: {last}")
 
     # ---------------------------------------------------------------- connections
+    async def _login(self, remote: Remote, pool: _KeptConnections):
+        """The connection to an MS, host or outside vantage, or why not; and whether the pool keeps it
+        (an MS's serves the whole run, a host whose listeners were read its zone): then use it, never close it."""
+        kept = remote.role in KEPT_ROLES or remote.access in self._zone_kept
+        return await (pool.get(remote.access) if kept else self._connect(remote.access, pool)), kept
+
     async def _connect(self, access: SshAccess, pool: _KeptConnections, tunnel=None):
         """An SSH connection, or why not (the exact reason goes to the report)."""
         where = access.describe()
@@ -450,10 +455,8 @@ class SshVantages:
     async def _read_firewall(self, remote: Remote, found: dict, slots: asyncio.Semaphore) -> None:
         key = (remote.role, remote.name)
         through = self._by_label.get(remote.host_label) if remote.kind == "hop" else None
-        login = through or remote
-        kept = login.role in KEPT_ROLES  # an MS's connection serves the whole run: used, not closed
         async with slots:
-            conn = await (self._kept.get(login.access) if kept else self._connect(login.access, self._kept))
+            conn, kept = await self._login(through or remote, self._kept)
             if isinstance(conn, Unavailable):
                 found[key] = f"{(through or remote).label} {conn.state}: {conn.reason}"
                 return
