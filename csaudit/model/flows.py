@@ -13,6 +13,17 @@ class Endpoint:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Remedy:
+    """What an operator does about a failed flow of a rule: where to look, what to check, the read-only
+    commands to run there, and where that advice comes from."""
+
+    on: str  # the machine to look at, in an operator's words ("the SSVM", "the KVM host")
+    check: str
+    commands: tuple[str, ...]
+    citation: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Flow:
     id: str
     rule: str
@@ -28,6 +39,7 @@ class Flow:
     citation: str
     notes: tuple[str, ...] = ()
     self_allowed: bool = False  # a deny rule the target's own machine is exempt from (D01: its local tooling)
+    remedy: Remedy | None = None  # shared by every flow of the rule (one object, not a copy per flow)
 
     @property
     def outside(self) -> bool:

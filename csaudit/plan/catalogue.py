@@ -9,6 +9,7 @@ import tomllib
 
 from csaudit.collect.textfile import read_text
 from csaudit.model.errors import ConfigError
+from csaudit.model.flows import Remedy
 from csaudit.model.vocabulary import ANY_HYPERVISOR, TCP_KINDS, UDP_KINDS, Hypervisor, ProbeKind, Protocol, Role
 
 ROLES = frozenset(Role)
@@ -27,7 +28,7 @@ CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
 OPTIONAL = (
     "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
-    "when", "probe", "note", "port_from", "self_allowed",
+    "when", "probe", "note", "port_from", "self_allowed", "remedy",
 )
 PORT_OPTIONS = {
     "api-port": "server.properties http.port",
@@ -89,6 +90,7 @@ class Rule:
     note: str | None = None
     port_from: str | None = None  # "setting:NAME" or "option:NAME"
     self_allowed: bool = False  # deny rule: the target's own machine may use the port (local admin tooling)
+    remedy: Remedy | None = None
 
 
 def default_catalogue_text() -> str:
@@ -192,7 +194,30 @@ def _rule(entry: dict, where: str) -> Rule:
         note=entry.get("note"),
         port_from=port_from,
         self_allowed=entry.get("self_allowed", False),
+        remedy=_remedy(entry.get("remedy"), where),
     )
+
+
+REMEDY_KEYS = {"on": True, "check": True, "commands": False, "citation": True}  # key: required
+
+
+def _remedy(value, where: str) -> Remedy | None:
+    """remedy = { on = "...", check = "...", commands = ["read-only command", ...], citation = "..." }"""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: remedy must be a table {{ on, check, commands, citation }}")
+    unknown = set(value) - set(REMEDY_KEYS)
+    missing = [k for k, required in REMEDY_KEYS.items() if required and k not in value]
+    if unknown or missing:
+        raise ConfigError(f"{where}: remedy has unknown key(s) {sorted(unknown)} or lacks {missing}")
+    for key in ("on", "check", "citation"):
+        if not (isinstance(value[key], str) and value[key].strip()):
+            raise ConfigError(f"{where}: remedy.{key} must be a non-empty string")
+    commands = value.get("commands", [])
+    if not isinstance(commands, list) or not all(isinstance(c, str) and c.strip() for c in commands):
+        raise ConfigError(f"{where}: remedy.commands must be a list of non-empty strings")
+    return Remedy(on=value["on"], check=value["check"], commands=tuple(commands), citation=value["citation"])
 
 
 def _names(value, allowed, where: str, key: str) -> tuple[str, ...]:

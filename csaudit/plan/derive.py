@@ -178,6 +178,7 @@ def derive_unit_flows(
                         citation=rule.citation,
                         notes=notes,
                         self_allowed=rule.self_allowed,
+                        remedy=rule.remedy,
                     )
                     flows.setdefault(flow.id, flow)
     return tuple(sorted(flows.values(), key=_flow_order))

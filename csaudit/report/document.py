@@ -80,6 +80,7 @@ def flow_json(result: FlowResult) -> dict:
         "warnings": list(result.warnings),
         "notes": list(flow.notes),
         "citation": flow.citation,
+        "remedy": _remedy_json(flow.remedy),
         "waiver": _waiver_json(result.waiver),
         "gap": result.gap,
         "failure": result.failure,
@@ -88,6 +89,12 @@ def flow_json(result: FlowResult) -> dict:
         # run --collect-firewall, a failed flow: the rule that drops it, on which machine and which way (absent otherwise)
         **({"firewall": result.firewall} if result.firewall else {}),
     }
+
+
+def _remedy_json(remedy) -> dict | None:
+    if remedy is None:
+        return None
+    return {"on": remedy.on, "check": remedy.check, "commands": list(remedy.commands), "citation": remedy.citation}
 
 
 def _waiver_json(waiver) -> dict | None:

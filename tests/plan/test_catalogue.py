@@ -69,6 +69,10 @@ def test_a_minimal_entry_parses():
     (('hypervisors = ["any"]', 'hypervisors = ["Bhyve"]'), "unknown hypervisor"),
     (('citation = "c"\n', ''), "missing key(s) ['citation']"),
     (('expect = "open"', 'expect = "open"\nwhen = { setting = "x", bigger = 1 }'), "when needs exactly one of"),
+    (('citation = "c"', 'citation = "c"\nremedy = "restart it"'), "remedy must be a table"),
+    (('citation = "c"', 'citation = "c"\nremedy = { on = "db", check = "x" }'), "lacks ['citation']"),
+    (('citation = "c"', 'citation = "c"\nremedy = { on = "db", check = "x", citation = "c", commands = "ls" }'),
+     "remedy.commands must be a list"),
     (('[[flow]]', '[[flows]]'), "unknown top-level key"),
     (('title = "t"', 'title = "t'), "not valid TOML"),
 ])
@@ -78,6 +82,12 @@ def test_bad_entries_are_refused_with_a_clear_message(change, message):
         parse_catalogue(VALID.replace(old, new), "my.toml")
     assert message in caught.value.message
     assert caught.value.message.startswith("my.toml")
+
+
+def test_a_remedy_parses_into_its_parts():
+    [rule] = parse_catalogue(VALID.replace('citation = "c"', 'citation = "c"\nremedy = { on = "the MS", check = "x", '
+                                            'commands = ["ss -tln"], citation = "docs" }'))
+    assert (rule.remedy.on, rule.remedy.commands, rule.remedy.citation) == ("the MS", ("ss -tln",), "docs")
 
 
 def test_duplicate_entries_are_refused():
