@@ -162,10 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new", metavar="NEW.json", help="the later report")
     diff.add_argument("--format", choices=("text", "json"), default="text")
 
+    _add_role_command(sub)
     _add_serve_command(sub)
     _add_lab_commands(sub)
     _add_firewall_commands(sub)
     return parser
+
+
+def _add_role_command(subparsers) -> None:
+    """`role`: the least-privilege API role csaudit needs (csaudit/collect/role.py)."""
+    from csaudit.collect.role import FORMATS, ROLE_NAME
+
+    role = subparsers.add_parser(
+        "role", help="print the read-only API role csaudit needs: the list commands it sends allowed, the rest denied",
+        description="Print the API rules of a role that lets csaudit do its job and nothing else: every command\n"
+                    "csaudit sends, allowed, then * denied. --format cmk: one `cmk import role` call (4.15 on);\n"
+                    "cmk-permissions: createRole + createRolePermission calls (4.9 on); csv: the file the UI's\n"
+                    "Import Role takes; json: importRole's name, type, description and rules.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    role.add_argument("--format", choices=FORMATS, default="cmk")
+    role.add_argument("--name", default=ROLE_NAME, help=f"the role's name (default {ROLE_NAME})")
+    role.add_argument("--output", metavar="FILE", help="write the role to FILE instead of stdout")
 
 
 def _add_serve_command(subparsers) -> None:
