@@ -17,7 +17,17 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 from csaudit.lab import signing
-from csaudit.lab.commands import UNSUPPORTED_ACTION, ApiFailure, Caller, CommandContext, Request, execute, is_read_only
+from csaudit.lab.commands import (
+    CS_SERVER_API,
+    UNSUPPORTED_ACTION,
+    ApiFailure,
+    Caller,
+    CommandContext,
+    Request,
+    execute,
+    is_api_name,
+    is_read_only,
+)
 from csaudit.lab.resolved import Inventory
 from csaudit.lab.schema import Topology
 from csaudit.lab.xmlrender import to_xml
@@ -54,6 +64,7 @@ class ApiService:
         self.context = CommandContext(Inventory(topology))
         self.version = topology.version
         self._secrets = {api_key: secret_key}
+        self._callers = {api_key: ADMIN}  # api key -> its account and role
         self.json_type = topology.settings.get("json.content.type",
                                                "application/json; charset=UTF-8")
         self._lock = threading.Lock()
@@ -72,6 +83,12 @@ class ApiService:
         with self._lock:
             return collections.Counter(self.requests), sum(self.write_attempts.values())
 
+    def add_key(self, api_key: str, secret_key: str, caller: Caller) -> None:
+        """Another API key, of an account whose role decides what it may call."""
+        with self._lock:
+            self._secrets[api_key] = secret_key
+            self._callers[api_key] = caller
+
     # ------------------------------------------------------------ front doors
     def signed(self, query: str, form_body: str | None) -> Response:
         """ApiServlet: parameters from the query and the form body (POST)."""
@@ -83,11 +100,22 @@ class ApiService:
         if not command:
             return self._error(ApiFailure(400, "no command specified", generic_envelope=True),
                                None, as_json)
-        # verifyRequest: a command this server does not serve and a bad signature look
-        # the same (401). The lab serves only read commands, so every write ends here.
-        if not self.context.knows(command) or not signing.verify(params, self._secrets):
+        served = self.context.knows(command)
+        # ApiServer.verifyRequest: a command the server does not have is refused like a bad signature
+        # (401), in the errorresponse envelope (getSerializedApiError finds no command class for it).
+        if not served and (is_read_only(command) or not is_api_name(command)):
+            return self._error(ApiFailure(UNAUTHORIZED, VERIFY_FAILED, generic_envelope=True), command, as_json)
+        caller = self._callers.get(next((v for k, v in params.items() if k.lower() == "apikey"), ""))
+        # Then, for a known key and before its signature is checked, commandAvailable: a command the
+        # account's role lacks is UnavailableCommandException, HTTP 432 in errorresponse. The lab serves
+        # no write command, so its own key's role lacks every write.
+        if caller is not None and not (served and caller.may_call(command)):
+            return self._error(ApiFailure(UNSUPPORTED_ACTION, f"The API [{command}] does not exist or is not "
+                                          f"available for the account {caller.account}.", CS_SERVER_API,
+                                          generic_envelope=True), command, as_json)
+        if caller is None or not signing.verify(params, self._secrets):
             return self._error(ApiFailure(UNAUTHORIZED, VERIFY_FAILED), command, as_json)
-        return self._run(command, params, ADMIN, as_json)
+        return self._run(command, params, caller, as_json)
 
     def integration(self, query: str) -> Response:
         """The integration port: query string only (POST bodies are ignored), no auth."""

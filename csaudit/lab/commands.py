@@ -8,11 +8,13 @@ sockets, authentication and serialisation.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
 from csaudit.lab import resolved as inv
 from csaudit.lab import rows
+from csaudit.lab.roles import Role
 from csaudit.lab.versions import Version, at_least, parse_version
 
 UNLIMITED = -1
@@ -43,7 +45,11 @@ class ApiFailure(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    account: str  # "admin" for the signed API key, "system" on the integration port
+    account: str  # "admin" for the lab's own API key, "system" on the integration port
+    role: Role | None = None  # None: the Root Admin role, which may call everything
+
+    def may_call(self, command: str) -> bool:
+        return self.role is None or self.role.allows(command)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +65,12 @@ class Request:
 
 def is_read_only(command: str) -> bool:
     return command.startswith(("list", "get", "query"))
+
+
+def is_api_name(command: str) -> bool:
+    """Shaped like a CloudStack command (verb + Noun: deleteZone, updateConfiguration). The lab takes every such
+    write as one CloudStack has; it serves none of them."""
+    return re.fullmatch(r"[a-z]+[A-Z][A-Za-z0-9]*", command) is not None
 
 
 # ---------------------------------------------------------------- parameters
@@ -138,6 +150,13 @@ class ObjectSpec:
     since: str | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class DocumentSpec:
+    """A command whose answer is built whole (listApis: count and api rows, for the caller's role)."""
+    build: Callable[[CommandContext, Request], dict]
+    since: str | None = None
+
+
 class CommandContext:
     def __init__(self, inventory: inv.Inventory):
         self.inventory = inventory
@@ -154,7 +173,14 @@ def _agents_of(lab: CommandContext, record: inv.MsRec) -> list[str]:
     return lab.inventory.hosts_by_ms.get(record.id, [])
 
 
-COMMANDS: dict[str, ListSpec | ObjectSpec] = {
+def _list_apis(lab: CommandContext, request: Request) -> dict:
+    from csaudit.lab.discovery import list_apis  # it describes COMMANDS, which name it
+
+    return list_apis(lab, request)
+
+
+COMMANDS: dict[str, ListSpec | ObjectSpec | DocumentSpec] = {
+    "listApis": DocumentSpec(_list_apis, since="4.1"),
     "listCapabilities": ObjectSpec("capability", lambda lab, _r: rows.capability(lab.version)),
     "listDbMetrics": ObjectSpec("dbMetrics", lambda lab, _r: rows.db_metrics(lab.topology.database),
                                 since="4.17"),
@@ -211,6 +237,8 @@ def execute(lab: CommandContext, request: Request) -> tuple[int, dict]:
     """Run one known, authorised read command; errors come back as ApiFailure."""
     spec = COMMANDS[request.command]
     envelope = f"{request.short_name}response"
+    if isinstance(spec, DocumentSpec):
+        return 200, {envelope: spec.build(lab, request)}
     if isinstance(spec, ObjectSpec):
         return 200, {envelope: {spec.object_key: spec.build(lab, request)}}
     for name in spec.required:
