@@ -70,6 +70,9 @@ class ApiService:
         self._lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
         self.write_attempts: collections.Counter[str] = collections.Counter()
+        # per account of a known API key: the commands it sent (signed or not, refused or not)
+        self.by_account: collections.defaultdict[str, collections.Counter[str]] = \
+            collections.defaultdict(collections.Counter)
 
     # ------------------------------------------------------------ bookkeeping
     def _count(self, command: str) -> None:
@@ -77,6 +80,10 @@ class ApiService:
             self.requests[command] += 1
             if not is_read_only(command):
                 self.write_attempts[command] += 1
+
+    def commands_of(self, account: str) -> collections.Counter[str]:
+        with self._lock:
+            return collections.Counter(self.by_account.get(account, {}))
 
     def counts(self) -> tuple[collections.Counter, int]:
         """(requests per command, total write attempts), consistent with each other."""
@@ -100,12 +107,15 @@ class ApiService:
         if not command:
             return self._error(ApiFailure(400, "no command specified", generic_envelope=True),
                                None, as_json)
+        caller = self._callers.get(next((v for k, v in params.items() if k.lower() == "apikey"), ""))
+        if caller is not None:
+            with self._lock:
+                self.by_account[caller.account][command] += 1
         served = self.context.knows(command)
         # ApiServer.verifyRequest: a command the server does not have is refused like a bad signature
         # (401), in the errorresponse envelope (getSerializedApiError finds no command class for it).
         if not served and (is_read_only(command) or not is_api_name(command)):
             return self._error(ApiFailure(UNAUTHORIZED, VERIFY_FAILED, generic_envelope=True), command, as_json)
-        caller = self._callers.get(next((v for k, v in params.items() if k.lower() == "apikey"), ""))
         # Then, for a known key and before its signature is checked, commandAvailable: a command the
         # account's role lacks is UnavailableCommandException, HTTP 432 in errorresponse. The lab serves
         # no write command, so its own key's role lacks every write.

@@ -179,6 +179,13 @@ class Lab:
             return collections.Counter()
         return self._service.counts()[0]
 
+    def commands_of(self, account: str) -> collections.Counter:
+        """The commands the API keys of one account sent (a snapshot): "admin" for the lab's own key,
+        add_api_key's account otherwise. Refused ones included: what a client really sent."""
+        if self._service is None:
+            return collections.Counter()
+        return self._service.commands_of(account)
+
     @property
     def write_attempts(self) -> int:
         """How many requests tried a command that is not list*/get*/query* (all refused)."""
