@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from csaudit.lab import signing
 from csaudit.lab.commands import (
     CS_SERVER_API,
+    LIST_APIS,
     UNSUPPORTED_ACTION,
     ApiFailure,
     Caller,
@@ -28,6 +29,7 @@ from csaudit.lab.commands import (
     is_api_name,
     is_read_only,
 )
+from csaudit.lab.discovery import list_apis
 from csaudit.lab.resolved import Inventory
 from csaudit.lab.schema import Topology
 from csaudit.lab.xmlrender import to_xml
@@ -144,8 +146,12 @@ class ApiService:
     # ------------------------------------------------------------ helpers
     def _run(self, command: str, params: dict[str, str], caller: Caller, as_json: bool) -> Response:
         lowered = {name.lower(): value for name, value in params.items()}
+        request = Request(command, lowered, caller)
         try:
-            status, document = execute(self.context, Request(command, lowered, caller))
+            if command == LIST_APIS:
+                status, document = 200, {f"{request.short_name}response": list_apis(self.context, request)}
+            else:
+                status, document = execute(self.context, request)
         except ApiFailure as failure:
             return self._error(failure, command, as_json)
         except Exception:  # a lab bug must still answer like a server, and be visible

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from csaudit.lab.commands import COMMANDS, ApiFailure, Caller, CommandContext, DocumentSpec, ListSpec, ObjectSpec, Request, execute
+from csaudit.lab.commands import COMMANDS, LIST_APIS, ApiFailure, Caller, CommandContext, ListSpec, Request, execute
 
 # The command that lists each kind of object a uuid parameter names (the "related" of the parameter).
 _LISTED_BY = {"zone": "listZones", "pod": "listPods", "cluster": "listClusters", "host": "listHosts",
@@ -51,19 +51,21 @@ _DISCOVERY_FIELDS = ("name", "description", "since", "isasync", "related", "para
 
 
 def list_apis(lab: CommandContext, request: Request) -> dict:
+    """The content of listapisresponse; an unknown or forbidden `name` is ListApisCmd's 530."""
     wanted = request.params.get("name")
-    names = [name for name in COMMANDS if lab.knows(name) and request.caller.may_call(name)
+    names = [name for name in (LIST_APIS, *COMMANDS) if lab.knows(name) and request.caller.may_call(name)
              and (not wanted or name == wanted)]
     if wanted and not names:
-        raise ApiFailure(530, f"Api Discovery plugin was unable to find an api by that name or process any apis", 9999)
+        raise ApiFailure(530, "Api Discovery plugin was unable to find an api by that name or process any apis", 9999)
     return {"count": len(names), "api": [_describe(lab, name) for name in names]}
 
 
 def _describe(lab: CommandContext, name: str) -> dict:
-    spec = COMMANDS[name]
+    spec = COMMANDS.get(name)  # None for listApis itself
+    since = spec.since if spec is not None else "4.1.0"
     api: dict[str, Any] = {"name": name, "description": _DESCRIPTIONS.get(name, name), "isasync": False}
-    if spec.since:
-        api["since"] = spec.since
+    if since:
+        api["since"] = since
     api["related"] = ""
     api["params"] = [_param(*entry) for entry in _params(name, spec)]
     api["response"] = _response_fields(lab, name, spec)
@@ -94,7 +96,7 @@ def _param(name: str, kind: str, description: str, required: bool, related: str 
 
 def _response_fields(lab: CommandContext, name: str, spec) -> list[dict]:
     """The fields of one answer row: what the lab really renders for the command."""
-    if isinstance(spec, DocumentSpec):
+    if spec is None:
         return [{"name": field, "description": field, "type": "string"} for field in _DISCOVERY_FIELDS]
     params = {"page": "1", "pagesize": "1"} if isinstance(spec, ListSpec) else {}
     try:
@@ -102,8 +104,7 @@ def _response_fields(lab: CommandContext, name: str, spec) -> list[dict]:
     except ApiFailure:  # a command that needs a parameter (listVmwareDcs zoneid=)
         return []
     (content,) = document.values()
-    key = spec.object_key if isinstance(spec, (ListSpec, ObjectSpec)) else None
-    row = content.get(key)
+    row = content.get(spec.object_key)
     row = row[0] if isinstance(row, list) and row else row
     if not isinstance(row, dict):
         return []
