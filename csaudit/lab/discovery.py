@@ -5,7 +5,8 @@ the shape of ApiDiscoveryResponse, so clients that learn the API from the server
 
 Field names are CloudStack's: ApiDiscoveryResponse has name, description, since, isasync, related, params,
 response (and a type that is null, so absent, for a command); ApiParameterResponse has name, description, type,
-length, required, since, related; ApiResponseResponse has name, description, type. Gson omits nulls.
+length, required, since, related; ApiResponseResponse has name, description, type. Gson omits nulls (a command
+with no related commands has no `related`), as a real answer shows (cloudstack-cloudmonkey config/apis.json).
 """
 
 from __future__ import annotations
@@ -66,7 +67,6 @@ def _describe(lab: CommandContext, name: str) -> dict:
     api: dict[str, Any] = {"name": name, "description": _DESCRIPTIONS.get(name, name), "isasync": False}
     if since:
         api["since"] = since
-    api["related"] = ""
     api["params"] = [_param(*entry) for entry in _params(name, spec)]
     api["response"] = _response_fields(lab, name, spec)
     return api
