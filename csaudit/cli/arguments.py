@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import sys
 
 from csaudit import __version__
@@ -107,6 +108,13 @@ def ssh_destination(text: str) -> str:
     return text
 
 
+def release_number(text: str) -> str:
+    """role --cloudstack-version: 4.16, 4.19.1.0."""
+    if not re.fullmatch(r"\d+(\.\d+){1,3}", text):
+        raise argparse.ArgumentTypeError(f"must be a CloudStack release such as 4.19 or 4.19.1.0, not {text!r}")
+    return text
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """serve --listen ADDR:PORT."""
     try:
@@ -182,6 +190,9 @@ def _add_role_command(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     role.add_argument("--format", choices=FORMATS, default="cmk")
     role.add_argument("--name", default=ROLE_NAME, help=f"the role's name (default {ROLE_NAME})")
+    role.add_argument("--cloudstack-version", type=release_number, metavar="VERSION",
+                      help="the release the role is for, e.g. 4.16: the commands it does not have yet are left out, "
+                           "as importRole refuses an API name the server lacks (default: every command)")
     role.add_argument("--output", metavar="FILE", help="write the role to FILE instead of stdout")
 
 

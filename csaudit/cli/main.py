@@ -113,7 +113,7 @@ def cmd_diff(args, env: Environment) -> int:
 def cmd_role(args, env: Environment) -> int:
     from csaudit.collect.role import render_role
 
-    _emit(render_role(args.format, args.name), args, env)
+    _emit(render_role(args.format, args.name, args.cloudstack_version), args, env)
     return int(ExitStatus.OK)
 
 

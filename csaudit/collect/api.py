@@ -53,6 +53,9 @@ COMMAND_PURPOSES = {
     "listConfigurations": "the global and zone settings (ports and TLS of agents and consoles)",
     "listVmwareDcs": "the vCenters of VMware zones (only sent for zones with VMware clusters)",
 }
+# The release that brought each command csaudit sends only from then on: csaudit skips it on older servers, and
+# `csaudit role --cloudstack-version` leaves it out (importRole refuses an API name the server does not have).
+COMMAND_SINCE = {"listImageStores": (4, 2), "listManagementServers": (4, 13), "listDbMetrics": (4, 17)}
 MAX_PAGE_SIZE = 500
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_ATTEMPTS = 3
@@ -312,15 +315,15 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     progress("listing management servers, storage and settings")
     raw["managementservers"] = (
         api.optional(lambda: api.list_all("listManagementServers", "managementserver"), "listManagementServers")
-        if at_least(version, (4, 13))
+        if at_least(version, COMMAND_SINCE["listManagementServers"])
         else None
     )
     raw["dbmetrics"] = (
         api.optional(lambda: api.call("listDbMetrics").get("dbMetrics"), "listDbMetrics")
-        if at_least(version, (4, 17))
+        if at_least(version, COMMAND_SINCE["listDbMetrics"])
         else None
     )
-    raw["imagestores"] = needed(lambda: api.list_all("listImageStores", "imagestore"), []) if at_least(version, (4, 2)) else []
+    raw["imagestores"] = needed(lambda: api.list_all("listImageStores", "imagestore"), []) if at_least(version, COMMAND_SINCE["listImageStores"]) else []
     raw["storagepools"] = needed(lambda: api.list_all("listStoragePools", "storagepool"), [])
     raw["configurations"] = needed(lambda: api.list_all("listConfigurations", "configuration"), [])
     if refused:

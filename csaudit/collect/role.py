@@ -38,19 +38,19 @@ class RoleRule:
     description: str
 
 
-def role_rules() -> tuple[RoleRule, ...]:
-    """Every command csaudit may send, allowed, then `*` denied."""
-    from csaudit.collect.api import COMMAND_PURPOSES, READ_ONLY_COMMANDS  # here: `csaudit --help` needs no cs
+def role_rules(version: str | None = None) -> tuple[RoleRule, ...]:
+    """Every command csaudit may send (to a server of `version`; None: any), allowed, then `*` denied."""
+    from csaudit.collect.api import COMMAND_PURPOSES, COMMAND_SINCE, READ_ONLY_COMMANDS, at_least  # `--help` needs no cs
 
     allowed = tuple(RoleRule(command, "allow", COMMAND_PURPOSES.get(command, _SENT_BY_CSAUDIT))
-                    for command in sorted(READ_ONLY_COMMANDS))
+                    for command in sorted(READ_ONLY_COMMANDS) if at_least(version, COMMAND_SINCE.get(command, ())))
     return (*allowed, RoleRule("*", "deny", _DENY_THE_REST))
 
 
-def render_role(fmt: str, name: str = ROLE_NAME) -> str:
-    rules = role_rules()
+def render_role(fmt: str, name: str = ROLE_NAME, version: str | None = None) -> str:
+    rules = role_rules(version)
     if fmt == "cmk":
-        return _cmk_import(name, rules)
+        return _cmk_import(name, rules, version)
     if fmt == "cmk-permissions":
         return _cmk_permissions(name, rules)
     if fmt == "csv":
@@ -62,10 +62,10 @@ def render_role(fmt: str, name: str = ROLE_NAME) -> str:
     raise ValueError(f"unknown role format {fmt!r}")
 
 
-def import_role_parameters(name: str = ROLE_NAME) -> dict[str, str]:
+def import_role_parameters(name: str = ROLE_NAME, version: str | None = None) -> dict[str, str]:
     """importRole's parameters: what `cmk import role` and the UI send."""
     params = {"name": name, "type": ROLE_TYPE, "description": ROLE_DESCRIPTION}
-    for index, rule in enumerate(role_rules()):
+    for index, rule in enumerate(role_rules(version)):
         params.update({f"rules[{index}].rule": rule.rule, f"rules[{index}].permission": rule.permission,
                        f"rules[{index}].description": rule.description})
     return params
@@ -75,11 +75,11 @@ def _arguments(params: dict[str, str]) -> list[str]:
     return [shlex.quote(f"{key}={value}") for key, value in params.items()]
 
 
-def _cmk_import(name: str, rules: tuple[RoleRule, ...]) -> str:
+def _cmk_import(name: str, rules: tuple[RoleRule, ...], version: str | None) -> str:
     lines = ["# csaudit's read-only API role in one importRole call (CloudStack 4.15 and later):",
              f"# {len(rules) - 1} list commands allowed, then * denied. Run it as a root admin.",
              "cmk import role \\"]
-    arguments = _arguments(import_role_parameters(name))
+    arguments = _arguments(import_role_parameters(name, version))
     lines += [f"  {argument} \\" for argument in arguments[:-1]] + [f"  {arguments[-1]}"]
     return "\n".join(lines) + "\n"
 

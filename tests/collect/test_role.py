@@ -91,3 +91,17 @@ def test_the_createrolepermission_script_is_valid_shell(tmp_path):
     script = tmp_path / "role.sh"
     script.write_text(render_role("cmk-permissions"))
     assert subprocess.run(["sh", "-n", str(script)], capture_output=True, timeout=10).returncode == 0
+
+
+@pytest.mark.parametrize("version, left_out", [
+    ("4.16", {"listDbMetrics"}), ("4.12.0.0", {"listDbMetrics", "listManagementServers"}), ("4.19.1.0", set())])
+def test_a_role_for_an_older_release_leaves_out_the_commands_it_lacks(cli, version, left_out):
+    # importRole refuses a rule naming an API the server does not have ("Invalid api name: ...", ImportRoleCmd)
+    document = json.loads(cli("role", "--format", "json", "--cloudstack-version", version).stdout)
+    assert {r["rule"] for r in document["rules"]} == (READ_ONLY_COMMANDS - left_out) | {"*"}
+
+
+def test_a_bad_release_is_a_usage_error(cli):
+    result = cli("role", "--cloudstack-version", "latest")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "must be a CloudStack release such as 4.19 or 4.19.1.0, not 'latest'" in result.stderr
