@@ -306,6 +306,8 @@ def _add_lab_commands(subparsers) -> None:
     serve.add_argument("--topology", metavar="FILE", help="topology TOML (default: the bundled demo)")
     serve.add_argument("--ini", metavar="PATH", default="cloudstack.ini",
                        help="where to write the cloudstack.ini (default: ./cloudstack.ini)")
+    serve.add_argument("--role-ini", metavar="PATH",
+                       help="also write a cloudstack.ini for an API key whose role has exactly the rules of `csaudit role`")
     serve.add_argument("--duration", metavar="SECONDS", type=zero_or_more_seconds,
                        help="stop after this many seconds (default: run until interrupted)")
 
