@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import sys
 
 from csaudit import __version__
@@ -107,6 +108,13 @@ def ssh_destination(text: str) -> str:
     return text
 
 
+def release_number(text: str) -> str:
+    """role --cloudstack-version: 4.16, 4.19.1.0."""
+    if not re.fullmatch(r"\d+(\.\d+){1,3}", text):
+        raise argparse.ArgumentTypeError(f"must be a CloudStack release such as 4.19 or 4.19.1.0, not {text!r}")
+    return text
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """serve --listen ADDR:PORT."""
     try:
@@ -162,10 +170,30 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("new", metavar="NEW.json", help="the later report")
     diff.add_argument("--format", choices=("text", "json"), default="text")
 
+    _add_role_command(sub)
     _add_serve_command(sub)
     _add_lab_commands(sub)
     _add_firewall_commands(sub)
     return parser
+
+
+def _add_role_command(subparsers) -> None:
+    """`role`: the least-privilege API role csaudit needs (csaudit/collect/role.py)."""
+    from csaudit.collect.role import FORMATS, ROLE_NAME
+
+    role = subparsers.add_parser(
+        "role", help="print the read-only API role csaudit needs: the list commands it sends allowed, the rest denied",
+        description="Print the API rules of a role that lets csaudit do its job and nothing else: every command\n"
+                    "csaudit sends, allowed, then * denied. --format cmk: one `cmk import role` call (4.15 on);\n"
+                    "cmk-permissions: createRole + createRolePermission calls (4.9 on); csv: the file the UI's\n"
+                    "Import Role takes; json: importRole's name, type, description and rules.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    role.add_argument("--format", choices=FORMATS, default="cmk")
+    role.add_argument("--name", default=ROLE_NAME, help=f"the role's name (default {ROLE_NAME})")
+    role.add_argument("--cloudstack-version", type=release_number, metavar="VERSION",
+                      help="the release the role is for, e.g. 4.16: the commands it does not have yet are left out, "
+                           "as importRole refuses an API name the server lacks (default: every command)")
+    role.add_argument("--output", metavar="FILE", help="write the role to FILE instead of stdout")
 
 
 def _add_serve_command(subparsers) -> None:
@@ -278,6 +306,8 @@ def _add_lab_commands(subparsers) -> None:
     serve.add_argument("--topology", metavar="FILE", help="topology TOML (default: the bundled demo)")
     serve.add_argument("--ini", metavar="PATH", default="cloudstack.ini",
                        help="where to write the cloudstack.ini (default: ./cloudstack.ini)")
+    serve.add_argument("--role-ini", metavar="PATH",
+                       help="also write a cloudstack.ini for an API key whose role has exactly the rules of `csaudit role`")
     serve.add_argument("--duration", metavar="SECONDS", type=zero_or_more_seconds,
                        help="stop after this many seconds (default: run until interrupted)")
 

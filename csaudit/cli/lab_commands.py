@@ -33,6 +33,10 @@ def cmd_serve(args: argparse.Namespace, env: Environment) -> int:
                 print(f"integration endpoint: {lab.integration_endpoint} (unauthenticated)",
                       file=env.stdout)
             print(f"ini: {os.path.abspath(ini)} (section [cloudstack])", file=env.stdout, flush=True)
+            if args.role_ini:
+                role_ini = _write_role_ini(lab, _path(env, args.role_ini))
+                print(f"role ini: {os.path.abspath(role_ini)} (a key whose role has the rules of `csaudit role`)",
+                      file=env.stdout, flush=True)
             if lab.relocated:
                 env.log("lab: the usual addresses were taken; the whole cloud moved to "
                         f"{lab.topology.management_servers[0].address.rsplit('.', 2)[0]}.0.0/16")
@@ -49,6 +53,19 @@ def cmd_serve(args: argparse.Namespace, env: Environment) -> int:
         restore()
     env.log("lab: stopped")
     return ExitStatus.OK
+
+
+def _write_role_ini(lab, path: str) -> str:
+    """An API key of the least-privilege role csaudit prints, to try csaudit with it."""
+    from csaudit.collect.role import ROLE_NAME, ROLE_TYPE, role_rules
+    from csaudit.lab.roles import Role
+
+    role = Role(ROLE_NAME, tuple((rule.rule, rule.permission) for rule in role_rules()), ROLE_TYPE)
+    key, secret = lab.add_api_key(role, account="csaudit")
+    try:
+        return lab.write_ini(path, key=key, secret=secret)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot write the ini file: {error.strerror}") from None
 
 
 def cmd_generate(args: argparse.Namespace, env: Environment) -> int:

@@ -110,6 +110,13 @@ def cmd_diff(args, env: Environment) -> int:
     return EXIT_CHANGED if diff.something_changed else int(ExitStatus.OK)
 
 
+def cmd_role(args, env: Environment) -> int:
+    from csaudit.collect.role import render_role
+
+    _emit(render_role(args.format, args.name, args.cloudstack_version), args, env)
+    return int(ExitStatus.OK)
+
+
 def cmd_serve(args, env: Environment) -> int:
     from csaudit.cli.serve import serve
 
@@ -144,7 +151,7 @@ def cmd_firewall_diff(args, env: Environment) -> int:
 
 
 COMMANDS = {"run": cmd_run, "inventory": cmd_inventory, "flows": cmd_flows, "diff": cmd_diff, "demo": cmd_demo,
-            "serve": cmd_serve, "lab serve": lab_commands.cmd_serve, "lab generate": lab_commands.cmd_generate,
+            "role": cmd_role, "serve": cmd_serve, "lab serve": lab_commands.cmd_serve, "lab generate": lab_commands.cmd_generate,
             "firewall check": cmd_firewall_check, "firewall diff": cmd_firewall_diff}
 
 

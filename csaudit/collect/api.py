@@ -36,6 +36,26 @@ READ_ONLY_COMMANDS = frozenset(
         "listVmwareDcs",
     }
 )
+# Why csaudit sends each command: the descriptions of the rules `csaudit role` prints (csaudit/collect/role.py
+# derives the role from READ_ONLY_COMMANDS; a command without a line here gets a generic description).
+COMMAND_PURPOSES = {
+    "listCapabilities": "the CloudStack version: which commands and fields the server has",
+    "listZones": "the zones and their DNS servers",
+    "listPods": "the pods and their management network ranges",
+    "listClusters": "the clusters and their hypervisors",
+    "listHosts": "the hosts and the agents of the system VMs",
+    "listSystemVms": "the SSVMs and CPVMs and their addresses",
+    "listRouters": "the virtual routers (listall and projectid=-1)",
+    "listManagementServers": "the management servers (4.13 and later)",
+    "listDbMetrics": "the database address (4.17 and later)",
+    "listImageStores": "the secondary storage servers",
+    "listStoragePools": "the primary storage servers",
+    "listConfigurations": "the global and zone settings (ports and TLS of agents and consoles)",
+    "listVmwareDcs": "the vCenters of VMware zones (only sent for zones with VMware clusters)",
+}
+# The release that brought each command csaudit sends only from then on: csaudit skips it on older servers, and
+# `csaudit role --cloudstack-version` leaves it out (importRole refuses an API name the server does not have).
+COMMAND_SINCE = {"listImageStores": (4, 2), "listManagementServers": (4, 13), "listDbMetrics": (4, 17)}
 MAX_PAGE_SIZE = 500
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_ATTEMPTS = 3
@@ -89,7 +109,10 @@ class CloudStackApi:
         try:
             answer = getattr(self._client, command)(**params)
         except cs.CloudStackApiException as exc:
-            raise _api_error(exc, describe_api_error(command, exc)) from None
+            error = _api_error(exc, describe_api_error(command, exc))
+            if self.config.api_mode == "signed" and role_refused(error):
+                raise RoleRefusal((command,), error) from None
+            raise error from None
         except cs.CloudStackException as exc:
             raise _api_error(exc, f"{command}: unusable answer from {where}: {_cs_message(exc)}") from None
         except requests.exceptions.SSLError as exc:
@@ -139,9 +162,13 @@ class CloudStackApi:
         return rows
 
     def optional(self, fetch: Callable[[], Any], what: str) -> Any:
-        """Commands an older server lacks: a signed call then fails with 401, the integration port with 432."""
+        """Commands an older server lacks: a signed call then fails with 401, the integration port with 432.
+        A command the API key's role refuses is said so, with the rule to add, and the audit goes on without it."""
         try:
             return fetch()
+        except RoleRefusal as exc:
+            log.warning("%s; going on without %s", exc.message, what)
+            return None
         except ApiError as exc:
             if exc.http_status in (401, 432):
                 log.info("%s is not available on this server; going on without it", what)
@@ -151,6 +178,34 @@ class CloudStackApi:
 
 class TransientApiError(ApiError):
     """A fault worth one more try: the server reset the connection, or said 503 / 429."""
+
+
+class RoleRefusal(ApiError):
+    """The server has these commands, but the API key's role does not allow them: the message names the
+    rules to add to the role (`csaudit role` prints the whole role)."""
+
+    def __init__(self, commands: tuple[str, ...], answer: ApiError | None = None):
+        rules = ", ".join(f"`{command} allow`" for command in commands)
+        if len(commands) == 1:
+            message = f"{commands[0]} refused: the API key's role lacks it; add the rule {rules}"
+        else:
+            message = f"the API key's role refuses {len(commands)} commands csaudit sends: add the rules {rules}"
+        super().__init__(f"{message} (above any `*` deny; `csaudit role` prints them all)",
+                         *((answer.http_status, answer.error_code, answer.error_text, answer.cs_error_code) if answer else ()))
+        self.commands = commands
+
+
+# What CloudStack answers a signed request for a command it has but the caller's role lacks
+# (ApiServer.commandAvailable, DynamicRoleBasedAPIAccessChecker.checkAccess): HTTP 432 "The API [listHosts] does
+# not exist or is not available for the account ..." (UnavailableCommandException, 4.15 on), or, for an explicit
+# deny on some releases, HTTP 401 "The given command 'listHosts' either does not exist, is not available for user."
+# Before 4.15 a refusal is the bare 401 of a bad signature, which no text tells apart from a wrong key.
+_ROLE_REFUSAL = re.compile(r"is not available for (the account|user)", re.IGNORECASE)
+
+
+def role_refused(error: ApiError) -> bool:
+    status = error.http_status or error.error_code
+    return status in (401, 432) and bool(error.error_text) and _ROLE_REFUSAL.search(error.error_text) is not None
 
 
 def _api_error(exc: cs.CloudStackException, message: str) -> ApiError:
@@ -225,40 +280,54 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     `fields`: raw key (hosts, routers, ...) -> the row fields to keep (all when not named)."""
     fields = fields or {}
     raw: dict[str, Any] = {}
+    refused: dict[str, None] = {}  # the commands the key's role refused, named all at once below
+
+    def needed(fetch: Callable[[], Any], empty: Any) -> Any:
+        """A reading the audit cannot do without: a role refusal is noted and the reading goes on, so that
+        one run names every rule the role lacks."""
+        try:
+            return fetch()
+        except RoleRefusal as exc:
+            refused.update(dict.fromkeys(exc.commands))
+            return empty
+
     progress("asking the CloudStack API for its version")
-    capability = api.call("listCapabilities").get("capability")
+    capability = needed(lambda: api.call("listCapabilities").get("capability"), {})
     if not isinstance(capability, dict):
         raise ApiError("listCapabilities: malformed answer, no 'capability' object")
     raw["capabilities"] = capability
     version = capability.get("cloudstackversion")
 
     progress("listing zones, pods, clusters and hosts")
-    raw["zones"] = api.list_all("listZones", "zone", fields.get("zones"))
-    raw["pods"] = api.list_all("listPods", "pod", fields.get("pods"))
-    raw["clusters"] = api.list_all("listClusters", "cluster", fields.get("clusters"))
-    raw["hosts"] = api.list_all("listHosts", "host", fields.get("hosts"))  # all types: the SSVM/CPVM agent rows too
+    raw["zones"] = needed(lambda: api.list_all("listZones", "zone", fields.get("zones")), [])
+    raw["pods"] = needed(lambda: api.list_all("listPods", "pod", fields.get("pods")), [])
+    raw["clusters"] = needed(lambda: api.list_all("listClusters", "cluster", fields.get("clusters")), [])
+    # all types: the SSVM/CPVM agent rows too
+    raw["hosts"] = needed(lambda: api.list_all("listHosts", "host", fields.get("hosts")), [])
     progress("listing system VMs and routers")
-    raw["systemvms"] = api.list_all("listSystemVms", "systemvm", fields.get("systemvms"))
-    routers = {r.get("id"): r for r in api.list_all("listRouters", "router", fields.get("routers"), listall=True)}
+    raw["systemvms"] = needed(lambda: api.list_all("listSystemVms", "systemvm", fields.get("systemvms")), [])
+    routers = {r.get("id"): r for r in needed(lambda: api.list_all("listRouters", "router", fields.get("routers"), listall=True), [])}
     project_routers = api.optional(lambda: api.list_all("listRouters", "router", fields.get("routers"), listall=True, projectid=-1),
-                                   "project routers")
+                                   "project routers") if "listRouters" not in refused else None
     for router in project_routers or []:
         routers.setdefault(router.get("id"), router)
     raw["routers"] = list(routers.values())
     progress("listing management servers, storage and settings")
     raw["managementservers"] = (
         api.optional(lambda: api.list_all("listManagementServers", "managementserver"), "listManagementServers")
-        if at_least(version, (4, 13))
+        if at_least(version, COMMAND_SINCE["listManagementServers"])
         else None
     )
     raw["dbmetrics"] = (
         api.optional(lambda: api.call("listDbMetrics").get("dbMetrics"), "listDbMetrics")
-        if at_least(version, (4, 17))
+        if at_least(version, COMMAND_SINCE["listDbMetrics"])
         else None
     )
-    raw["imagestores"] = api.list_all("listImageStores", "imagestore") if at_least(version, (4, 2)) else []
-    raw["storagepools"] = api.list_all("listStoragePools", "storagepool")
-    raw["configurations"] = api.list_all("listConfigurations", "configuration")
+    raw["imagestores"] = needed(lambda: api.list_all("listImageStores", "imagestore"), []) if at_least(version, COMMAND_SINCE["listImageStores"]) else []
+    raw["storagepools"] = needed(lambda: api.list_all("listStoragePools", "storagepool"), [])
+    raw["configurations"] = needed(lambda: api.list_all("listConfigurations", "configuration"), [])
+    if refused:
+        raise RoleRefusal(tuple(refused))
     raw["zoneconfigurations"] = {}
     raw["vmwaredcs"] = {}
     raw["zone_errors"] = {}

@@ -17,7 +17,19 @@ from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
 from csaudit.lab import signing
-from csaudit.lab.commands import UNSUPPORTED_ACTION, ApiFailure, Caller, CommandContext, Request, execute, is_read_only
+from csaudit.lab.commands import (
+    CS_SERVER_API,
+    LIST_APIS,
+    UNSUPPORTED_ACTION,
+    ApiFailure,
+    Caller,
+    CommandContext,
+    Request,
+    execute,
+    is_api_name,
+    is_read_only,
+)
+from csaudit.lab.discovery import list_apis
 from csaudit.lab.resolved import Inventory
 from csaudit.lab.schema import Topology
 from csaudit.lab.xmlrender import to_xml
@@ -54,11 +66,15 @@ class ApiService:
         self.context = CommandContext(Inventory(topology))
         self.version = topology.version
         self._secrets = {api_key: secret_key}
+        self._callers = {api_key: ADMIN}  # api key -> its account and role
         self.json_type = topology.settings.get("json.content.type",
                                                "application/json; charset=UTF-8")
         self._lock = threading.Lock()
         self.requests: collections.Counter[str] = collections.Counter()
         self.write_attempts: collections.Counter[str] = collections.Counter()
+        # per account of a known API key: the commands it sent (signed or not, refused or not)
+        self.by_account: collections.defaultdict[str, collections.Counter[str]] = \
+            collections.defaultdict(collections.Counter)
 
     # ------------------------------------------------------------ bookkeeping
     def _count(self, command: str) -> None:
@@ -67,10 +83,20 @@ class ApiService:
             if not is_read_only(command):
                 self.write_attempts[command] += 1
 
+    def commands_of(self, account: str) -> collections.Counter[str]:
+        with self._lock:
+            return collections.Counter(self.by_account.get(account, {}))
+
     def counts(self) -> tuple[collections.Counter, int]:
         """(requests per command, total write attempts), consistent with each other."""
         with self._lock:
             return collections.Counter(self.requests), sum(self.write_attempts.values())
+
+    def add_key(self, api_key: str, secret_key: str, caller: Caller) -> None:
+        """Another API key, of an account whose role decides what it may call."""
+        with self._lock:
+            self._secrets[api_key] = secret_key
+            self._callers[api_key] = caller
 
     # ------------------------------------------------------------ front doors
     def signed(self, query: str, form_body: str | None) -> Response:
@@ -83,11 +109,25 @@ class ApiService:
         if not command:
             return self._error(ApiFailure(400, "no command specified", generic_envelope=True),
                                None, as_json)
-        # verifyRequest: a command this server does not serve and a bad signature look
-        # the same (401). The lab serves only read commands, so every write ends here.
-        if not self.context.knows(command) or not signing.verify(params, self._secrets):
+        caller = self._callers.get(next((v for k, v in params.items() if k.lower() == "apikey"), ""))
+        if caller is not None:
+            with self._lock:
+                self.by_account[caller.account][command] += 1
+        served = self.context.knows(command)
+        # ApiServer.verifyRequest: a command the server does not have is refused like a bad signature
+        # (401), in the errorresponse envelope (getSerializedApiError finds no command class for it).
+        if not served and (is_read_only(command) or not is_api_name(command)):
+            return self._error(ApiFailure(UNAUTHORIZED, VERIFY_FAILED, generic_envelope=True), command, as_json)
+        # Then, for a known key and before its signature is checked, commandAvailable: a command the
+        # account's role lacks is UnavailableCommandException, HTTP 432 in errorresponse. The lab serves
+        # no write command, so its own key's role lacks every write.
+        if caller is not None and not (served and caller.may_call(command)):
+            return self._error(ApiFailure(UNSUPPORTED_ACTION, f"The API [{command}] does not exist or is not "
+                                          f"available for the account {caller.account}.", CS_SERVER_API,
+                                          generic_envelope=True), command, as_json)
+        if caller is None or not signing.verify(params, self._secrets):
             return self._error(ApiFailure(UNAUTHORIZED, VERIFY_FAILED), command, as_json)
-        return self._run(command, params, ADMIN, as_json)
+        return self._run(command, params, caller, as_json)
 
     def integration(self, query: str) -> Response:
         """The integration port: query string only (POST bodies are ignored), no auth."""
@@ -106,8 +146,12 @@ class ApiService:
     # ------------------------------------------------------------ helpers
     def _run(self, command: str, params: dict[str, str], caller: Caller, as_json: bool) -> Response:
         lowered = {name.lower(): value for name, value in params.items()}
+        request = Request(command, lowered, caller)
         try:
-            status, document = execute(self.context, Request(command, lowered, caller))
+            if command == LIST_APIS:
+                status, document = 200, {f"{request.short_name}response": list_apis(self.context, request)}
+            else:
+                status, document = execute(self.context, request)
         except ApiFailure as failure:
             return self._error(failure, command, as_json)
         except Exception:  # a lab bug must still answer like a server, and be visible

@@ -8,11 +8,13 @@ sockets, authentication and serialisation.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from typing import Any
 
 from csaudit.lab import resolved as inv
 from csaudit.lab import rows
+from csaudit.lab.roles import Role
 from csaudit.lab.versions import Version, at_least, parse_version
 
 UNLIMITED = -1
@@ -20,6 +22,7 @@ PARAM_ERROR, UNSUPPORTED_ACTION, ACCOUNT_ERROR = 431, 432, 531
 CS_INVALID_PARAMETER = 4350  # InvalidParameterValueException
 CS_PERMISSION_DENIED = 4365  # PermissionDeniedException
 CS_SERVER_API = 9999  # a bare ServerApiException
+LIST_APIS = "listApis"  # the API discovery plugin's command (4.1 on), answered by csaudit/lab/discovery.py
 
 
 class ApiFailure(Exception):
@@ -43,7 +46,11 @@ class ApiFailure(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    account: str  # "admin" for the signed API key, "system" on the integration port
+    account: str  # "admin" for the lab's own API key, "system" on the integration port
+    role: Role | None = None  # None: the Root Admin role, which may call everything
+
+    def may_call(self, command: str) -> bool:
+        return self.role is None or self.role.allows(command)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,12 @@ class Request:
 
 def is_read_only(command: str) -> bool:
     return command.startswith(("list", "get", "query"))
+
+
+def is_api_name(command: str) -> bool:
+    """Shaped like a CloudStack command (verb + Noun: deleteZone, updateConfiguration). The lab takes every such
+    write as one CloudStack has; it serves none of them."""
+    return re.fullmatch(r"[a-z]+[A-Z][A-Za-z0-9]*", command) is not None
 
 
 # ---------------------------------------------------------------- parameters
@@ -146,6 +159,8 @@ class CommandContext:
         self.max_page_size = inventory.topology.default_page_size
 
     def knows(self, command: str) -> bool:
+        if command == LIST_APIS:
+            return True
         spec = COMMANDS.get(command)
         return spec is not None and at_least(self.version, spec.since)
 

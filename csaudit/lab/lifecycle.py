@@ -11,8 +11,10 @@ import secrets
 
 from csaudit.lab.apiserver import ApiServer
 from csaudit.lab.apiservice import ApiService
+from csaudit.lab.commands import Caller
 from csaudit.lab.listeners import Listeners
 from csaudit.lab.relocate import relocate, second_octet, shift_octet
+from csaudit.lab.roles import Role
 from csaudit.lab.schema import FaultSpec, Topology
 from csaudit.lab.services import API_PORT, Fault, Service, planned_services, planted_faults
 from csaudit.lab.topology import default_topology
@@ -36,6 +38,7 @@ class Lab:
         self.secret = self.requested.secret_key or secrets.token_urlsafe(64)
         self._max_relocations = max_relocations
         self.served_elsewhere = served_elsewhere  # (object name, tcp port) a real daemon serves instead (lab.real_vantages)
+        self._extra_keys: list[tuple[str, str, Caller]] = []  # add_api_key's, kept across a restart or relocation
         self._service: ApiService | None = None
         self._api: ApiServer | None = None
         self._listeners: Listeners | None = None
@@ -82,6 +85,8 @@ class Lab:
 
     def _start_on(self, topology: Topology) -> None:
         service = ApiService(topology, self.key, self.secret)
+        for key, secret, caller in self._extra_keys:
+            service.add_key(key, secret, caller)
         api = ApiServer(service)
         listeners = Listeners(self._served(topology), topology.database.version) if topology.listeners else None
         try:
@@ -118,6 +123,16 @@ class Lab:
             raise ConfigError(f"the {fault.kind} fault on {', '.join(fault.objects)} changes no listener of the lab")
         self.topology = topology
         return tuple(f for f in self.faults if f.fault_id == len(topology.faults))
+
+    def add_api_key(self, role: Role, account: str = "csaudit") -> tuple[str, str]:
+        """A new API key and secret of an account with this role (the lab's own key is Root Admin's), as
+        createAccount roleid= and registerUserKeys make one. Works before or after start()."""
+        key, secret = secrets.token_urlsafe(48), secrets.token_urlsafe(48)
+        caller = Caller(account, role)
+        self._extra_keys.append((key, secret, caller))
+        if self._service is not None:
+            self._service.add_key(key, secret, caller)
+        return key, secret
 
     def stop(self) -> None:
         """Close every socket and join every thread (bounded waits)."""
@@ -164,6 +179,13 @@ class Lab:
             return collections.Counter()
         return self._service.counts()[0]
 
+    def commands_of(self, account: str) -> collections.Counter:
+        """The commands the API keys of one account sent (a snapshot): "admin" for the lab's own key,
+        add_api_key's account otherwise. Refused ones included: what a client really sent."""
+        if self._service is None:
+            return collections.Counter()
+        return self._service.commands_of(account)
+
     @property
     def write_attempts(self) -> int:
         """How many requests tried a command that is not list*/get*/query* (all refused)."""
@@ -171,12 +193,15 @@ class Lab:
             return 0
         return self._service.counts()[1]
 
-    def write_ini(self, path: str | os.PathLike, section: str = "cloudstack") -> str:
-        """A cs-style cloudstack.ini for this lab, readable by the owner only (0600)."""
+    def write_ini(self, path: str | os.PathLike, section: str = "cloudstack",
+                  key: str | None = None, secret: str | None = None) -> str:
+        """A cs-style cloudstack.ini for this lab (its own key, or one of add_api_key's), readable by the
+        owner only (0600)."""
         path = os.fspath(path)
+        key, secret = (key, secret) if key else (self.key, self.secret)
         # ConfigParser interpolates '%': double it so any secret reads back unchanged.
-        text = (f"[{section}]\nendpoint = {self.endpoint}\nkey = {self.key.replace('%', '%%')}\n"
-                f"secret = {self.secret.replace('%', '%%')}\n")
+        text = (f"[{section}]\nendpoint = {self.endpoint}\nkey = {key.replace('%', '%%')}\n"
+                f"secret = {secret.replace('%', '%%')}\n")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.fchmod(descriptor, 0o600)  # an existing file keeps its mode otherwise

@@ -15,5 +15,5 @@ EXIT_CODE_HELP = """exit codes:
   0    no flow failed
   1    at least one flow failed (with --strict, also any unverified or error flow)
   2    usage or configuration error
-  3    CloudStack API unreachable or bad answer
+  3    CloudStack API unreachable or bad answer, or the API key's role refuses a command (see `csaudit role`)
   130  interrupted"""

@@ -76,6 +76,43 @@ def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path
             server.wait(timeout=10)
 
 
+@pytest.mark.root
+def test_serve_writes_a_role_ini_whose_key_has_exactly_the_csaudit_role(tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        from csaudit.model.environment import Environment
+        from csaudit.cli.arguments import build_parser
+        from csaudit.cli.main import dispatch
+        args = build_parser().parse_args(["lab", "serve", "--ini", "lab.ini", "--role-ini", "role.ini"])
+        sys.exit(dispatch(args, Environment()))
+    """)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def cs(*argv):
+        return subprocess.run(
+            [sys.executable, "-m", "cs", *argv], cwd=tmp_path, timeout=30, capture_output=True, text=True,
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("CLOUDSTACK_")},
+                 "HOME": str(tmp_path), "CLOUDSTACK_CONFIG": str(tmp_path / "role.ini")})
+
+    try:
+        lines = [server.stdout.readline() for _ in range(4)]
+        assert lines[3].startswith("role ini: "), lines
+        assert stat.S_IMODE((tmp_path / "role.ini").stat().st_mode) == 0o600
+        assert cs("listZones").returncode == 0
+        for refused in ("listApis", "deleteZone"):  # not in the role: CloudStack's role error
+            answer = cs(refused)
+            assert answer.returncode != 0 and "HTTP 432" in answer.stderr
+            assert f"The API [{refused}] does not exist or is not available for the account csaudit." in answer.stdout
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+
+
 def test_serve_rejects_a_bad_topology_with_a_config_error(tmp_path):
     from csaudit.model.errors import ConfigError
     (tmp_path / "bad.toml").write_text("[cloud]\nversion = 'x'\n")

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from csaudit.collect.api import READ_ONLY_COMMANDS, CloudStackApi, check_read_only, fetch_raw_cloud
+from csaudit.collect.api import READ_ONLY_COMMANDS, CloudStackApi, RoleRefusal, check_read_only, fetch_raw_cloud, role_refused
 from csaudit.collect.config import ApiConfig
 from csaudit.model.errors import ApiError
 from csaudit.model.exitcodes import ExitStatus
@@ -241,3 +241,84 @@ def test_routers_are_listed_with_listall_and_project_routers_merged():
     responses.add_callback(responses.GET, URL, callback=callback)
     raw = fetch_raw_cloud(signed_api())
     assert sorted(r["id"] for r in raw["routers"]) == ["r1", "r2"]
+
+
+def _role_refusal(command):
+    """CloudStack's answer to a command the key's role lacks (UnavailableCommandException, 4.15 on)."""
+    return 432, {"errorresponse": {"uuidList": [], "errorcode": 432, "cserrorcode": 9999,
+                                   "errortext": f"The API [{command}] does not exist or is not available for the account csaudit."}}
+
+
+@responses.activate
+def test_commands_the_role_refuses_are_named_all_at_once_with_the_rules_to_add():
+    refused = {"listHosts", "listRouters"}
+
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": {"cloudstackversion": "4.19.0.0"}}}
+        if command in refused:
+            return _role_refusal(command)
+        return 200, {command.lower() + "response": {}}
+
+    callback, asked = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    with pytest.raises(RoleRefusal) as caught:
+        fetch_raw_cloud(signed_api())
+    assert caught.value.commands == ("listHosts", "listRouters")
+    assert caught.value.message == ("the API key's role refuses 2 commands csaudit sends: add the rules `listHosts allow`, "
+                                    "`listRouters allow` (above any `*` deny; `csaudit role` prints them all)")
+    assert caught.value.exit_status == ExitStatus.API
+    commands = [q["command"] for q in asked]
+    assert "listConfigurations" in commands and "listStoragePools" in commands  # the reading went on
+    assert commands.count("listRouters") == 1  # no project-router call for a refused command
+
+
+@responses.activate
+def test_one_refused_command_is_named_with_its_rule():
+    responses.add(responses.GET, URL, status=432, json=_role_refusal("listZones")[1])
+    with pytest.raises(RoleRefusal) as caught:
+        signed_api().list_all("listZones", "zone")
+    assert caught.value.message == ("listZones refused: the API key's role lacks it; add the rule `listZones allow` "
+                                    "(above any `*` deny; `csaudit role` prints them all)")
+
+
+@responses.activate
+def test_an_optional_command_the_role_refuses_is_a_warning_naming_its_rule(caplog):
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": {"cloudstackversion": "4.19.0.0"}}}
+        if command in ("listManagementServers", "listDbMetrics"):
+            return _role_refusal(command)
+        return 200, {command.lower() + "response": {}}
+
+    callback, _ = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    with caplog.at_level(logging.WARNING, logger="csaudit"):
+        raw = fetch_raw_cloud(signed_api())
+    assert raw["managementservers"] is None and raw["dbmetrics"] is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("`listManagementServers allow`" in w and w.endswith("going on without listManagementServers") for w in warnings)
+    assert any("`listDbMetrics allow`" in w for w in warnings)
+
+
+@responses.activate
+def test_an_unknown_command_or_a_bad_key_is_not_taken_for_a_role_refusal():
+    responses.add(responses.GET, URL, status=401, json={"errorresponse": {
+        "uuidList": [], "errorcode": 401, "errortext": "unable to verify user credentials and/or request signature"}})
+    with pytest.raises(ApiError) as caught:
+        signed_api().call("listZones")
+    assert not isinstance(caught.value, RoleRefusal)
+    responses.replace(responses.GET, URL, status=432, json={"errorresponse": {
+        "uuidList": [], "errorcode": 432, "cserrorcode": 9999, "errortext": "Unknown API command: listZones"}})
+    with pytest.raises(ApiError) as caught:
+        CloudStackApi(ApiConfig(ENDPOINT)).call("listZones")
+    assert not isinstance(caught.value, RoleRefusal)
+
+
+@pytest.mark.parametrize("status, text", [
+    (432, "The API [listHosts] does not exist or is not available for the account csaudit."),
+    (401, "The given command 'listHosts' either does not exist, is not available for user."),
+])
+def test_both_wordings_of_a_role_refusal_are_recognised(status, text):
+    assert role_refused(ApiError("x", status, status, text, 9999))
+    assert not role_refused(ApiError("x", 431, 431, "Page size can't exceed max allowed page size value: 100", 4350))

@@ -224,11 +224,26 @@ def test_post_form_body_is_accepted_on_the_signed_port(lab):
 
 
 @pytest.mark.root
-def test_unknown_command_is_401_signed_and_432_on_the_integration_port(api, lab):
+def test_unknown_command_is_401_signed_and_432_on_the_integration_port_in_errorresponse(api, lab):
     assert _error(api.listNothingAtAll) == (401, REFUSED_401)
     unsigned = CloudStack(endpoint=lab.integration_endpoint)
     assert _error(unsigned.listNothingAtAll) == (432, {
         "uuidList": [], "errorcode": 432, "errortext": "Unknown API command: listNothingAtAll"})
+    # the envelope: errorresponse, not listnothingatallresponse (ApiServer.getSerializedApiError), in JSON and XML
+    signed = requests.get(lab.endpoint, params=_signed_params(lab, command="listNothingAtAll", response="json"), timeout=5)
+    assert signed.status_code == 401 and signed.json() == {"errorresponse": REFUSED_401}
+    as_xml = requests.get(lab.endpoint, params=_signed_params(lab, command="listNothingAtAll"), timeout=5)
+    root = ET.fromstring(as_xml.content)
+    assert (root.tag, root.findtext("errorcode"), root.findtext("errortext")) == ("errorresponse", "401", VERIFY_FAILED)
+    integration = requests.get(lab.integration_endpoint, params={"command": "listNothingAtAll", "response": "json"}, timeout=5)
+    assert list(integration.json()) == ["errorresponse"]
+
+
+def _signed_params(lab, **params):
+    from csaudit.lab.signing import sign
+
+    params = {**params, "apiKey": lab.key}
+    return {**params, "signature": sign(params, lab.secret)}
 
 
 @pytest.mark.root
@@ -249,7 +264,10 @@ def test_integration_port_speaks_xml_by_default_on_any_path_and_ignores_post_bod
 def test_writes_are_refused_counted_and_change_nothing(api, lab):
     zones_before = api.listZones()
     writes_before = lab.write_attempts
-    assert _error(lambda: api.deleteZone(id=zones_before["zone"][0]["id"]))[0] == 401
+    # refused as CloudStack refuses a command the caller's role lacks, not with the 401 of a bad signature
+    assert _error(lambda: api.deleteZone(id=zones_before["zone"][0]["id"])) == (432, {
+        "uuidList": [], "errorcode": 432, "cserrorcode": 9999,
+        "errortext": "The API [deleteZone] does not exist or is not available for the account admin."})
     assert _error(lambda: CloudStack(endpoint=lab.integration_endpoint).updateConfiguration(
         name="integration.api.port", value="0"))[0] == 432
     assert lab.write_attempts == writes_before + 2
