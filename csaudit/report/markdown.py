@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from csaudit.model.results import STATUSES
 from csaudit.report.common import detail, endpoint_label, port_label, printable, zone_label, zone_order
-from csaudit.report.document import REMEDIES
+from csaudit.report.groups import UNVERIFIED_ADVICE
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]"})
 _COLUMNS = ("flow", "source", "target", "port", "expect", "status", "detail")
@@ -39,7 +39,7 @@ def _coverage(coverage: dict | None) -> list[str]:
         return []
     share = 100 * coverage["verified"] / coverage["flows"]
     return ["", f"Coverage: {coverage['verified']} of {coverage['flows']} flows verified ({share:.0f} %).",
-            *(f"- {count} {_text(gap)}: {_text(REMEDIES.get(gap, gap))}" for gap, count in coverage.get("unverified", {}).items())]
+            *(f"- {count} {_text(gap)}: {_text(UNVERIFIED_ADVICE.get(gap, gap))}" for gap, count in coverage.get("unverified", {}).items())]
 
 
 def _table(flows: list[dict]) -> list[str]:
