@@ -27,7 +27,7 @@ def run_demo(args, env: Environment) -> int:
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
     outcome, faults, remote_note = _audit_demo_cloud(topology, request, args.no_remote, env, no_sshd)
     write_report_files(outcome, files, env)
-    outcome.write(args.format, env.stdout, env.colour)
+    outcome.write(args.format, env.stdout, env.colour, env.columns, args.every_flow)
     # The explanation is prose: keep it out of a JSON stdout.
     explanation_stream = env.stdout if args.format == "table" else env.stderr
     explanation_stream.write(explain_faults(list(outcome.results), faults, remote_note, outcome.findings))

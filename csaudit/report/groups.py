@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from csaudit.model.vocabulary import Gap
+from csaudit.report.common import port_label
 
 # The order groups are read in: what is broken, what could not be probed, what was not verified,
 # what an operator accepted.
@@ -44,7 +45,9 @@ class FlowGroup:
     objects: tuple[str, ...]  # the first names the group hits (see `side`)
     more: int  # how many distinct objects beyond `objects`
     side: str  # "source" or "target": which end `objects` names (the target when every flow has one source)
-    role: str  # the role of the objects named ("host", "ssvm", ...)
+    role: str  # the role of the objects named ("host", "ssvm", ...); "" when they have several
+    roles: tuple[str, str]  # the source and the target roles: "host", or "vr/ssvm/cpvm" when a rule names several
+    ports: tuple[str, ...]  # the ports of its flows, "8250/tcp" or "5900-6100/tcp", sorted
     remedy: dict | None  # fail/error/waived: the rule's remedy {on, check, commands, citation}, when the flows carry one
     advice: str | None  # unverified: what would verify them
     example: dict  # the group's first flow (its port and protocol, target, reason)
@@ -58,7 +61,7 @@ class FlowGroup:
 class _Accumulator:
     """One group while the flows stream past: counts, the first names of each end, the distinct names."""
 
-    __slots__ = ("example", "count", "sources", "targets", "first_sources", "first_targets")
+    __slots__ = ("example", "count", "sources", "targets", "first_sources", "first_targets", "ports", "roles")
 
     def __init__(self, example: dict) -> None:
         self.example = example
@@ -67,11 +70,16 @@ class _Accumulator:
         self.targets: set[str] = set()
         self.first_sources: list[str] = []
         self.first_targets: list[str] = []
+        self.ports: set[str] = set()  # a rule's few ports ("8250/tcp"), more than one when it lists several
+        self.roles: tuple[set[str], set[str]] = (set(), set())  # the source and the target roles (a rule names a few)
 
     def add(self, flow: dict, sample: int) -> None:
         self.count += 1
         _note(flow["source"]["name"], self.sources, self.first_sources, sample)
         _note(flow["target"]["name"], self.targets, self.first_targets, sample)
+        self.ports.add(port_label(flow))
+        self.roles[0].add(flow["source"].get("role") or "")
+        self.roles[1].add(flow["target"].get("role") or "")
 
 
 def _note(name: str, seen: set[str], first: list[str], sample: int) -> None:
@@ -92,24 +100,41 @@ def cause_of(flow: dict) -> str:
     return flow.get("failure") or flow.get("observed") or status or "unknown"
 
 
+class FlowGrouper:
+    """group_flows, one flow at a time: the result log feeds it as a run appends its results, so the
+    terminal report needs no second pass over a large run's flows."""
+
+    def __init__(self, sample: int = 8) -> None:
+        self.sample = sample
+        self._per_rule: Counter[str] = Counter()
+        self._groups: dict[tuple[str, str, str, str], _Accumulator] = {}
+
+    def add(self, flow: dict) -> None:
+        rule = flow["rule"]
+        self._per_rule[rule] += 1
+        status = flow.get("status")
+        if status not in GROUPED_STATUSES:
+            return
+        key = (status, rule, flow.get("title") or "", cause_of(flow))
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = _Accumulator(flow)
+        group.add(flow, self.sample)
+
+    def groups(self) -> list[FlowGroup]:
+        """Ordered fail, error, unverified, waived; within a status by count (largest first), then rule."""
+        ordered = sorted(self._groups.items(),
+                         key=lambda item: (GROUPED_STATUSES.index(item[0][0]), -item[1].count, item[0][1], item[0][3]))
+        return [_group(key, group, self._per_rule[key[1]]) for key, group in ordered]
+
+
 def group_flows(flows: Iterable[dict], sample: int = 8) -> list[FlowGroup]:
     """The groups of the flows that did not pass, ordered fail, error, unverified, waived; within a
     status by count (largest first), then rule. Passing flows only count towards their rule's `of`."""
-    per_rule: Counter[str] = Counter()
-    groups: dict[tuple[str, str, str, str], _Accumulator] = {}
+    grouper = FlowGrouper(sample)
     for flow in flows:
-        rule = flow["rule"]
-        per_rule[rule] += 1
-        status = flow.get("status")
-        if status not in GROUPED_STATUSES:
-            continue
-        key = (status, rule, flow.get("title") or "", cause_of(flow))
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = _Accumulator(flow)
-        group.add(flow, sample)
-    ordered = sorted(groups.items(), key=lambda item: (GROUPED_STATUSES.index(item[0][0]), -item[1].count, item[0][1], item[0][3]))
-    return [_group(key, group, per_rule[key[1]]) for key, group in ordered]
+        grouper.add(flow)
+    return grouper.groups()
 
 
 def _group(key: tuple[str, str, str, str], group: _Accumulator, of: int) -> FlowGroup:
@@ -120,8 +145,56 @@ def _group(key: tuple[str, str, str, str], group: _Accumulator, of: int) -> Flow
     side = "target" if by_target else "source"
     return FlowGroup(
         status=status, rule=rule, title=title, cause=cause, count=group.count, of=of,
-        objects=tuple(first), more=len(names) - len(first), side=side, role=group.example[side].get("role") or "",
+        objects=tuple(first), more=len(names) - len(first), side=side, role=_roles(group.roles[by_target]) if len(group.roles[by_target]) == 1 else "",
+        roles=(_roles(group.roles[0]), _roles(group.roles[1])),
+        ports=tuple(sorted(group.ports, key=_port_order)),
         remedy=group.example.get("remedy") if status != "unverified" else None,
         advice=UNVERIFIED_ADVICE.get(cause, cause) if status == "unverified" else None,
         example=group.example,
     )
+
+
+def _roles(roles: set[str]) -> str:
+    return "/".join(sorted(roles))
+
+
+def _port_order(label: str) -> tuple[int, str]:
+    return int(label.split("-")[0].split("/")[0]), label
+
+
+# A group's cause as a verb phrase: (one flow, several).
+_CAUSE_WORDS = {
+    "timeout": ("times out", "time out"),
+    "refused": ("is refused", "are refused"),
+    "exposed": ("is open (must be closed)", "are open (must be closed)"),
+    "wrong-service": ("is answered by another service, or none", "are answered by another service, or none"),
+    "service-problem": ("reaches a service that is unusable", "reach a service that is unusable"),
+    "probe-error": ("could not be probed", "could not be probed"),
+}
+
+
+def headline(group: FlowGroup) -> str:
+    """'F08 KVM agent connects to the MS, host → ms 8250/tcp: 37 of 2,000 time out' (without the objects)."""
+    route = f"{group.roles[0]} → {group.roles[1]} {', '.join(group.ports)}"
+    if group.status in ("fail", "error"):
+        single, plural = _CAUSE_WORDS.get(group.cause, (f"failed: {group.cause}", f"failed: {group.cause}"))
+        what = single if group.count == 1 else plural
+    elif group.status == "waived":
+        what = f"waived ({group.cause})"
+    else:
+        what = "unverified"
+    return f"{group.rule} {group.title}, {route}: {group.count:,} of {group.of:,} {what}"
+
+
+def objects_lead(group: FlowGroup) -> str:
+    """What the object names that follow are: 'from 37 hosts' or 'from ms1 to 12 hosts'."""
+    noun = _plural(group.role, group.distinct)
+    if group.side == "target":
+        return f"from {group.example['source']['name']} to {group.distinct:,} {noun}"
+    return f"from {group.distinct:,} {noun}"
+
+
+def _plural(role: str, count: int) -> str:
+    if not role:
+        return "object" if count == 1 else "objects"
+    return role if count == 1 or role.endswith("s") or role.endswith("storage") else role + "s"

@@ -26,6 +26,7 @@ def test_groups_by_status_rule_and_cause_in_report_order():
     timeout = groups[0]
     assert timeout.of == 23  # every F08 flow, passing ones too
     assert timeout.objects == ("kvm20", "kvm21", "kvm22", "kvm23") and timeout.more == 8 and timeout.side == "source"
+    assert timeout.ports == ("8250/tcp",) and timeout.role == "host"
     assert timeout.remedy == REMEDY and timeout.advice is None and timeout.example["source"]["name"] == "kvm20"
     ssh = groups[1]
     assert ssh.side == "target" and ssh.objects == ("kvm0", "kvm1", "kvm2") and ssh.more == 0  # one source: its targets named

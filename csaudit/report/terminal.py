@@ -1,0 +1,159 @@
+"""The terminal report: what is wrong first, grouped, each group with what to do about it; then the
+vantages, the API cross-check findings, the coverage and the summary line last.
+
+Built from the groups (csaudit/report/groups.py), never from every flow, so its length depends on
+the catalogue's rules and a run's causes, not on the size of the cloud. Every line is cut to the
+width with "…" (never wrapped). `--all` prints the per-flow table instead (document.write_table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from csaudit.model.results import STATUSES
+from csaudit.report.common import printable
+from csaudit.report.groups import FlowGroup, UNVERIFIED_ADVICE, headline, objects_lead
+
+COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
+LISTED_VANTAGES = 12  # more vantages than this are shown grouped by state and reason
+LISTED_FINDINGS = 8  # more findings than this are shown grouped by kind
+_FINDING_KINDS = {
+    "api-up-unreachable": "the API says they are up, but their vantage cannot be reached",
+    "api-down-answers": "the API says they are down, but they answer",
+    "api-up-silent": "the API says they are up, but no connection to them was accepted",
+}
+_TAGS = {"fail": "FAIL", "error": "ERROR", "unverified": "UNVERIFIED", "waived": "WAIVED"}
+
+
+class _Lines:
+    """The report's lines, each cut to the width; colour (a status tag at the start) after the cut."""
+
+    def __init__(self, out: TextIO, width: int, colour: bool) -> None:
+        self.out, self.width, self.colour = out, max(width, 40), colour
+        self.count = 0
+
+    def write(self, text: str = "", status: str | None = None) -> None:
+        text = printable(text)
+        if len(text) > self.width:
+            text = text[:self.width - 1] + "…"
+        if status and self.colour:
+            tag = _TAGS.get(status, status)
+            if text.startswith(tag):
+                text = f"\x1b[{COLOURS[status]}m{tag}\x1b[0m{text[len(tag):]}"
+        self.out.write(text + "\n")
+        self.count += 1
+
+    def names(self, lead: str, names: Sequence[str], more: int) -> None:
+        """`lead: a, b, c, … +N more` with as many names as fit the width."""
+        shown = list(names)
+        while True:
+            rest = more + len(names) - len(shown)
+            text = lead + ": " + ", ".join(shown) + (f", … +{rest:,} more" if rest and shown else f" … +{rest:,} more" if rest else "")
+            if len(text) <= self.width or len(shown) <= 1:
+                self.write(text)
+                return
+            shown.pop()
+
+
+def write_report(groups: Sequence[FlowGroup], out: TextIO, summary: dict, colour: bool = False, width: int = 120,
+                 vantages=(), findings=()) -> int:
+    """The report; returns its number of lines."""
+    lines = _Lines(out, width, colour)
+    problems = [g for g in groups if g.status in ("fail", "error")]
+    unverified = [g for g in groups if g.status == "unverified"]
+    waived = [g for g in groups if g.status == "waived"]
+    if problems:
+        failing = sum(g.count for g in problems)
+        lines.write(f"== {failing:,} flows failed, in {len(problems)} groups by rule and cause (what to do under each)")
+        _problem_groups(lines, problems)
+    if unverified:
+        lines.write(f"== {sum(g.count for g in unverified):,} flows unverified, by what keeps them so")
+        _unverified_groups(lines, unverified)
+    if waived:
+        lines.write(f"== {sum(g.count for g in waived):,} flows waived (failed, accepted until their waiver expires)")
+        for group in waived:
+            lines.write(f"{_TAGS['waived']} {headline(group)}", "waived")
+            lines.names(f"    {objects_lead(group)}", group.objects, group.more)
+        lines.write()
+    if summary.get("pass"):
+        lines.write(f"{summary['pass']:,} flows passed (--all lists every flow)")
+        lines.write()
+    _vantages(lines, vantages)
+    _findings(lines, findings)
+    coverage = summary.get("coverage") or {}
+    if coverage.get("flows"):
+        share = 100 * coverage["verified"] / coverage["flows"]
+        lines.write(f"coverage: {coverage['verified']:,} of {coverage['flows']:,} flows verified ({share:.0f} %)")
+    lines.write("summary: " + ", ".join(f"{summary.get(status, 0)} {status}" for status in STATUSES))
+    return lines.count
+
+
+def _problem_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
+    """Each group: its rule and count, the objects it hits, one flow's reason, then what to do
+    (once per rule: a rule failing with two causes has one remedy)."""
+    remedied: set[str] = set()
+    for group in groups:
+        lines.write(f"{_TAGS[group.status]} {headline(group)}", group.status)
+        lines.names(f"    {objects_lead(group)}", group.objects, group.more)
+        lines.write(f"    e.g. {group.example.get('reason') or group.cause}")
+        remedy = group.remedy
+        if remedy is None:
+            continue
+        if group.rule in remedied:
+            lines.write(f"    what to do: as for {group.rule} above")
+            continue
+        remedied.add(group.rule)
+        lines.write(f"    on {remedy['on']}, check: {remedy['check']}")
+        for command in remedy.get("commands", ()):
+            lines.write(f"      $ {command}")
+    lines.write()
+
+
+def _unverified_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
+    by_gap: dict[str, list[FlowGroup]] = {}
+    for group in groups:
+        by_gap.setdefault(group.cause, []).append(group)
+    for gap, members in sorted(by_gap.items(), key=lambda item: -sum(g.count for g in item[1])):
+        lines.write(f"{_TAGS['unverified']} {sum(g.count for g in members):,} {gap}: {UNVERIFIED_ADVICE.get(gap, gap)}", "unverified")
+        for group in members:
+            lines.write(f"    {headline(group)}")
+            lines.names(f"      {objects_lead(group)}", group.objects, group.more)
+    lines.write()
+
+
+def _vantages(lines: _Lines, vantages) -> None:
+    if not vantages:
+        return
+    lines.write("== vantages (where the probes ran)")
+    if len(vantages) <= LISTED_VANTAGES:
+        for vantage in vantages:
+            detail = vantage.reason or (f"ran with {vantage.engine}" if vantage.engine else "")
+            lines.write(f"  {vantage.name}: {vantage.state}, {vantage.probes:,} probes" + (f"; {detail}" if detail else ""))
+    else:
+        by_state: dict[tuple[str, str], list] = {}
+        for vantage in vantages:
+            by_state.setdefault((vantage.state, vantage.reason or ""), []).append(vantage)
+        for (state, reason), members in sorted(by_state.items(), key=lambda item: (item[0][0] != "ok", -len(item[1]))):
+            probes = sum(v.probes for v in members)
+            lead = f"  {len(members):,} {state}, {probes:,} probes" + (f" ({reason})" if reason else "")
+            lines.names(lead, [v.name for v in members[:8]], max(0, len(members) - 8))
+    lines.write()
+
+
+def _findings(lines: _Lines, findings) -> None:
+    if not findings:
+        return
+    lines.write(f"== {len(findings):,} finding{'s' if len(findings) != 1 else ''} (the API and the network disagree)")
+    if len(findings) <= LISTED_FINDINGS:
+        for finding in findings:
+            lines.write(f"  - {finding.message}")
+    else:
+        by_kind: dict[str, list] = {}
+        for finding in findings:
+            by_kind.setdefault(finding.kind, []).append(finding)
+        for kind, members in by_kind.items():
+            lines.names(f"  {len(members):,} {kind}: {_FINDING_KINDS.get(kind, kind)}", [f.name for f in members[:8]],
+                        max(0, len(members) - 8))
+            lines.write(f"    e.g. {members[0].message}")
+    lines.write()
