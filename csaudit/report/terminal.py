@@ -13,7 +13,7 @@ from typing import TextIO
 
 from csaudit.model.results import STATUSES
 from csaudit.report.common import printable
-from csaudit.report.groups import FlowGroup, UNVERIFIED_ADVICE, headline, objects_lead
+from csaudit.report.groups import UNVERIFIED_ADVICE, FlowGroup, headline, objects_lead
 
 COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 LISTED_VANTAGES = 12  # more vantages than this are shown grouped by state and reason
