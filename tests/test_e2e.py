@@ -107,9 +107,15 @@ def test_table_output_and_stream_separation(cli, tmp_path, faulty_lab):
     faulty_lab.write_ini(tmp_path / "cloudstack.ini")
     result = cli("run", "--zone", "zone-west", "--timeout", "1")
     assert result.exit_code == 1
-    assert "== zone-west / from ssvm" in result.stdout and "zone-east" not in result.stdout
-    assert f"must be open, but {lab_address(faulty_lab, '127.42.2.40')}:2049 refused the connection" in result.stdout
-    assert "summary: " in result.stdout.splitlines()[-1]
+    refused = f"must be open, but {lab_address(faulty_lab, '127.42.2.40')}:2049 refused the connection"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("== ") and "failed" in lines[0]  # what is wrong comes first, grouped
+    assert any(line.startswith("FAIL F23 SSVM mounts NFS secondary storage") for line in lines)
+    assert any(line.startswith(f"    e.g. {refused}") for line in lines) and "    on the SSVM, then the NFS server, check: the export exists" in result.stdout
+    assert "summary: " in lines[-1] and max(map(len, lines)) <= 120
+    every = cli("run", "--zone", "zone-west", "--timeout", "1", "--all")  # the per-flow tables
+    assert "== zone-west / from ssvm" in every.stdout and "zone-east" not in every.stdout
+    assert refused in every.stdout and "summary: " in every.stdout.splitlines()[-1]
     assert "API requests" in result.stderr and "API requests" not in result.stdout
     assert "\x1b[" not in result.stdout  # not a terminal: no colour
 

@@ -65,19 +65,20 @@ def write_report(groups: Sequence[FlowGroup], out: TextIO, summary: dict, colour
     waived = [g for g in groups if g.status == "waived"]
     if problems:
         failing = sum(g.count for g in problems)
-        lines.write(f"== {failing:,} flows failed, in {len(problems)} groups by rule and cause (what to do under each)")
+        lines.write(f"== {_flows(failing)} failed, in {len(problems)} group{'s' if len(problems) != 1 else ''} by rule and cause"
+                    " (what to do under each)")
         _problem_groups(lines, problems)
     if unverified:
-        lines.write(f"== {sum(g.count for g in unverified):,} flows unverified, by what keeps them so")
+        lines.write(f"== {_flows(sum(g.count for g in unverified))} unverified, by what keeps them so")
         _unverified_groups(lines, unverified)
     if waived:
-        lines.write(f"== {sum(g.count for g in waived):,} flows waived (failed, accepted until their waiver expires)")
+        lines.write(f"== {_flows(sum(g.count for g in waived))} waived (failed, accepted until their waiver expires)")
         for group in waived:
             lines.write(f"{_TAGS['waived']} {headline(group)}", "waived")
             lines.names(f"    {objects_lead(group)}", group.objects, group.more)
         lines.write()
     if summary.get("pass"):
-        lines.write(f"{summary['pass']:,} flows passed (--all lists every flow)")
+        lines.write(f"{_flows(summary['pass'])} passed (--all lists every flow)")
         lines.write()
     _vantages(lines, vantages)
     _findings(lines, findings)
@@ -157,3 +158,7 @@ def _findings(lines: _Lines, findings) -> None:
                         max(0, len(members) - 8))
             lines.write(f"    e.g. {members[0].message}")
     lines.write()
+
+
+def _flows(count: int) -> str:
+    return f"{count:,} flow{'s' if count != 1 else ''}"
