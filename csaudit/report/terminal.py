@@ -18,6 +18,7 @@ from csaudit.report.groups import UNVERIFIED_ADVICE, FlowGroup, headline, object
 COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 LISTED_VANTAGES = 12  # more vantages than this are shown grouped by state and reason
 LISTED_FINDINGS = 8  # more findings than this are shown grouped by kind
+PROBLEM_LINES = 200  # the failure groups' share of the report: past it, groups show without their remedy
 _FINDING_KINDS = {
     "api-up-unreachable": "the API says they are up, but their vantage cannot be reached",
     "api-down-answers": "the API says they are down, but they answer",
@@ -91,24 +92,41 @@ def write_report(groups: Sequence[FlowGroup], out: TextIO, summary: dict, colour
 
 
 def _problem_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
-    """Each group: its rule and count, the objects it hits, one flow's reason, then what to do
-    (once per rule: a rule failing with two causes has one remedy)."""
-    remedied: set[str] = set()
+    """Each group: its rule and count and the objects it hits; then one flow's reason (unless the
+    cause says it all: refused, timeout) and what to do, once per remedy (a rule failing with two
+    causes, or its tables failing alike, share one). Those details stop where PROBLEM_LINES would be
+    passed: the largest groups keep them, and a last line says where the others' remedies are."""
+    spare = PROBLEM_LINES - 2 * len(groups)
+    shown: dict[str, str] = {}  # a remedy already written (as text) -> the rule it was written for
+    cut = 0
     for group in groups:
         lines.write(f"{_TAGS[group.status]} {headline(group)}", group.status)
         lines.names(f"    {objects_lead(group)}", group.objects, group.more)
-        lines.write(f"    e.g. {group.example.get('reason') or group.cause}")
-        remedy = group.remedy
-        if remedy is None:
+        details, remedy = _details(group, shown)
+        if len(details) > spare:
+            cut += 1
             continue
-        if group.rule in remedied:
-            lines.write(f"    what to do: as for {group.rule} above")
-            continue
-        remedied.add(group.rule)
-        lines.write(f"    on {remedy['on']}, check: {remedy['check']}")
-        for command in remedy.get("commands", ()):
-            lines.write(f"      $ {command}")
+        spare -= len(details)
+        shown.setdefault(remedy, group.rule)
+        for text in details:
+            lines.write(text)
+    if cut:
+        lines.write(f"({cut} group{'s' if cut != 1 else ''} above without what to do, to keep this short: "
+                    "the Markdown report (--markdown FILE) and the JSON (each flow's remedy) have it)")
     lines.write()
+
+
+def _details(group: FlowGroup, shown: dict[str, str]) -> tuple[list[str], str]:
+    """The lines under a group's headline, and its remedy as a key of `shown`."""
+    details = [] if group.cause in ("refused", "timeout") else [f"    e.g. {group.example.get('reason') or group.cause}"]
+    remedy = group.remedy
+    if remedy is None:
+        return details, ""
+    key = repr(sorted(remedy.items()))
+    if key in shown:
+        return [*details, f"    what to do: as for {shown[key]} above"], key
+    return [*details, f"    on {remedy['on']}, check: {remedy['check']}",
+            *(f"      $ {command}" for command in remedy.get("commands", ()))], key
 
 
 def _unverified_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
