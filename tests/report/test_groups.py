@@ -50,3 +50,31 @@ def test_groups_stream_a_generator_once():
     produced = (flow("F08", f"kvm{i}", "ms1", "fail", failure="timeout") for i in range(100_000))
     (group,) = group_flows(produced)
     assert group.count == 100_000 and len(group.objects) == 8 and group.more == 100_000 - 8
+
+
+def test_the_terminal_report_keeps_its_failure_details_to_a_budget():
+    """60 failing rules: each still shows its headline and objects; remedies stop at the budget, and say where the rest are."""
+    import io
+
+    from csaudit.report.terminal import PROBLEM_LINES, write_report
+
+    flows = [flow(f"F{n:02d}", f"kvm{i}", "ms1", "fail", failure="timeout", title=f"rule {n}",
+                  remedy={**REMEDY, "check": f"check {n}"}) for n in range(60) for i in range(n + 1)]
+    out = io.StringIO()
+    count = write_report(group_flows(flows), out, {"fail": len(flows)}, width=100)
+    lines = out.getvalue().splitlines()
+    assert count == len(lines) < PROBLEM_LINES + 10
+    assert sum(line.startswith("FAIL F") for line in lines) == 60
+    assert lines[1].startswith("FAIL F59 rule 59") and "    on the KVM host, check: check 59" in lines  # largest first, in full
+    assert "    on the KVM host, check: check 0" not in lines
+    assert any(line.startswith("(") and "without what to do" in line for line in lines)
+
+
+def test_report_width_comes_from_columns_the_terminal_or_the_pipe_default():
+    import io
+
+    from csaudit.model.environment import PIPED_COLUMNS, Environment
+
+    assert Environment(stdout=io.StringIO(), env={}).columns == PIPED_COLUMNS == 120
+    assert Environment(stdout=io.StringIO(), env={"COLUMNS": "80"}).columns == 80
+    assert Environment(stdout=io.StringIO(), env={"COLUMNS": "wide"}).columns == PIPED_COLUMNS
