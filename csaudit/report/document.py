@@ -19,7 +19,8 @@ from csaudit.model.results import STATUSES, FlowResult
 from csaudit.report.groups import UNVERIFIED_ADVICE
 
 REPORT_SCHEMA = "csaudit/report/v1"
-_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
+COLOURS = {  # ANSI SGR codes of the statuses (the table and the terminal report)
+    "pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
 def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(), findings=(), duration: float | None = None) -> dict:
@@ -164,7 +165,7 @@ def coverage_text(coverage: dict | None) -> str:
 def _row(flow: dict, colour: bool) -> list[str]:
     status = flow["status"]
     if colour:
-        status = f"\x1b[{_COLOURS[status]}m{status}\x1b[0m"
+        status = f"\x1b[{COLOURS[status]}m{status}\x1b[0m"
     return [
         f"{flow['rule']} {flow['title']}",
         _endpoint(flow["source"]["name"], flow["source"]["address"]),

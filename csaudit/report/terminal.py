@@ -13,9 +13,9 @@ from typing import TextIO
 
 from csaudit.model.results import STATUSES
 from csaudit.report.common import printable
+from csaudit.report.document import COLOURS
 from csaudit.report.groups import UNVERIFIED_ADVICE, FlowGroup, headline, objects_lead
 
-COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 LISTED_VANTAGES = 12  # more vantages than this are shown grouped by state and reason
 LISTED_FINDINGS = 8  # more findings than this are shown grouped by kind
 PROBLEM_LINES = 200  # the failure groups' share of the report: past it, groups show without their remedy
