@@ -119,6 +119,8 @@ def _problem_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
 def _details(group: FlowGroup, shown: dict[str, str]) -> tuple[list[str], str]:
     """The lines under a group's headline, and its remedy as a key of `shown`."""
     details = [] if group.cause in ("refused", "timeout") else [f"    e.g. {group.example.get('reason') or group.cause}"]
+    if group.example.get("firewall"):  # run --collect-firewall: the rule that drops one flow of the group
+        details.append(f"    firewall ({group.example['source']['name']} → {group.example['target']['name']}): {group.example['firewall']}")
     remedy = group.remedy
     if remedy is None:
         return details, ""

@@ -246,3 +246,11 @@ def test_an_old_saved_report_without_failure_gap_or_remedy_keys_still_renders():
     assert "F11 MS to KVM host SSH" in grouped(old) and "F11 MS to KVM host SSH" in render_report("markdown", old)
     for fmt in FILE_FORMATS:
         render_report(fmt, old)
+
+
+def test_the_grouped_report_names_the_rule_that_drops_a_flow_of_the_group():
+    document = golden_document()
+    f11 = next(f for f in document["flows"] if f["rule"] == "F11")
+    f11["firewall"] = "dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target, input)"
+    assert "    firewall (ms1 → kvm02): dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target…" \
+        in grouped(document).splitlines()
