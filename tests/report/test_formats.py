@@ -252,5 +252,5 @@ def test_the_grouped_report_names_the_rule_that_drops_a_flow_of_the_group():
     document = golden_document()
     f11 = next(f for f in document["flows"] if f["rule"] == "F11")
     f11["firewall"] = "dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target, input)"
-    assert "    firewall (ms1 → kvm02): dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target…" \
+    assert "    firewall (ms1 → kvm02): dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target,…" \
         in grouped(document).splitlines()
