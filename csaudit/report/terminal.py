@@ -66,8 +66,9 @@ def write_report(groups: Sequence[FlowGroup], out: TextIO, summary: dict, colour
     waived = [g for g in groups if g.status == "waived"]
     if problems:
         failing = sum(g.count for g in problems)
-        lines.write(f"== {_flows(failing)} failed, in {len(problems)} group{'s' if len(problems) != 1 else ''} by rule and cause"
-                    " (what to do under each)")
+        errors = sum(g.count for g in problems if g.status == "error")
+        lines.write(f"== {_flows(failing)} failed" + (f" ({errors:,} could not be probed)" if errors else "")
+                    + f", in {len(problems)} group{'s' if len(problems) != 1 else ''} by rule and cause (what to do under each)")
         _problem_groups(lines, problems)
     if unverified:
         lines.write(f"== {_flows(sum(g.count for g in unverified))} unverified, by what keeps them so")
