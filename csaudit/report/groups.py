@@ -207,7 +207,8 @@ _CAUSE_WORDS = {
 
 
 def headline(group: FlowGroup) -> str:
-    """'F08 KVM agent connects to the MS, host → ms 8250/tcp: 37 of 2,000 time out' (without the objects)."""
+    """'F08 host → ms 8250/tcp: 37 of 2,000 time out — KVM agent connects to the MS' (without the objects):
+    the counts before the title, which a narrow terminal cuts first."""
     route = f"{group.roles[0]} → {group.roles[1]} {', '.join(group.ports)}"
     if group.status in ("fail", "error"):
         single, plural = _CAUSE_WORDS.get(group.cause, (f"failed: {group.cause}", f"failed: {group.cause}"))
@@ -216,7 +217,7 @@ def headline(group: FlowGroup) -> str:
         what = f"waived ({group.cause})"
     else:
         what = "unverified"
-    return f"{group.rule} {group.title}, {route}: {group.count:,} of {group.of:,} {what}"
+    return f"{group.rule} {route}: {group.count:,} of {group.of:,} {what} — {group.title}"
 
 
 def objects_lead(group: FlowGroup) -> str:

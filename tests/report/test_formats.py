@@ -243,7 +243,8 @@ def test_the_grouped_report_cuts_lines_to_the_width_and_colours_only_the_tag():
 def test_an_old_saved_report_without_failure_gap_or_remedy_keys_still_renders():
     old = json.loads(render_report("json", golden_document()))
     old["flows"] = [{k: v for k, v in f.items() if k not in ("remedy", "failure", "gap")} for f in old["flows"]]
-    assert "F11 MS to KVM host SSH" in grouped(old) and "F11 MS to KVM host SSH" in render_report("markdown", old)
+    assert "F11 ms → host 22/tcp: 1 of 1 is refused — MS to KVM host SSH" in grouped(old)
+    assert "F11 ms → host 22/tcp: 1 of 1 is refused — MS to KVM host SSH" in render_report("markdown", old)
     for fmt in FILE_FORMATS:
         render_report(fmt, old)
 
