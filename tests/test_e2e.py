@@ -112,7 +112,7 @@ def test_table_output_and_stream_separation(cli, tmp_path, faulty_lab):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("== ") and "failed" in lines[0]  # what is wrong comes first, grouped
     assert any(line.startswith("FAIL F23 ssvm → secondary-storage 2049/tcp: 1 of ") and "SSVM mounts NFS" in line for line in lines)
-    assert "    on the SSVM, then the NFS server:\n      check the export allows the SSVM, nfsd" in result.stdout
+    assert "    on the SSVM, then the NFS server:\n      the export allows the SSVM, nfsd" in result.stdout
     assert "summary: " in lines[-1] and max(map(len, lines)) <= 120
     every = cli("run", "--zone", "zone-west", "--timeout", "1", "--all")  # the per-flow tables
     assert "== zone-west / from ssvm" in every.stdout and "zone-east" not in every.stdout

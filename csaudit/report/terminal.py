@@ -128,9 +128,9 @@ def _details(group: FlowGroup, shown: dict[str, str], width: int) -> tuple[list[
     key = repr(sorted(remedy.items()))
     if key in shown:
         return [*details, f"    what to do: as for {shown[key]} above"], key
-    where = f"    on {remedy['on']}, check: {remedy['check']}"
+    where = f"    on {remedy['on']}: {remedy['check']}"
     if len(where) > width:  # the check on a line of its own rather than cut
-        details += [f"    on {remedy['on']}:", f"      check {remedy['check']}"]
+        details += [f"    on {remedy['on']}:", f"      {remedy['check']}"]
     else:
         details.append(where)
     return [*details, *(f"      $ {command}" for command in remedy.get("commands", ()))], key

@@ -227,7 +227,7 @@ def test_the_grouped_report_leads_with_failures_and_ends_with_the_summary():
     tags = [line.split()[0] for line in lines if line.startswith(("FAIL ", "ERROR ", "UNVERIFIED ", "WAIVED "))]
     assert tags == ["FAIL"] * 3 + ["ERROR"] * 2 + ["UNVERIFIED"] * 2 + ["WAIVED"]
     assert lines[0].startswith("== 5 flows failed") and lines[-1] == "summary: 4 pass, 3 fail, 2 unverified, 2 error, 1 waived"
-    assert "    on the KVM host, check: sshd listens on 22 and the firewall accepts the MS" in lines
+    assert "    on the KVM host: sshd listens on 22 and the firewall accepts the MS" in lines
     assert "      $ ss -ltnp 'sport = :22'" in lines
     assert "4 flows passed (--all lists every flow)" in lines
 
