@@ -214,7 +214,8 @@ def headline(group: FlowGroup) -> str:
         single, plural = _CAUSE_WORDS.get(group.cause, (f"failed: {group.cause}", f"failed: {group.cause}"))
         what = single if group.count == 1 else plural
     elif group.status == "waived":
-        what = f"waived ({group.cause})"
+        expires = (group.example.get("waiver") or {}).get("expires")
+        what = f"waived until {expires}: {group.cause}" if expires else f"waived: {group.cause}"
     else:
         what = "unverified"
     return f"{group.rule} {route}: {group.count:,} of {group.of:,} {what} — {group.title}"
