@@ -18,7 +18,7 @@ from csaudit.interrupts import Interrupts
 from csaudit.judge.crosscheck import cross_check
 from csaudit.judge.verdict import judge_all
 from csaudit.judge.waivers import waive, warn_expired
-from csaudit.model.environment import Environment
+from csaudit.model.environment import PIPED_COLUMNS, Environment
 from csaudit.model.exitcodes import ExitStatus
 from csaudit.model.inventory import Database, Inventory
 from csaudit.model.probes import ProbeOptions, Unverifiable, VantageState
@@ -30,6 +30,7 @@ from csaudit.report.document import report_head, write_json, write_table
 from csaudit.report.formats import render_report
 from csaudit.report.progress import ProgressBar
 from csaudit.report.resultlog import ResultLog
+from csaudit.report.terminal import write_report
 from csaudit.vantage import merge_states, run_vantages
 from csaudit.vantage.local import LocalVantage
 from csaudit.vantage.ssh_settings import RemoteSettings
@@ -99,23 +100,26 @@ class AuditOutcome:
     def document(self) -> dict:
         return {**self.head(), "flows": list(self.results)}
 
-    def write(self, fmt: str, out: TextIO, colour: bool = False) -> None:
+    def write(self, fmt: str, out: TextIO, colour: bool = False, width: int = PIPED_COLUMNS, every_flow: bool = False) -> None:
         """The JSON report, the table and the Prometheus metrics stream from the result log; the
-        other formats are built from the whole document in memory."""
+        other formats are built from the whole document in memory. The table: the grouped report
+        (csaudit/report/terminal.py), its lines cut to `width`; `every_flow` (--all): every flow."""
         if fmt == "json":
             write_json(self.head(), self.results.lines(), out)
         elif fmt == "prometheus":
             from csaudit.report.prometheus import write_prometheus
 
             write_prometheus(self.head(), iter(self.results), out)
+        elif fmt == "table" and not every_flow:
+            write_report(self.results.groups(), out, self.results.summary, colour, width, vantages=self.vantages, findings=self.findings)
         elif fmt == "table":
             write_table(iter(self.results), out, self.results.summary, colour, vantages=self.vantages, findings=self.findings)
         else:
             out.write(render_report(fmt, self.document()))
 
-    def render(self, fmt: str, colour: bool = False) -> str:
+    def render(self, fmt: str, colour: bool = False, width: int = PIPED_COLUMNS, every_flow: bool = False) -> str:
         buffer = io.StringIO()
-        self.write(fmt, buffer, colour)
+        self.write(fmt, buffer, colour, width, every_flow)
         return buffer.getvalue()
 
     def exit_status(self, strict: bool = False) -> ExitStatus:

@@ -9,7 +9,7 @@ import datetime
 import os
 import pathlib
 
-from csaudit.model.flows import Endpoint, Flow
+from csaudit.model.flows import Endpoint, Flow, Remedy
 from csaudit.model.inventory import Inventory, Zone
 from csaudit.model.results import FlowResult, Waiver
 from csaudit.model.vocabulary import Failure, Gap
@@ -52,10 +52,18 @@ KVM_V6 = endpoint("host", "kvm-v6", "2001:db8::21")
 POOL_V6 = endpoint("primary-storage", "ps-v6", "2001:db8::41")
 
 
-def flow(rule, title, zone, source, target, port, protocol="tcp", expect="open", port_end=None, notes=(), citation=None):
+def flow(rule, title, zone, source, target, port, protocol="tcp", expect="open", port_end=None, notes=(), citation=None,
+         remedy=None):
     ports = f"{port}-{port_end}" if port_end else str(port)
     return Flow(f"{rule}:{source.name}->{target.name}:{ports}/{protocol}", rule, title, zone, source, target, protocol,
-                port, port_end, expect, "tcp", citation or f"docs: {rule.lower()}.rst L1", tuple(notes))
+                port, port_end, expect, "tcp", citation or f"docs: {rule.lower()}.rst L1", tuple(notes), remedy=remedy)
+
+
+# Two rules carry a remedy (the others show that a report without one still renders); one has the odd name's characters.
+SSH_REMEDY = Remedy(on="the KVM host", check="sshd listens on 22 and the firewall accepts the MS",
+                    commands=("systemctl status sshd", "ss -ltnp 'sport = :22'"), citation="docs: network_setup.rst L951")
+NFS_REMEDY = Remedy(on="the NFS server <nfs> & co|*x*", check="the export allows the SSVM, and `nfsd` listens on 2049",
+                    commands=("exportfs -v", "rpcinfo -p | grep -w nfs"), citation="docs: _nfs.rst L175")
 
 
 WAIVER = Waiver(reason="xen01 is retired in April (CHG-1234)", expires=datetime.date(2099, 4, 30), rule="F12",
@@ -73,7 +81,7 @@ def golden_results() -> tuple[FlowResult, ...]:
                    "unverified", None, "no address known for db db1", gap=Gap.NO_ADDRESS),
         FlowResult(flow("F08", "agent to MS", "zone-east", KVM01, MS1, 8250), "pass", "open",
                    "192.0.2.11:8250 accepted the connection", "local", 1.5),
-        FlowResult(flow("F11", "MS to KVM host SSH", "zone-east", MS1, KVM02, 22), "fail", "refused",
+        FlowResult(flow("F11", "MS to KVM host SSH", "zone-east", MS1, KVM02, 22, remedy=SSH_REMEDY), "fail", "refused",
                    "must be open, but " + refused.format("192.0.2.22", 22), "local", 0.2, failure=Failure.REFUSED),
         FlowResult(flow("F12", "MS to XenServer XAPI", "zone-east", MS1, XEN01, 443), "waived", "timeout",
                    "must be open, but no answer within 1 s (packets dropped?)", "local", 1000.0, waiver=WAIVER,
@@ -87,7 +95,7 @@ def golden_results() -> tuple[FlowResult, ...]:
         FlowResult(flow("F43", "host to primary storage", "zone-east", KVM_V6, POOL_V6, 2049), "pass", "open",
                    "2001:db8::41:2049 accepted the connection", "local", 0.3),
         FlowResult(flow("F23", "SSVM to secondary storage", "zone-west", SSVM_WEST, ODD_STORE, 2049,
-                        citation='src: "NfsSecondaryStorageResource.java" <mount> & co'), "fail", "refused",
+                        citation='src: "NfsSecondaryStorageResource.java" <mount> & co', remedy=NFS_REMEDY), "fail", "refused",
                    "must be open, but " + refused.format("198.51.100.40", 2049), "local", 0.25, failure=Failure.REFUSED),
         FlowResult(flow("F15", "MS to vCenter", "zone-west", MS1, VCENTER, 443), "error", "error",
                    "cannot resolve vc.example.org: Name or service not known", "local", failure=Failure.PROBE_ERROR),

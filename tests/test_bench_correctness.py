@@ -9,6 +9,9 @@
     drops SYNs ends as timeout from each.
 (e) `csaudit serve` over 2 audit cycles of the demo cloud: every audit completes, every scrape parses,
     scrapes land both during an audit and between two, and SIGTERM stops it with exit 0.
+(g) the terminal report on two generated clouds, one 3x the other: the same number of lines (it
+    groups by rule and cause, so its length does not grow with the cloud), under 300, none over 120
+    columns; bench/report.py measures it at 10 x 2,000 x 5,000.
 (f) firewall checks (bench/firewall.py) on 50 hosts and a 200-rule ruleset loaded with nft: every flow
     from a known source gets a verdict, and the chain index agrees with a plain walk of every rule.
 
@@ -156,3 +159,20 @@ def test_firewall_benchmark_small_every_flow_gets_a_verdict_and_the_index_agrees
     big = result["runs"][1]
     assert big["rules"] >= 190 and {"accepted", "dropped", "rejected"} <= set(big["verdicts"])
     assert big["verdicts"].get("unknown from a known source", 0) == 0
+
+
+def test_the_terminal_report_does_not_grow_with_the_cloud(cli, tmp_path, monkeypatch):
+    from csaudit.lab import Lab
+    from csaudit.lab.generate import generate_topology
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    lengths = []
+    for zones, hosts, routers in ((2, 10, 20), (3, 30, 60)):  # the same kinds of hosts, 2 zones or more (F28 crosses zones)
+        with Lab(generate_topology(zones, hosts, routers)) as lab:
+            lab.write_ini(tmp_path / "cloudstack.ini")
+            result = cli("run", "--no-remote", "--timeout", "0.5")
+        lines = result.stdout.splitlines()
+        assert result.exit_code == 1 and lines[-1].startswith("summary: "), result.stderr
+        assert max(map(len, lines)) <= 120 and any(line.startswith("FAIL F08 ") for line in lines)
+        lengths.append(len(lines))
+    assert lengths[0] == lengths[1] < 300

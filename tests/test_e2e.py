@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -107,9 +108,15 @@ def test_table_output_and_stream_separation(cli, tmp_path, faulty_lab):
     faulty_lab.write_ini(tmp_path / "cloudstack.ini")
     result = cli("run", "--zone", "zone-west", "--timeout", "1")
     assert result.exit_code == 1
-    assert "== zone-west / from ssvm" in result.stdout and "zone-east" not in result.stdout
-    assert f"must be open, but {lab_address(faulty_lab, '127.42.2.40')}:2049 refused the connection" in result.stdout
-    assert "summary: " in result.stdout.splitlines()[-1]
+    refused = f"must be open, but {lab_address(faulty_lab, '127.42.2.40')}:2049 refused the connection"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("== ") and "failed" in lines[0]  # what is wrong comes first, grouped
+    assert any(line.startswith("FAIL F23 ssvm → secondary-storage 2049/tcp: 1 of ") and "SSVM mounts NFS" in line for line in lines)
+    assert "    on the SSVM, then the NFS server:\n      the export allows the SSVM, nfsd" in result.stdout
+    assert "summary: " in lines[-1] and max(map(len, lines)) <= 120
+    every = cli("run", "--zone", "zone-west", "--timeout", "1", "--all")  # the per-flow tables
+    assert "== zone-west / from ssvm" in every.stdout and "zone-east" not in every.stdout
+    assert refused in every.stdout and "summary: " in every.stdout.splitlines()[-1]
     assert "API requests" in result.stderr and "API requests" not in result.stdout
     assert "\x1b[" not in result.stdout  # not a terminal: no colour
 
@@ -133,16 +140,37 @@ def test_offline_inventory_gives_the_same_verdicts(cli, tmp_path, faulty_lab):
     assert statuses(online) == statuses(offline)
 
 
-def test_demo_finds_every_planted_fault_and_nothing_else(cli):
-    result = cli("demo")
+def test_demo_finds_every_planted_fault_and_nothing_else(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # piped: the fixed width
+    result = cli("demo", "--json", str(tmp_path / "report.json"))
     assert result.exit_code == 1
     out = result.stdout
+    assert_the_report_leads_with_what_is_wrong(out.splitlines(), json.loads((tmp_path / "report.json").read_text()))
     assert "Planted faults in the demo cloud" in out
     for n in (1, 2, 3, 4, 5):
         assert f"  {n}. [" in out
     assert "NOT FOUND" not in out
     assert "Other failures: none" in out
     assert "summary: " in out
+
+
+def assert_the_report_leads_with_what_is_wrong(lines: list[str], report: dict) -> None:
+    """Every line fits 120 columns; every failure group (status and rule) of the run's JSON and every
+    unverified reason shows, in that order, before the passed flows, the vantages and the summary."""
+    assert max(map(len, lines)) <= 120
+    end = next(i for i, line in enumerate(lines) if line.startswith("summary: "))
+    passed = next(i for i, line in enumerate(lines) if line.endswith("passed (--all lists every flow)"))
+    problems = {(f["status"], f["rule"]) for f in report["flows"] if f["status"] in ("fail", "error")}
+    gaps = {f["gap"] for f in report["flows"] if f["status"] == "unverified"}
+    assert problems and gaps
+    tag = {"fail": "FAIL", "error": "ERROR"}
+    group_lines = [next(i for i, line in enumerate(lines) if line.startswith(f"{tag[status]} {rule} "))
+                   for status, rule in sorted(problems)]
+    gap_lines = [next(i for i, line in enumerate(lines) if re.match(rf"UNVERIFIED \d+ {gap}: ", line)) for gap in sorted(gaps)]
+    assert max(group_lines) < min(gap_lines) and max(gap_lines) < passed < end
+    assert lines.index("== vantages (where the probes ran)") > passed
+    passing = {f["id"] for f in report["flows"] if f["status"] == "pass"}
+    assert not any(flow_id in line for line in lines[:passed] for flow_id in passing)  # no passing flow before them
 
 
 def test_demo_json_keeps_stdout_pure(cli):

@@ -256,6 +256,8 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
     for fmt in FILE_FORMATS:
         parser.add_argument(f"--{fmt}", dest=f"{fmt}_file", metavar="FILE",
                             help=f"also write the {fmt} report to FILE (any number of these in one run)")
+    parser.add_argument("--all", dest="every_flow", action="store_true",
+                        help="the table: every flow, one table per zone and source role (by default: what failed, grouped, and what to do)")
     _add_waivers_argument(parser)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import textwrap
 
 from csaudit.cli.arguments import demo_request, report_files
 from csaudit.collect.config import ApiConfig
-from csaudit.model.environment import Environment
+from csaudit.model.environment import PIPED_COLUMNS, Environment
 from csaudit.model.errors import ConfigError
 from csaudit.pipeline import AuditOutcome, AuditRequest, run_audit
 from csaudit.report.files import check_writable, write_report_files
@@ -27,7 +28,7 @@ def run_demo(args, env: Environment) -> int:
     env.log("csaudit: starting the embedded demo cloud (API, management servers, hosts, system VMs, storage on 127.x)")
     outcome, faults, remote_note = _audit_demo_cloud(topology, request, args.no_remote, env, no_sshd)
     write_report_files(outcome, files, env)
-    outcome.write(args.format, env.stdout, env.colour)
+    outcome.write(args.format, env.stdout, env.colour, env.columns, args.every_flow)
     # The explanation is prose: keep it out of a JSON stdout.
     explanation_stream = env.stdout if args.format == "table" else env.stderr
     explanation_stream.write(explain_faults(list(outcome.results), faults, remote_note, outcome.findings))
@@ -113,4 +114,10 @@ def explain_faults(results: list[dict], faults, remote_note: list[str] = (), fin
         lines.append(f"  {unverified} flows stay unverified: UDP probes without a reply (unconfirmed), flows a connect cannot judge,"
                      " deny rules that need a vantage outside the management network (--outside-host), and flows whose"
                      " vantage could not be reached.")
-    return "\n".join(lines) + "\n"
+    return "".join(_wrapped(line) for line in lines)
+
+
+def _wrapped(line: str, width: int = PIPED_COLUMNS) -> str:
+    """The explanation is prose: its long lines wrap (the report's own lines are cut instead)."""
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    return "\n".join(textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False) or [""]) + "\n"

@@ -9,7 +9,7 @@ import sys
 
 from csaudit.cli import lab_commands
 from csaudit.cli.arguments import audit_request, build_parser, firewall_request, report_files, run_request
-from csaudit.model.environment import Environment
+from csaudit.model.environment import PIPED_COLUMNS, Environment
 from csaudit.model.errors import CsauditError
 from csaudit.model.exitcodes import ExitStatus
 from csaudit.pipeline import collect_inventory, run_audit
@@ -71,7 +71,8 @@ def cmd_run(args, env: Environment) -> int:
     check_writable([*files.values(), *([args.output] if args.output else [])])
     outcome = run_audit(request, env)
     write_report_files(outcome, files, env)
-    _emit(lambda out: outcome.write(args.format, out, env.colour and not args.output), args, env)
+    width = env.columns if not args.output else PIPED_COLUMNS
+    _emit(lambda out: outcome.write(args.format, out, env.colour and not args.output, width, args.every_flow), args, env)
     return int(outcome.exit_status(args.strict))
 
 

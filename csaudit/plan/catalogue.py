@@ -25,10 +25,10 @@ PROBE_PROTOCOLS = {
 }
 PROBES = frozenset(ProbeKind)
 CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
-REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation")
+REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation", "remedy")
 OPTIONAL = (
     "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
-    "when", "probe", "note", "port_from", "self_allowed", "remedy",
+    "when", "probe", "note", "port_from", "self_allowed",
 )
 PORT_OPTIONS = {
     "api-port": "server.properties http.port",
@@ -194,17 +194,15 @@ def _rule(entry: dict, where: str) -> Rule:
         note=entry.get("note"),
         port_from=port_from,
         self_allowed=entry.get("self_allowed", False),
-        remedy=_remedy(entry.get("remedy"), where),
+        remedy=_remedy(entry["remedy"], where),
     )
 
 
 REMEDY_KEYS = {"on": True, "check": True, "commands": False, "citation": True}  # key: required
 
 
-def _remedy(value, where: str) -> Remedy | None:
+def _remedy(value, where: str) -> Remedy:
     """remedy = { on = "...", check = "...", commands = ["read-only command", ...], citation = "..." }"""
-    if value is None:
-        return None
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: remedy must be a table {{ on, check, commands, citation }}")
     unknown = set(value) - set(REMEDY_KEYS)

@@ -16,10 +16,11 @@ from csaudit.judge.verdict import summarize
 from csaudit.judge.waivers import waived_detail
 from csaudit.model.inventory import Inventory
 from csaudit.model.results import STATUSES, FlowResult
-from csaudit.model.vocabulary import Gap
+from csaudit.report.groups import UNVERIFIED_ADVICE
 
 REPORT_SCHEMA = "csaudit/report/v1"
-_COLOURS = {"pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
+COLOURS = {  # ANSI SGR codes of the statuses (the table and the terminal report)
+    "pass": "32", "fail": "31;1", "error": "35", "unverified": "33", "waived": "36"}
 
 
 def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(), findings=(), duration: float | None = None) -> dict:
@@ -151,34 +152,20 @@ def write_table(flows: Iterable[dict], out: TextIO, summary: dict, colour: bool 
     out.write("summary: " + ", ".join(f"{summary[status]} {status}" for status in STATUSES) + "\n")
 
 
-# What would verify the flows of each gap, in the report's words.
-REMEDIES = {
-    Gap.NO_VANTAGE: "nothing here stands for their source: run csaudit there, or give it SSH access to it (--ssh-settings)",
-    Gap.VANTAGE_UNAVAILABLE: "their vantage could not be used (see vantages): fix the access its reason names",
-    Gap.NEEDS_OUTSIDE: "deny rules for outside the management network: name an outside vantage with --outside-host "
-                       "[USER@]HOST (or run csaudit out there with --outside)",
-    Gap.NO_ADDRESS: "the API does not give an address they need (the MySQL server: --db-host)",
-    Gap.NOT_JUDGEABLE: "a connect cannot judge them (each flow's reason says why)",
-    Gap.UNCONFIRMED: "UDP without a reply: open or filtered",
-    Gap.NOT_PROBED: "not probed before the stop or the --deadline",
-    Gap.ZONE_LISTING_FAILED: "their zone could not be listed from the API",
-}
-
-
 def coverage_text(coverage: dict | None) -> str:
     """The coverage lines of the table: flows verified out of all, then the unverified by gap, with the remedy."""
     if not coverage or not coverage.get("flows"):
         return ""
     share = 100 * coverage["verified"] / coverage["flows"]
     lines = [f"coverage: {coverage['verified']} of {coverage['flows']} flows verified ({share:.0f} %)"]
-    lines += [f"  {count} {gap}: {REMEDIES.get(gap, gap)}" for gap, count in coverage.get("unverified", {}).items()]
+    lines += [f"  {count} {gap}: {UNVERIFIED_ADVICE.get(gap, gap)}" for gap, count in coverage.get("unverified", {}).items()]
     return "\n".join(lines) + "\n"
 
 
 def _row(flow: dict, colour: bool) -> list[str]:
     status = flow["status"]
     if colour:
-        status = f"\x1b[{_COLOURS[status]}m{status}\x1b[0m"
+        status = f"\x1b[{COLOURS[status]}m{status}\x1b[0m"
     return [
         f"{flow['rule']} {flow['title']}",
         _endpoint(flow["source"]["name"], flow["source"]["address"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from csaudit.model.results import STATUSES
 from csaudit.report.common import detail, endpoint_label, port_label, printable, zone_label, zone_order
-from csaudit.report.document import REMEDIES
+from csaudit.report.groups import UNVERIFIED_ADVICE, FlowGroup, group_flows, headline, objects_lead
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "<": "&lt;", "*": "\\*", "_": "\\_", "`": "\\`", "[": "\\[", "]": "\\]"})
 _COLUMNS = ("flow", "source", "target", "port", "expect", "status", "detail")
@@ -26,9 +26,16 @@ def render_markdown(document: dict) -> str:
         "| " + " | ".join(str(summary.get(status, 0)) for status in STATUSES) + " |",
         *_coverage(summary.get("coverage")),
     ]
-    problems = [f for f in flows if f.get("status") in ("fail", "error")]
+    groups = group_flows(flows)
+    problems = [g for g in groups if g.status in ("fail", "error")]
     if problems:
-        lines += ["", "## Failures", "", *_table(problems)]
+        lines += ["", "## Failures, grouped by rule and cause", *(line for g in problems for line in _problem(g))]
+    unverified = [g for g in groups if g.status == "unverified"]
+    if unverified:
+        lines += ["", "## Unverified, by what keeps them so", *_unverified(unverified)]
+    failed = [f for f in flows if f.get("status") in ("fail", "error")]
+    if failed:
+        lines += ["", "## Failed flows", "", *_table(failed)]
     for zone in zone_order(document, flows):
         lines += ["", f"## {_text(zone)}", "", *_table([f for f in flows if zone_label(f) == zone])]
     return "\n".join(lines) + "\n"
@@ -39,7 +46,32 @@ def _coverage(coverage: dict | None) -> list[str]:
         return []
     share = 100 * coverage["verified"] / coverage["flows"]
     return ["", f"Coverage: {coverage['verified']} of {coverage['flows']} flows verified ({share:.0f} %).",
-            *(f"- {count} {_text(gap)}: {_text(REMEDIES.get(gap, gap))}" for gap, count in coverage.get("unverified", {}).items())]
+            *(f"- {count} {_text(gap)}: {_text(UNVERIFIED_ADVICE.get(gap, gap))}" for gap, count in coverage.get("unverified", {}).items())]
+
+
+def _problem(group: FlowGroup) -> list[str]:
+    """A failure group: its headline, the objects it hits, one reason, and the remedy when the rule has one."""
+    more = f", … +{group.more:,} more" if group.more else ""
+    lines = ["", f"### {_text(headline(group))}", "",
+             f"{_text(objects_lead(group)).capitalize()}: {', '.join(_text(name) for name in group.objects)}{more}.",
+             "", f"Example: {_text(group.example.get('reason') or group.cause)}"]
+    remedy = group.remedy
+    if remedy:
+        lines += ["", f"**What to do** on {_text(remedy['on'])}: {_text(remedy['check'])}.", "",
+                  *(f"    {command}" for command in remedy.get("commands", ())), "", f"Source: {_text(remedy['citation'])}"]
+    return lines
+
+
+def _unverified(groups: list[FlowGroup]) -> list[str]:
+    by_gap: dict[str, list[FlowGroup]] = {}
+    for group in groups:
+        by_gap.setdefault(group.cause, []).append(group)
+    lines = []
+    for gap, members in by_gap.items():
+        lines += ["", f"**{sum(g.count for g in members):,} {_text(gap)}**: {_text(UNVERIFIED_ADVICE.get(gap, gap))}", ""]
+        lines += [f"- {_text(headline(g))}; {_text(objects_lead(g))}: {', '.join(_text(n) for n in g.objects)}"
+                  + (f", … +{g.more:,} more" if g.more else "") for g in members]
+    return lines
 
 
 def _table(flows: list[dict]) -> list[str]:

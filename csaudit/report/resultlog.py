@@ -19,6 +19,7 @@ from csaudit.judge.verdict import summary_of
 from csaudit.model.errors import CsauditError
 from csaudit.model.results import FlowResult
 from csaudit.report.document import flow_json
+from csaudit.report.groups import FlowGroup, FlowGrouper
 
 READ_CHUNK = 1 << 20
 WRITE_BATCH = 2000  # lines
@@ -45,6 +46,7 @@ class ResultLog:
         self._gaps: Counter = Counter()
         self._size = 0
         self._count = 0
+        self._grouper = FlowGrouper()  # the terminal report's groups, built as results arrive: no second pass
         try:
             self._file = tempfile.TemporaryFile()  # unlinked at once: nothing is left behind, even on a crash
         except OSError as exc:
@@ -56,7 +58,9 @@ class ResultLog:
             self._statuses[result.status] += 1
             if result.gap is not None:
                 self._gaps[result.gap] += 1
-            batch.append(encode_line(flow_json(result)))
+            flow = flow_json(result)
+            self._grouper.add(flow)
+            batch.append(encode_line(flow))
             if len(batch) >= WRITE_BATCH:
                 self._write(batch)
                 batch = []
@@ -65,6 +69,10 @@ class ResultLog:
     @property
     def summary(self) -> dict:
         return summary_of(self._statuses, self._gaps)
+
+    def groups(self) -> list[FlowGroup]:
+        """The flows appended so far that did not pass, grouped (csaudit/report/groups.py)."""
+        return self._grouper.groups()
 
     def _write(self, lines: list[str]) -> None:
         """A batch at a time: a zone's 60,000 lines joined at once would be 40 MB of text, twice."""

@@ -52,7 +52,9 @@ def offline_run_all_verified_flows_pass_exits_0(cli, tmp_path):
     path = write_inventory(tmp_path, one_ms_cloud())
     result = cli("run", "--inventory", path, "--timeout", "0.5")
     assert result.exit_code == 0, result.stderr
-    assert "F01 UI and API" in result.stdout and "pass" in result.stdout
+    assert "FAIL" not in result.stdout and "2 flows passed (--all lists every flow)" in result.stdout
+    every = cli("run", "--inventory", path, "--timeout", "0.5", "--all")
+    assert "F01 UI and API" in every.stdout and "pass" in every.stdout
     report = cli("run", "--inventory", path, "--timeout", "0.5", "--format", "json").json()
     statuses = {f["rule"]: f["status"] for f in report["flows"]}
     assert statuses["F01"] == statuses["D01"] == "pass"  # 8080 answers, 8096 is closed
@@ -252,3 +254,48 @@ def test_parsing_every_command_imports_no_lab_module():
         print(sorted(name for name in sys.modules if name.startswith("csaudit.lab")))
     """
     assert _python("-c", script).stdout == "[]\n"
+
+
+def run_on_a_terminal(argv, columns: int, env: dict) -> str:
+    """main() with stdout on a real pseudo-terminal `columns` wide; what the terminal received."""
+    import fcntl
+    import io
+    import struct
+    import termios
+
+    from csaudit.cli.main import main
+    from csaudit.model.environment import Environment
+
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    attributes = termios.tcgetattr(terminal)
+    attributes[1] &= ~termios.OPOST  # no "\n" -> "\r\n": the bytes as written
+    termios.tcsetattr(terminal, termios.TCSANOW, attributes)
+    received = bytearray()
+    with open(terminal, "w", encoding="utf-8", closefd=True) as stdout:
+        main(argv, Environment(stdout=stdout, stderr=io.StringIO(), env=env))
+        stdout.flush()
+        os.set_blocking(controller, False)
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    os.close(controller)
+    return received.decode()
+
+
+def test_on_a_terminal_lines_fit_its_width_and_only_the_tags_are_coloured(tmp_path):
+    import re
+
+    path = write_inventory(tmp_path, one_ms_cloud())  # nothing listens on the MS here: F01 fails, its FAIL tag coloured
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR")}
+    text = run_on_a_terminal(["run", "--inventory", path, "--timeout", "0.5"], 72, env)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert plain.splitlines()[-1].startswith("summary: ") and "\x1b[31;1mFAIL\x1b[0m F01 " in text
+    assert max(map(len, plain.splitlines())) <= 72
+    assert "\x1b[" in text and "\x1b[" not in run_on_a_terminal(["run", "--inventory", path, "--timeout", "0.5"], 72,
+                                                                {**env, "NO_COLOR": "1"})

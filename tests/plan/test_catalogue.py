@@ -38,6 +38,7 @@ def test_seed_corrections():
     assert rules("F20")[0].sources == ("ms",) and rules("F20")[0].hypervisors == ("vmware",)
 
 
+REMEDY = 'remedy = { on = "the MS", check = "x", commands = ["ss -tln"], citation = "docs" }'
 VALID = """
 [[flow]]
 id = "F99"
@@ -49,6 +50,7 @@ protocol = "tcp"
 expect = "open"
 hypervisors = ["any"]
 citation = "c"
+remedy = { on = "the MS", check = "x", commands = ["ss -tln"], citation = "docs" }
 """
 
 
@@ -69,10 +71,11 @@ def test_a_minimal_entry_parses():
     (('hypervisors = ["any"]', 'hypervisors = ["Bhyve"]'), "unknown hypervisor"),
     (('citation = "c"\n', ''), "missing key(s) ['citation']"),
     (('expect = "open"', 'expect = "open"\nwhen = { setting = "x", bigger = 1 }'), "when needs exactly one of"),
-    (('citation = "c"', 'citation = "c"\nremedy = "restart it"'), "remedy must be a table"),
-    (('citation = "c"', 'citation = "c"\nremedy = { on = "db", check = "x" }'), "lacks ['citation']"),
-    (('citation = "c"', 'citation = "c"\nremedy = { on = "db", check = "x", citation = "c", commands = "ls" }'),
-     "remedy.commands must be a list"),
+    ((REMEDY, ''), "missing key(s) ['remedy']"),
+    ((REMEDY, 'remedy = "restart it"'), "remedy must be a table"),
+    ((REMEDY, 'remedy = { on = "db", check = "x" }'), "lacks ['citation']"),
+    ((REMEDY, 'remedy = { on = "db", check = "x", citation = "c", commands = "ls" }'), "remedy.commands must be a list"),
+    ((REMEDY, 'remedy = { on = " ", check = "x", citation = "c" }'), "remedy.on must be a non-empty string"),
     (('[[flow]]', '[[flows]]'), "unknown top-level key"),
     (('title = "t"', 'title = "t'), "not valid TOML"),
 ])
@@ -85,8 +88,7 @@ def test_bad_entries_are_refused_with_a_clear_message(change, message):
 
 
 def test_a_remedy_parses_into_its_parts():
-    [rule] = parse_catalogue(VALID.replace('citation = "c"', 'citation = "c"\nremedy = { on = "the MS", check = "x", '
-                                            'commands = ["ss -tln"], citation = "docs" }'))
+    [rule] = parse_catalogue(VALID)
     assert (rule.remedy.on, rule.remedy.commands, rule.remedy.citation) == ("the MS", ("ss -tln",), "docs")
 
 
@@ -98,3 +100,30 @@ def test_duplicate_entries_are_refused():
 def test_missing_file():
     with pytest.raises(ConfigError, match="cannot read catalogue"):
         load_catalogue("/nonexistent/catalogue.toml")
+
+
+def test_every_built_in_rule_says_what_to_do_when_it_fails():
+    """The loader refuses a rule without a remedy (above); here each built-in one also names a
+    machine, a check, a citation and at least one command to run there."""
+    assert CATALOGUE
+    for rule in CATALOGUE:
+        remedy = rule.remedy
+        assert remedy is not None and remedy.on and remedy.check and remedy.citation, rule.id
+        assert remedy.commands and all(command.strip() for command in remedy.commands), rule.id
+
+
+def test_the_remedies_cover_the_failures_operators_report_most():
+    """ssvm-check.sh and host= for the system VM agents, libvirtd's listen settings for migration,
+    the integration port's setting for 8096, MySQL's bind-address and grants."""
+    def remedy_text(rule_id):
+        return " ".join(" ".join((r.remedy.on, r.remedy.check, *r.remedy.commands)) for r in rules(rule_id))
+    assert "ssvm-check.sh" in remedy_text("F09") and "host=" in remedy_text("F09")
+    assert "host=" in remedy_text("F10") and "host=" in remedy_text("F08")
+    assert "ssvm-check.sh" in remedy_text("F23")
+    assert "vnc_listen" in remedy_text("F34")
+    assert "cloud0" in remedy_text("F18") and "id_rsa.cloud" in remedy_text("F18")
+    assert "listen_tls" in remedy_text("F40") and "listen_tcp" in remedy_text("D05") and "libvirtd-tcp.socket" in remedy_text("D05")
+    assert "eth2" in remedy_text("F29")
+    assert "bind-address" in remedy_text("F04") and "mysql.user" in remedy_text("F04")
+    assert "integration.api.port" in remedy_text("D01") and "to 0" in remedy_text("D01")
+    assert "8443" in remedy_text("F33") and "iptables" in remedy_text("F33")

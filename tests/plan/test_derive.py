@@ -86,6 +86,7 @@ protocol = "tcp"
 expect = "open"
 hypervisors = ["any"]
 citation = "c"
+remedy = { on = "the MS", check = "x", commands = ["ss -tln"], citation = "docs" }
 """)
     hosts = [{"id": f"h{i}", "name": f"h{i}", "type": "Routing", "clusterid": "c1" if i < 3 else "c2", "zoneid": "z", "ipaddress": f"127.9.0.{i}"} for i in range(4)]
     flows = derive_flows(catalogue, parse_inventory({"hosts": hosts}))
@@ -119,6 +120,7 @@ protocol = "tcp"
 expect = "open"
 hypervisors = ["any"]
 citation = "c"
+remedy = { on = "the MS", check = "x", commands = ["ss -tln"], citation = "docs" }
 """
     with pytest.raises(ConfigError, match="exactly one port"):
         parse_catalogue(bad)

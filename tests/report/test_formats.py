@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -20,6 +21,8 @@ from csaudit.report.diagram import build_diagram
 from csaudit.report.document import render_table
 from csaudit.report.firewall import plan_rules
 from csaudit.report.formats import FILE_FORMATS, render_plan, render_report
+from csaudit.report.groups import group_flows
+from csaudit.report.terminal import write_report
 from tests.conftest import find_program
 from tests.golden_report import ODD_NAME, assert_golden, golden_document, golden_results
 
@@ -98,7 +101,7 @@ def test_csv_reads_back_with_every_value():
 
 def test_markdown_escapes_what_would_break_a_table():
     text = render_report("markdown", golden_document())
-    row = next(line for line in text.splitlines() if "F23" in line and "zone-west" not in line)
+    row = next(line for line in text.splitlines() if line.startswith("| `F23") and "zone-west" not in line)
     assert row.count(" | ") == 6  # seven cells: the | in the name is escaped
     assert "&lt;west&gt;" not in row and "&lt;west>" in row and "\\|\\*x\\*" in row
     assert "## Failures" in text and text.index("## management tier") < text.index("## zone-east") < text.index("## zone-west")
@@ -207,3 +210,48 @@ def test_the_table_ends_with_coverage_by_gap_and_what_would_verify_them():
         "  1 no-address: the API does not give an address they need (the MySQL server: --db-host)",
         "  1 not-judgeable: a connect cannot judge them (each flow's reason says why)",
         "summary: 4 pass, 3 fail, 2 unverified, 2 error, 1 waived"]
+
+
+def grouped(document: dict, width: int = 120, colour: bool = False) -> str:
+    buffer = io.StringIO()
+    write_report(group_flows(document["flows"]), buffer, document["summary"], colour=colour, width=width)
+    return buffer.getvalue()
+
+
+def test_the_grouped_report_matches_its_golden_file():
+    assert_golden("report.grouped.txt", grouped(golden_document()))
+
+
+def test_the_grouped_report_leads_with_failures_and_ends_with_the_summary():
+    lines = grouped(golden_document()).splitlines()
+    tags = [line.split()[0] for line in lines if line.startswith(("FAIL ", "ERROR ", "UNVERIFIED ", "WAIVED "))]
+    assert tags == ["FAIL"] * 3 + ["ERROR"] * 2 + ["UNVERIFIED"] * 2 + ["WAIVED"]
+    assert lines[0].startswith("== 5 flows failed") and lines[-1] == "summary: 4 pass, 3 fail, 2 unverified, 2 error, 1 waived"
+    assert "    on the KVM host: sshd listens on 22 and the firewall accepts the MS" in lines
+    assert "      $ ss -ltnp 'sport = :22'" in lines
+    assert "4 flows passed (--all lists every flow)" in lines
+
+
+def test_the_grouped_report_cuts_lines_to_the_width_and_colours_only_the_tag():
+    text = grouped(golden_document(), width=60, colour=True)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert max(map(len, plain.splitlines())) == 60 and "…" in plain
+    assert "\x1b[31;1mFAIL\x1b[0m F11" in text and text.count("\x1b[0m") == 3 + 2 + 2 + 1
+    assert "\x1b[" not in grouped(golden_document(), width=60)
+
+
+def test_an_old_saved_report_without_failure_gap_or_remedy_keys_still_renders():
+    old = json.loads(render_report("json", golden_document()))
+    old["flows"] = [{k: v for k, v in f.items() if k not in ("remedy", "failure", "gap")} for f in old["flows"]]
+    assert "F11 ms → host 22/tcp: 1 of 1 is refused — MS to KVM host SSH" in grouped(old)
+    assert "F11 ms → host 22/tcp: 1 of 1 is refused — MS to KVM host SSH" in render_report("markdown", old)
+    for fmt in FILE_FORMATS:
+        render_report(fmt, old)
+
+
+def test_the_grouped_report_names_the_rule_that_drops_a_flow_of_the_group():
+    document = golden_document()
+    f11 = next(f for f in document["flows"] if f["rule"] == "F11")
+    f11["firewall"] = "dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target, input)"
+    assert "    firewall (ms1 → kvm02): dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target,…" \
+        in grouped(document).splitlines()

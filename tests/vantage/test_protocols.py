@@ -31,7 +31,8 @@ def test_the_catalogue_vocabulary_matches_what_the_probes_can_do():
 
 def test_catalogue_refuses_a_kind_over_a_protocol_it_cannot_run_on():
     entry = ('[[flow]]\nid = "F99"\ntitle = "t"\nsource = "ms"\ntarget = "db"\nports = [123]\nprotocol = "tcp"\n'
-             'probe = "ntp"\nexpect = "open"\nhypervisors = ["any"]\ncitation = "c"\n')
+             'probe = "ntp"\nexpect = "open"\nhypervisors = ["any"]\ncitation = "c"\n'
+             'remedy = { on = "the MS", check = "x", commands = ["ss -tln"], citation = "docs" }\n')
     with pytest.raises(ConfigError, match="probe 'ntp' cannot run over tcp"):
         parse_catalogue(entry)
     with pytest.raises(ConfigError, match="probe must be one of"):
