@@ -36,6 +36,7 @@ READ_ONLY_COMMANDS = frozenset(
         "listVmwareDcs",
     }
 )
+ROUTER_HEALTH_SINCE = (4, 14)  # listRouters fetchhealthcheckresults
 MAX_PAGE_SIZE = 500
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_ATTEMPTS = 3
@@ -239,9 +240,12 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     raw["hosts"] = api.list_all("listHosts", "host", fields.get("hosts"))  # all types: the SSVM/CPVM agent rows too
     progress("listing system VMs and routers")
     raw["systemvms"] = api.list_all("listSystemVms", "systemvm", fields.get("systemvms"))
-    routers = {r.get("id"): r for r in api.list_all("listRouters", "router", fields.get("routers"), listall=True)}
-    project_routers = api.optional(lambda: api.list_all("listRouters", "router", fields.get("routers"), listall=True, projectid=-1),
-                                   "project routers")
+    # From 4.14 the same listing carries each router's own health check results (the F54 evidence, see
+    # judge/crosscheck.py): one parameter on the pages already read, no call per router.
+    health = {"fetchhealthcheckresults": True} if at_least(version, ROUTER_HEALTH_SINCE) else {}
+    routers = {r.get("id"): r for r in api.list_all("listRouters", "router", fields.get("routers"), listall=True, **health)}
+    project_routers = api.optional(lambda: api.list_all("listRouters", "router", fields.get("routers"), listall=True, projectid=-1,
+                                                        **health), "project routers")
     for router in project_routers or []:
         routers.setdefault(router.get("id"), router)
     raw["routers"] = list(routers.values())

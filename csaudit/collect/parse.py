@@ -12,6 +12,7 @@ from csaudit.model.errors import UsageError
 from csaudit.model.inventory import (
     Cluster,
     Database,
+    HealthCheck,
     Host,
     ImageStore,
     Inventory,
@@ -60,7 +61,8 @@ ROW_FIELDS = {
     "systemvms": frozenset({"id", "name", "systemvmtype", "zoneid", "hostid", "hypervisor", "privateip", "linklocalip",
                             "publicip", "state", "agentstate"}),
     "routers": frozenset({"id", "name", "zoneid", "hostid", "hypervisor", "linklocalip", "guestipaddress", "publicip",
-                          "state", "redundantstate"}),
+                          "state", "redundantstate", "isredundantrouter", "guestnetworkid", "guestnetworkname", "vpcid",
+                          "vpcname", "healthcheckresults"}),
 }
 
 _URL_DEFAULT_PORTS = {"nfs": 2049, "smb": 445, "cifs": 445, "http": 80, "https": 443, "s3": 443, "swift": 443}
@@ -108,6 +110,27 @@ def text(row: dict, key: str) -> str | None:
         return None
     value = str(value).strip()
     return None if value in ("", "null", "None") else value
+
+
+def flag(row: dict, key: str) -> bool:
+    """A boolean field: JSON true, or the text "true" (the XML answer and some proxies)."""
+    value = row.get(key) if isinstance(row, dict) else None
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _health_checks(results) -> dict:
+    """A router's healthcheckresults as Router fields: how many ran, and the failed ones (the passed
+    ones say nothing an audit uses, and a cloud's routers run about ten checks each)."""
+    if not isinstance(results, list):
+        return {"health_checks_run": None, "health_checks_failed": ()}
+    checks = [c for c in results if isinstance(c, dict)]
+    failed = tuple(
+        HealthCheck(name=text(c, "checkname") or "unnamed check", type=text(c, "checktype"),
+                    last_updated=text(c, "lastupdated"), details=text(c, "details"))
+        for c in checks
+        if str(c.get("success")).strip().lower() == "false"  # a check without its result proves nothing
+    )
+    return {"health_checks_run": len(checks), "health_checks_failed": failed}
 
 
 def _rows(raw: dict, key: str) -> list[dict]:
@@ -221,6 +244,12 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
             public_ip=text(r, "publicip"),
             state=text(r, "state"),
             redundant_state=text(r, "redundantstate"),
+            redundant=flag(r, "isredundantrouter"),
+            guest_network_id=text(r, "guestnetworkid"),
+            guest_network_name=text(r, "guestnetworkname"),
+            vpc_id=text(r, "vpcid"),
+            vpc_name=text(r, "vpcname"),
+            **_health_checks(r.get("healthcheckresults")),
         )
         for i, r in enumerate(_rows(raw, "routers"))
     )

@@ -10,7 +10,10 @@ from csaudit.model.flows import Flow
 from csaudit.model.vocabulary import Failure, Gap, State, Status
 
 STATUSES = tuple(Status)
-FINDING_KINDS = ("api-up-unreachable", "api-down-answers", "api-up-silent")  # Finding.kind, written by judge/crosscheck.py
+# Finding.kind, written by judge/crosscheck.py: the API and the network disagree (the first four), or
+# CloudStack's own evidence shows a fault a connect cannot probe (the routers' health checks, VRRP pairs).
+FINDING_KINDS = ("api-up-unreachable", "api-down-answers", "api-up-silent", "agent-up-unconnected",
+                 "vr-health-check-failed", "vr-pair-split-brain", "vr-pair-no-master")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,3 +60,4 @@ class Finding:
     name: str
     api_state: str
     message: str
+    members: tuple[str, ...] = ()  # a finding on a group (a redundant router pair): the objects in it

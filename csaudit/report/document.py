@@ -40,7 +40,7 @@ def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(),
                       "object": {"role": v.role, "name": v.object_name} if v.role else None, "engine": v.engine}
                      for v in vantages],
         "findings": [{"kind": f.kind, "object": {"role": f.role, "name": f.name}, "api_state": f.api_state,
-                      "message": f.message} for f in findings],
+                      "message": f.message, **({"members": list(f.members)} if f.members else {})} for f in findings],
     }
 
 
@@ -146,7 +146,7 @@ def write_table(flows: Iterable[dict], out: TextIO, summary: dict, colour: bool 
         rows = [[v.name, v.state, v.probes, v.reason or (f"ran with {v.engine}" if v.engine else "")] for v in vantages]
         out.write("== vantages\n" + tabulate(rows, headers=["vantage", "state", "probes", "detail"], tablefmt="simple") + "\n\n")
     if findings:
-        out.write("== findings (the API and the network disagree)\n" + "\n".join(f"- {f.message}" for f in findings) + "\n\n")
+        out.write("== findings (the API and the network disagree, or CloudStack's own checks fail)\n" + "\n".join(f"- {f.message}" for f in findings) + "\n\n")
     out.write(coverage_text(summary.get("coverage")))
     out.write("summary: " + ", ".join(f"{summary[status]} {status}" for status in STATUSES) + "\n")
 

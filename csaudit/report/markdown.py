@@ -29,6 +29,9 @@ def render_markdown(document: dict) -> str:
     problems = [f for f in flows if f.get("status") in ("fail", "error")]
     if problems:
         lines += ["", "## Failures", "", *_table(problems)]
+    findings = document.get("findings") or []
+    if findings:  # what the API says against what the probes saw, and CloudStack's own failed checks
+        lines += ["", "## Findings", "", *(f"- {_code(f['kind'])} {_text(f['message'])}" for f in findings)]
     for zone in zone_order(document, flows):
         lines += ["", f"## {_text(zone)}", "", *_table([f for f in flows if zone_label(f) == zone])]
     return "\n".join(lines) + "\n"
