@@ -301,7 +301,7 @@ def test_system_vms_have_linklocal_except_on_vmware(api, lab):
 def test_router_visibility_needs_listall_and_projectid(api):
     assert api.listRouters() == {}  # all routers belong to tenants
     listed = _by_name(api.listRouters(listall=True)["router"])
-    assert set(listed) == {"r-3-VM", "r-4-VM", "r-7-VM"}
+    assert set(listed) == {"r-3-VM", "r-4-VM", "r-7-VM", "r-9-VM", "r-10-VM"}
     project = api.listRouters(listall=True, projectid=-1)["router"]
     assert [r["name"] for r in project] == ["r-8-VM"] and project[0]["project"] == "proj-west"
     r7 = listed["r-7-VM"]
