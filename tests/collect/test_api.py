@@ -241,3 +241,25 @@ def test_routers_are_listed_with_listall_and_project_routers_merged():
     responses.add_callback(responses.GET, URL, callback=callback)
     raw = fetch_raw_cloud(signed_api())
     assert sorted(r["id"] for r in raw["routers"]) == ["r1", "r2"]
+
+
+@pytest.mark.parametrize(("version", "asked"), [("4.13.1.0", False), ("4.14.0.0", True), ("4.19.1.0", True), (None, True)])
+@responses.activate
+def test_router_health_checks_ride_on_the_router_listings_from_4_14(version, asked):
+    """fetchhealthcheckresults is one more parameter on the two listRouters pagings, not a call per router;
+    an unknown version is asked too (an older server ignores a parameter it does not know)."""
+    capability = {"cloudstackversion": version} if version else {}
+
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": capability}}
+        return 200, {command.lower() + "response": {}}
+
+    callback, sent = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    fetch_raw_cloud(signed_api())
+    listings = [q for q in sent if q["command"] == "listRouters"]
+    assert len(listings) == 2 and {q.get("projectid") for q in listings} == {None, "-1"}
+    assert all(q.get("fetchhealthcheckresults") == ("true" if asked else None) for q in listings)
+    assert all("healthchecksfailed" not in q for q in listings)  # a filter would hide the healthy routers
+
