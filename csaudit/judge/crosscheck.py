@@ -28,6 +28,7 @@ REDUNDANT_MASTER = frozenset({"master", "primary"})
 REDUNDANT_BACKUP = frozenset({"backup"})
 DEFAULT_AGENT_PORT = 8250  # the setting "port" (agent.properties port=)
 
+
 @dataclasses.dataclass(frozen=True)
 class _Subject:
     zone_id: str | None
@@ -106,9 +107,9 @@ def cross_check(inventory: Inventory, results: tuple[FlowResult, ...], vantages:
                 findings.append(Finding("api-up-silent", subject.role, subject.name, subject.api_state,
                                         f"{what}, but no connection to it was accepted "
                                         f"({len(needed)} probed that must be open)"))
-        elif subject.up and dialled and not connected:
-            # Measured from the agent's own machine: the API's Up is stale, or the agent reaches the
-            # MS by a path the catalogue does not know.
+        if subject.up and dialled and not connected:
+            # Measured from the agent's own address (its SSH vantage, or this machine when it holds that
+            # address): the API's Up is stale, or the agent reaches the MS by a path the catalogue does not know.
             refused = ", ".join(sorted({f"{r.flow.rule} to {r.flow.target.name} {r.observed}" for r in dialled}))
             findings.append(Finding("agent-up-unconnected", subject.role, subject.name, subject.api_state,
                                     f"{what}, but from it the agent's port {agent_port} on no management server "

@@ -134,3 +134,10 @@ def test_a_kvm_host_agent_is_checked_the_same_way():
     assert kinds(cross_check(inventory(), cut, (host_ok,), "z1")) == {("agent-up-unconnected", "kvm01")}
     passed = (probed(cut[0].flow, "open", "ssh:host/kvm01"),)
     assert kinds(cross_check(inventory(host_state="Disconnected"), passed, (host_ok,), "z1")) == {("api-down-answers", "kvm01")}
+
+
+def test_an_agent_flow_probed_without_a_remote_vantage_counts_too():
+    # This machine held the SSVM's address (the embedded cloud): the API-up-silent check and the agent check
+    # are two findings about two things.
+    cut = (probed(agent_flow("ssvm", "s-1-VM", f"{NET}.101", "ms1", f"{NET}.10"), "refused", "local"),)
+    assert kinds(cross_check(inventory(), cut, (), "z1")) == {("agent-up-unconnected", "s-1-VM")}
