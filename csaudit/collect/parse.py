@@ -6,6 +6,7 @@ and the string "null" where a value is absent.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from csaudit.model.errors import UsageError
@@ -65,6 +66,41 @@ ROW_FIELDS = {
                           "vpcname", "healthcheckresults"}),
 }
 
+# A passed health check, as the parser reads it (only the failed ones' names and details are read).
+_PASSED_CHECK = {"success": True}
+_TIES = ("guestnetworkid", "guestnetworkname", "vpcid", "vpcname")  # what ties a redundant pair
+
+
+def _failed(check: dict) -> bool:
+    return str(check.get("success")).strip().lower() == "false"  # a check without its result proves nothing
+
+
+@functools.lru_cache(maxsize=64)
+def _all_passed(count: int) -> tuple[dict, ...]:
+    return (_PASSED_CHECK,) * count
+
+
+def compact_router(row: dict) -> dict:
+    """A router row as small as the parser allows: 50,000 routers run about ten health checks each, and
+    the inventory reads only how many ran and the failed ones; passed checks become one shared object
+    (a router whose checks all passed, one shared tuple). The guest network and VPC are kept only for
+    redundant routers, the one thing they are read for."""
+    results = row.get("healthcheckresults")
+    if isinstance(results, list):
+        if any(isinstance(c, dict) and _failed(c) for c in results):
+            row["healthcheckresults"] = [_PASSED_CHECK if isinstance(c, dict) and not _failed(c) else c for c in results]
+        else:
+            row["healthcheckresults"] = _all_passed(sum(isinstance(c, dict) for c in results))
+    if not flag(row, "isredundantrouter"):
+        for key in _TIES:
+            row.pop(key, None)
+    return row
+
+
+# What makes the kept rows smaller still as pages arrive (api.fetch_raw_cloud `trims`); the same tests
+# as ROW_FIELDS check the parser gets the same inventory from them.
+ROW_TRIMS = {"routers": compact_router}
+
 _URL_DEFAULT_PORTS = {"nfs": 2049, "smb": 445, "cifs": 445, "http": 80, "https": 443, "s3": 443, "swift": 443}
 _POOL_PROTOCOLS = {
     "networkfilesystem": "nfs",
@@ -118,17 +154,25 @@ def flag(row: dict, key: str) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
+def _redundancy(row: dict) -> dict:
+    """Router fields: redundant or not, and for a redundant router what ties it to its peer."""
+    if not flag(row, "isredundantrouter"):
+        return {"redundant": False}
+    return {"redundant": True, "guest_network_id": text(row, "guestnetworkid"), "guest_network_name": text(row, "guestnetworkname"),
+            "vpc_id": text(row, "vpcid"), "vpc_name": text(row, "vpcname")}
+
+
 def _health_checks(results) -> dict:
     """A router's healthcheckresults as Router fields: how many ran, and the failed ones (the passed
     ones say nothing an audit uses, and a cloud's routers run about ten checks each)."""
-    if not isinstance(results, list):
+    if not isinstance(results, (list, tuple)):  # a tuple: compact_router's checks that all passed
         return {"health_checks_run": None, "health_checks_failed": ()}
     checks = [c for c in results if isinstance(c, dict)]
     failed = tuple(
         HealthCheck(name=text(c, "checkname") or "unnamed check", type=text(c, "checktype"),
                     last_updated=text(c, "lastupdated"), details=text(c, "details"))
         for c in checks
-        if str(c.get("success")).strip().lower() == "false"  # a check without its result proves nothing
+        if _failed(c)
     )
     return {"health_checks_run": len(checks), "health_checks_failed": failed}
 
@@ -244,11 +288,7 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
             public_ip=text(r, "publicip"),
             state=text(r, "state"),
             redundant_state=text(r, "redundantstate"),
-            redundant=flag(r, "isredundantrouter"),
-            guest_network_id=text(r, "guestnetworkid"),
-            guest_network_name=text(r, "guestnetworkname"),
-            vpc_id=text(r, "vpcid"),
-            vpc_name=text(r, "vpcname"),
+            **_redundancy(r),
             **_health_checks(r.get("healthcheckresults")),
         )
         for i, r in enumerate(_rows(raw, "routers"))

@@ -104,6 +104,8 @@ class Router:
     state: str | None = None
     redundant_state: str | None = None  # MASTER | BACKUP | FAULT | UNKNOWN (PRIMARY/BACKUP on newer releases)
     redundant: bool = False  # isredundantrouter
+    # What ties a redundant router to its peer, kept for redundant routers only (50,000 routers' worth
+    # of ids and names would be read for nothing).
     guest_network_id: str | None = None
     guest_network_name: str | None = None
     vpc_id: str | None = None  # a VPC's redundant routers share it (their guest network is one of its tiers)

@@ -4,7 +4,7 @@
 import json
 import pathlib
 
-from csaudit.collect.parse import ROW_FIELDS, parse_inventory
+from csaudit.collect.parse import ROW_FIELDS, ROW_TRIMS, parse_inventory
 from csaudit.model.inventory import HealthCheck
 
 DATA = pathlib.Path(__file__).parent.parent / "data" / "routers"
@@ -21,7 +21,7 @@ def parsed(rows: list[dict]) -> dict:
 def test_the_recorded_router_is_not_redundant_and_passed_its_one_check():
     [router] = parsed(routers("recorded.json")).values()
     assert (router.redundant, router.redundant_state) == (False, "UNKNOWN")
-    assert (router.guest_network_name, router.vpc_id) == ("tenant-net-1", None)
+    assert (router.guest_network_name, router.vpc_id) == (None, None)  # read for redundant routers only
     assert (router.health_checks_run, router.health_checks_failed) == (1, ())
 
 
@@ -38,10 +38,13 @@ def test_pairs_keep_what_ties_them_and_only_failed_checks_are_kept():
                                                         "Unreachable gateways are: 198.51.100.254"),)
 
 
-def test_rows_cut_to_the_parsed_fields_keep_redundancy_and_health():
+def test_rows_cut_and_trimmed_as_they_arrive_keep_redundancy_and_health():
     rows = routers("pairs.json")
-    cut = [{k: v for k, v in row.items() if k in ROW_FIELDS["routers"]} for row in rows]
+    cut = [ROW_TRIMS["routers"]({k: v for k, v in row.items() if k in ROW_FIELDS["routers"]}) for row in rows]
     assert parse_inventory({"routers": cut}) == parse_inventory({"routers": rows})
+    assert cut[-1]["healthcheckresults"][0] == {"success": True} and cut[-1]["healthcheckresults"][1]["success"] is False
+    assert cut[0]["healthcheckresults"] is cut[1]["healthcheckresults"]  # all passed: one shared tuple
+    assert "guestnetworkid" not in cut[-1] and cut[0]["vpcid"]  # ties kept for redundant routers only
 
 
 def test_older_servers_and_odd_values():
