@@ -102,10 +102,10 @@ class Router:
     guest_ip: str | None
     public_ip: str | None
     state: str | None = None
-    redundant_state: str | None = None  # MASTER | BACKUP | FAULT | UNKNOWN (PRIMARY/BACKUP on newer releases)
+    # Redundant routers only (isredundantrouter): their state and what ties them to their peer; 50,000
+    # routers' worth of ids and names would be kept for nothing.
+    redundant_state: str | None = None  # MASTER | BACKUP | FAULT | UNKNOWN (PRIMARY instead of MASTER from 4.16)
     redundant: bool = False  # isredundantrouter
-    # What ties a redundant router to its peer, kept for redundant routers only (50,000 routers' worth
-    # of ids and names would be read for nothing).
     guest_network_id: str | None = None
     guest_network_name: str | None = None
     vpc_id: str | None = None  # a VPC's redundant routers share it (their guest network is one of its tiers)

@@ -20,7 +20,7 @@ def parsed(rows: list[dict]) -> dict:
 
 def test_the_recorded_router_is_not_redundant_and_passed_its_one_check():
     [router] = parsed(routers("recorded.json")).values()
-    assert (router.redundant, router.redundant_state) == (False, "UNKNOWN")
+    assert (router.redundant, router.redundant_state) == (False, None)  # "UNKNOWN": read for redundant routers only
     assert (router.guest_network_name, router.vpc_id) == (None, None)  # read for redundant routers only
     assert (router.health_checks_run, router.health_checks_failed) == (1, ())
 
@@ -45,6 +45,7 @@ def test_rows_cut_and_trimmed_as_they_arrive_keep_redundancy_and_health():
     assert cut[-1]["healthcheckresults"][0] == {"success": True} and cut[-1]["healthcheckresults"][1]["success"] is False
     assert cut[0]["healthcheckresults"] is cut[1]["healthcheckresults"]  # all passed: one shared tuple
     assert "guestnetworkid" not in cut[-1] and cut[0]["vpcid"]  # ties kept for redundant routers only
+    assert len(cut[-1]) <= 10  # a small dict (the recorded row has 26 keys)
 
 
 def test_older_servers_and_odd_values():
@@ -59,3 +60,13 @@ def test_older_servers_and_odd_values():
     assert by_name["r-2-VM"].redundant is False and by_name["r-2-VM"].health_checks_run == 3
     assert [(c.name, c.type, c.details) for c in by_name["r-2-VM"].health_checks_failed] == [
         ("a", None, None), ("unnamed check", "advanced", None)]
+
+
+def test_a_saved_inventory_keeps_redundancy_and_failed_checks(tmp_path):
+    from csaudit.collect.saved import inventory_to_dict, load_inventory
+
+    inventory = parse_inventory({"routers": routers("pairs.json")})
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps(inventory_to_dict(inventory)))
+    assert load_inventory(str(path)) == inventory
+    assert any(r.health_checks_failed for r in inventory.routers) and any(r.redundant for r in inventory.routers)
