@@ -159,7 +159,8 @@ def _redundancy(row: dict) -> dict:
     """Router fields: redundant or not, and for a redundant router what ties it to its peer."""
     if not flag(row, "isredundantrouter"):
         return {"redundant": False}
-    return {"redundant": True, "redundant_state": text(row, "redundantstate"), "guest_network_id": text(row, "guestnetworkid"), "guest_network_name": text(row, "guestnetworkname"),
+    return {"redundant": True, "redundant_state": text(row, "redundantstate"),
+            "guest_network_id": text(row, "guestnetworkid"), "guest_network_name": text(row, "guestnetworkname"),
             "vpc_id": text(row, "vpcid"), "vpc_name": text(row, "vpcname")}
 
 
