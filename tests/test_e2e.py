@@ -208,6 +208,9 @@ def test_cloudstack_evidence_gives_exactly_the_planted_findings_in_every_report(
         assert f'csaudit_findings{{kind="{kind}"}} {count}.0' in prometheus
     table = cli("run", "--zone", "zone-east", "--timeout", "1", "--no-remote")
     assert "CloudStack's own health checks of vr r-3-VM fail" in table.stdout
+    listed = {line.split()[1]: line for line in cli("inventory").stdout.splitlines() if line.startswith("vr ")}
+    assert listed["r-9-VM"].endswith("Running/redundant PRIMARY") and listed["r-10-VM"].endswith("Running/redundant PRIMARY")
+    assert listed["r-3-VM"].endswith("Running/1 of 2 health checks failed") and listed["r-4-VM"].endswith("Running")
 
 
 def test_a_healthy_redundant_pair_and_passing_checks_give_no_finding(cli, tmp_path, healthy_lab):

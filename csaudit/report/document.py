@@ -238,7 +238,10 @@ def render_inventory_table(inventory: Inventory) -> str:
         rows.append([vm.role, vm.name, zone_name.get(vm.zone_id, ""), addresses, vm.hypervisor or "", f"{vm.state}/agent {vm.agent_state}"])
     for router in inventory.routers:
         addresses = f"control {router.linklocal_ip} guest {router.guest_ip} public {router.public_ip}"
-        rows.append(["vr", router.name, zone_name.get(router.zone_id, ""), addresses, router.hypervisor or "", router.state or ""])
+        state = (router.state or "") + (f"/redundant {router.redundant_state}" if router.redundant else "")
+        if router.health_checks_failed:
+            state += f"/{len(router.health_checks_failed)} of {router.health_checks_run} health checks failed"
+        rows.append(["vr", router.name, zone_name.get(router.zone_id, ""), addresses, router.hypervisor or "", state])
     for store in inventory.image_stores:
         rows.append(["secondary-storage", store.name, zone_name.get(store.zone_id, ""), f"{store.address}:{store.port}", store.protocol or "", ""])
     for pool in inventory.storage_pools:
