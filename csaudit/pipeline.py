@@ -11,7 +11,7 @@ from collections import Counter
 from typing import TextIO
 
 from csaudit.collect.config import ApiConfig, load_api_config
-from csaudit.collect.parse import ROW_FIELDS, parse_inventory
+from csaudit.collect.parse import ROW_FIELDS, ROW_TRIMS, parse_inventory
 from csaudit.collect.saved import load_inventory
 from csaudit.collector import collector_paused
 from csaudit.interrupts import Interrupts
@@ -64,7 +64,7 @@ def collect_inventory(request: AuditRequest, env: Environment, deadline: float |
     config = request.api_config or load_api_config(request.endpoint, request.region)
     env.log(f"csaudit: reading {config.public_endpoint} ({config.api_mode} API)")
     api = CloudStackApi(config, deadline=deadline)
-    raw = fetch_raw_cloud(api, progress=lambda m: env.log(f"csaudit: {m}"), fields=ROW_FIELDS)
+    raw = fetch_raw_cloud(api, progress=lambda m: env.log(f"csaudit: {m}"), fields=ROW_FIELDS, trims=ROW_TRIMS)
     env.log(f"csaudit: {api.requests_sent} API requests")
     return parse_inventory(raw, endpoint=config.public_endpoint, api_mode=config.api_mode, db_host=request.db_host)
 

@@ -204,3 +204,45 @@ def test_lab_serve_in_one_process_and_run_from_another(tmp_path):
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert "127.42." in out or "http://" in out
+
+
+# CloudStack's own evidence (listRouters fetchhealthcheckresults and redundantstate): the demo plants a
+# split brain in tenant-e's redundant pair and a failing gateways check on r-3-VM; kvm02's planted API
+# mismatch is the one network finding.
+DEMO_FINDINGS = {("api-up-silent", "host", "kvm02"), ("vr-health-check-failed", "vr", "r-3-VM"),
+                 ("vr-pair-split-brain", "guest network", "tenant-e-network")}
+
+
+def findings(report):
+    return {(f["kind"], f["object"]["role"], f["object"]["name"]) for f in report["findings"]}
+
+
+def test_cloudstack_evidence_gives_exactly_the_planted_findings_in_every_report(cli, tmp_path, faulty_lab):
+    faulty_lab.write_ini(tmp_path / "cloudstack.ini")
+    files = {fmt: tmp_path / f"report.{fmt}" for fmt in ("markdown", "prometheus")}
+    result = cli("run", "--zone", "zone-east", "--format", "json", "--timeout", "1", "--no-remote",
+                 *(arg for fmt, path in files.items() for arg in (f"--{fmt}", str(path))))
+    assert result.exit_code == 1, result.stderr
+    report = result.json()
+    assert findings(report) == DEMO_FINDINGS
+    split = next(f for f in report["findings"] if f["kind"] == "vr-pair-split-brain")
+    assert split["members"] == ["r-9-VM", "r-10-VM"] and split["api_state"] == "r-9-VM PRIMARY, r-10-VM PRIMARY"
+    assert "(F54) cannot be probed with a connect" in split["message"]
+    health = next(f for f in report["findings"] if f["kind"] == "vr-health-check-failed")
+    assert "gateways_check.py (basic" in health["message"] and "(1 of 2)" in health["message"]
+    assert "## Findings" in files["markdown"].read_text() and "vr-pair-split-brain" in files["markdown"].read_text()
+    prometheus = files["prometheus"].read_text()
+    for kind, count in (("vr-pair-split-brain", 1), ("vr-health-check-failed", 1), ("vr-pair-no-master", 0)):
+        assert f'csaudit_findings{{kind="{kind}"}} {count}.0' in prometheus
+    table = cli("run", "--zone", "zone-east", "--timeout", "1", "--no-remote")
+    assert "CloudStack's own health checks of vr r-3-VM fail" in table.stdout
+    listed = {line.split()[1]: line for line in cli("inventory").stdout.splitlines() if line.startswith("vr ")}
+    assert listed["r-9-VM"].endswith("Running/redundant PRIMARY") and listed["r-10-VM"].endswith("Running/redundant PRIMARY")
+    assert listed["r-3-VM"].endswith("Running/1 of 2 health checks failed") and listed["r-4-VM"].endswith("Running")
+
+
+def test_a_healthy_redundant_pair_and_passing_checks_give_no_finding(cli, tmp_path, healthy_lab):
+    healthy_lab.write_ini(tmp_path / "cloudstack.ini")
+    result = cli("run", "--zone", "zone-east", "--format", "json", "--timeout", "1", "--no-remote")
+    assert result.exit_code == 0, result.stdout
+    assert result.json()["findings"] == []

@@ -77,7 +77,10 @@ def _request(lab, request: AuditRequest, remote=None) -> AuditRequest:
 
 
 def fault_findings(results: list[dict], fault) -> list[dict]:
-    """The failed or errored flows (report dicts) that land on the fault's address (and port, when it names one)."""
+    """The failed or errored flows (report dicts) that land on the fault's address (and port, when it names one);
+    none for a fault of what the API says (a finding shows it)."""
+    if fault.api_only:
+        return []
     return [
         r for r in results
         if r["status"] in ("fail", "error", "waived")
@@ -99,7 +102,8 @@ def explain_faults(results: list[dict], faults, remote_note: list[str] = (), fin
         found = [r for part in parts for r in fault_findings(results, part)]
         explained.update(r["id"] for r in found)
         lines.append(f"  {fault_id}. [{parts[0].kind}] {parts[0].description}")
-        noticed = [f for f in findings if f.name in {part.object_name for part in parts}]
+        names = {part.object_name for part in parts}
+        noticed = [f for f in findings if names & {f.name, *f.members}]
         if found or noticed:
             for result in sorted(found, key=lambda r: r["id"]):
                 lines.append(f"       found: {result['id']} -> {result['status']} ({result['observed']}) from {result['vantage']}")

@@ -56,6 +56,7 @@ COMMAND_PURPOSES = {
 # The release that brought each command csaudit sends only from then on: csaudit skips it on older servers, and
 # `csaudit role --cloudstack-version` leaves it out (importRole refuses an API name the server does not have).
 COMMAND_SINCE = {"listImageStores": (4, 2), "listManagementServers": (4, 13), "listDbMetrics": (4, 17)}
+ROUTER_HEALTH_SINCE = (4, 14)  # listRouters fetchhealthcheckresults
 MAX_PAGE_SIZE = 500
 RETRY_STATUSES = frozenset({429, 503})
 RETRY_ATTEMPTS = 3
@@ -130,10 +131,11 @@ class CloudStackApi:
             raise ApiError(f"{command}: malformed answer, expected a JSON object inside {command.lower()}response")
         return answer
 
-    def list_all(self, command: str, item_key: str, fields: frozenset[str] | None = None, **params: Any) -> list[dict]:
+    def list_all(self, command: str, item_key: str, fields: frozenset[str] | None = None,
+                 trim: Callable[[dict], dict] | None = None, **params: Any) -> list[dict]:
         """All rows of a list command, page by page, checked against `count`. With `fields`, each
         row keeps only those keys as it arrives: 20,000 host rows hold ~60 fields each, a few of
-        which the inventory reads."""
+        which the inventory reads. `trim` then makes each kept row smaller still (parse.ROW_TRIMS)."""
         rows: list[dict] = []
         page = 1
         while page <= MAX_PAGES:
@@ -152,7 +154,8 @@ class CloudStackApi:
                 break
             if not isinstance(batch, list) or not isinstance(count, int):
                 raise ApiError(f"{command}: malformed answer, {item_key!r} is not a list or count is not a number")
-            rows.extend(batch if fields is None else (_only(row, fields) for row in batch))
+            kept = batch if fields is None else [_only(row, fields) for row in batch]
+            rows.extend(kept if trim is None else (trim(row) if isinstance(row, dict) else row for row in kept))
             if not batch or len(rows) >= count or len(batch) < self.page_size:
                 break
             page += 1
@@ -275,10 +278,13 @@ def at_least(version: str | None, minimum: tuple[int, ...]) -> bool:
 
 
 def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda _: None,
-                    fields: dict[str, frozenset[str]] | None = None) -> dict:
+                    fields: dict[str, frozenset[str]] | None = None,
+                    trims: dict[str, Callable[[dict], dict]] | None = None) -> dict:
     """Every read the inventory needs, as raw API rows. Paginated lists, no per-object calls.
-    `fields`: raw key (hosts, routers, ...) -> the row fields to keep (all when not named)."""
+    `fields`: raw key (hosts, routers, ...) -> the row fields to keep (all when not named);
+    `trims`: raw key -> what makes each kept row smaller (parse.ROW_TRIMS)."""
     fields = fields or {}
+    trims = trims or {}
     raw: dict[str, Any] = {}
     refused: dict[str, None] = {}  # the commands the key's role refused, named all at once below
 
@@ -306,8 +312,12 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     raw["hosts"] = needed(lambda: api.list_all("listHosts", "host", fields.get("hosts")), [])
     progress("listing system VMs and routers")
     raw["systemvms"] = needed(lambda: api.list_all("listSystemVms", "systemvm", fields.get("systemvms")), [])
-    routers = {r.get("id"): r for r in needed(lambda: api.list_all("listRouters", "router", fields.get("routers"), listall=True), [])}
-    project_routers = api.optional(lambda: api.list_all("listRouters", "router", fields.get("routers"), listall=True, projectid=-1),
+    # From 4.14 the same listing carries each router's own health check results (the F54 evidence, see
+    # judge/crosscheck.py): one parameter on the pages already read, no call per router.
+    health = {"fetchhealthcheckresults": True} if at_least(version, ROUTER_HEALTH_SINCE) else {}
+    shape = {"fields": fields.get("routers"), "trim": trims.get("routers")}
+    routers = {r.get("id"): r for r in needed(lambda: api.list_all("listRouters", "router", **shape, listall=True, **health), [])}
+    project_routers = api.optional(lambda: api.list_all("listRouters", "router", **shape, listall=True, projectid=-1, **health),
                                    "project routers") if "listRouters" not in refused else None
     for router in project_routers or []:
         routers.setdefault(router.get("id"), router)

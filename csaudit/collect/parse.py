@@ -6,12 +6,14 @@ and the string "null" where a value is absent.
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from csaudit.model.errors import UsageError
 from csaudit.model.inventory import (
     Cluster,
     Database,
+    HealthCheck,
     Host,
     ImageStore,
     Inventory,
@@ -60,8 +62,45 @@ ROW_FIELDS = {
     "systemvms": frozenset({"id", "name", "systemvmtype", "zoneid", "hostid", "hypervisor", "privateip", "linklocalip",
                             "publicip", "state", "agentstate"}),
     "routers": frozenset({"id", "name", "zoneid", "hostid", "hypervisor", "linklocalip", "guestipaddress", "publicip",
-                          "state", "redundantstate"}),
+                          "state", "redundantstate", "isredundantrouter", "guestnetworkid", "guestnetworkname", "vpcid",
+                          "vpcname", "healthcheckresults"}),
 }
+
+# A passed health check, as the parser reads it (only the failed ones' names and details are read).
+_PASSED_CHECK = {"success": True}
+# Read for redundant routers only: their state and what ties a pair.
+_REDUNDANCY = ("isredundantrouter", "redundantstate", "guestnetworkid", "guestnetworkname", "vpcid", "vpcname")
+
+
+def _failed(check: dict) -> bool:
+    return str(check.get("success")).strip().lower() == "false"  # a check without its result proves nothing
+
+
+@functools.lru_cache(maxsize=64)
+def _all_passed(count: int) -> tuple[dict, ...]:
+    return (_PASSED_CHECK,) * count
+
+
+def compact_router(row: dict) -> dict:
+    """A router row as small as the parser allows: 50,000 routers run about ten health checks each, and
+    the inventory reads only how many ran and the failed ones; passed checks become one shared object
+    (a router whose checks all passed, one shared tuple). The redundancy fields are kept only for
+    redundant routers, the one thing they are read for. (A row of at most ten keys also stays in
+    CPython's smaller dict size: twelve would double it.)"""
+    results = row.get("healthcheckresults")
+    if isinstance(results, list):
+        if any(isinstance(c, dict) and _failed(c) for c in results):
+            row["healthcheckresults"] = [_PASSED_CHECK if isinstance(c, dict) and not _failed(c) else c for c in results]
+        else:
+            row["healthcheckresults"] = _all_passed(sum(isinstance(c, dict) for c in results))
+    if not flag(row, "isredundantrouter"):  # a new dict: one that keys were popped from keeps its size
+        row = {key: value for key, value in row.items() if key not in _REDUNDANCY}
+    return row
+
+
+# What makes the kept rows smaller still as pages arrive (api.fetch_raw_cloud `trims`); the same tests
+# as ROW_FIELDS check the parser gets the same inventory from them.
+ROW_TRIMS = {"routers": compact_router}
 
 _URL_DEFAULT_PORTS = {"nfs": 2049, "smb": 445, "cifs": 445, "http": 80, "https": 443, "s3": 443, "swift": 443}
 _POOL_PROTOCOLS = {
@@ -108,6 +147,36 @@ def text(row: dict, key: str) -> str | None:
         return None
     value = str(value).strip()
     return None if value in ("", "null", "None") else value
+
+
+def flag(row: dict, key: str) -> bool:
+    """A boolean field: JSON true, or the text "true" (the XML answer and some proxies)."""
+    value = row.get(key) if isinstance(row, dict) else None
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _redundancy(row: dict) -> dict:
+    """Router fields: redundant or not, and for a redundant router what ties it to its peer."""
+    if not flag(row, "isredundantrouter"):
+        return {"redundant": False}
+    return {"redundant": True, "redundant_state": text(row, "redundantstate"),
+            "guest_network_id": text(row, "guestnetworkid"), "guest_network_name": text(row, "guestnetworkname"),
+            "vpc_id": text(row, "vpcid"), "vpc_name": text(row, "vpcname")}
+
+
+def _health_checks(results) -> dict:
+    """A router's healthcheckresults as Router fields: how many ran, and the failed ones (the passed
+    ones say nothing an audit uses, and a cloud's routers run about ten checks each)."""
+    if not isinstance(results, (list, tuple)):  # a tuple: compact_router's checks that all passed
+        return {"health_checks_run": None, "health_checks_failed": ()}
+    checks = [c for c in results if isinstance(c, dict)]
+    failed = tuple(
+        HealthCheck(name=text(c, "checkname") or "unnamed check", type=text(c, "checktype"),
+                    last_updated=text(c, "lastupdated"), details=text(c, "details"))
+        for c in checks
+        if _failed(c)
+    )
+    return {"health_checks_run": len(checks), "health_checks_failed": failed}
 
 
 def _rows(raw: dict, key: str) -> list[dict]:
@@ -220,7 +289,8 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
             guest_ip=text(r, "guestipaddress"),
             public_ip=text(r, "publicip"),
             state=text(r, "state"),
-            redundant_state=text(r, "redundantstate"),
+            **_redundancy(r),
+            **_health_checks(r.get("healthcheckresults")),
         )
         for i, r in enumerate(_rows(raw, "routers"))
     )

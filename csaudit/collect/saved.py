@@ -11,6 +11,7 @@ from csaudit.model.errors import UsageError
 from csaudit.model.inventory import (
     Cluster,
     Database,
+    HealthCheck,
     Host,
     ImageStore,
     Inventory,
@@ -38,6 +39,11 @@ _NESTED = {
     "storage_pools": StoragePool,
     "vcenters": VCenter,
 }
+
+
+# The few fields that are neither text, numbers nor lists of text.
+_BOOLEANS = {Router: frozenset({"redundant"})}
+_INNER = {(Router, "health_checks_failed"): HealthCheck}
 
 
 def inventory_to_dict(inventory: Inventory) -> dict:
@@ -88,10 +94,16 @@ def _string_map(value: Any, name: str) -> dict[str, str]:
 
 
 def _object(cls, item: Any, name: str):
-    """A saved object: only its own fields, each a string, a number, null or a list of strings."""
+    """A saved object: only its own fields, each a string, a number, null or a list of strings (or the
+    objects and booleans named in _INNER and _BOOLEANS)."""
     fields = {}
     for key, value in _mapping(item, name).items():
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        inner = _INNER.get((cls, key))
+        if inner is not None:
+            value = tuple(_object(inner, v, f"{name}.{key}") for v in _list(value, f"{name}.{key}"))
+        elif isinstance(value, bool) and key in _BOOLEANS.get(cls, ()):
+            pass
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             value = tuple(value)
         elif isinstance(value, bool) or not isinstance(value, (str, int, type(None))):
             raise TypeError(f"{name}.{key} has an unexpected type")

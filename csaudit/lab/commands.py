@@ -260,6 +260,8 @@ def _select(lab: CommandContext, request: Request, spec: ListSpec) -> tuple[Call
     rowset = spec.rowset(lab.inventory)
     if request.command == "listRouters":
         equal.update(_router_ownership(request))
+        if params.get("healthchecksfailed") and version >= (4, 16):  # the filter came in 4.16
+            equal["healthchecksfailed"] = params["healthchecksfailed"].lower()
     matches = rowset.select(equal)
     for name in ("keyword", "name") if spec.name_is_like else ("keyword",):
         needle = params.get(name, "").lower()

@@ -15,7 +15,7 @@ from csaudit.lab.commands import Caller
 from csaudit.lab.listeners import Listeners
 from csaudit.lab.relocate import relocate, second_octet, shift_octet
 from csaudit.lab.roles import Role
-from csaudit.lab.schema import FaultSpec, Topology
+from csaudit.lab.schema import API_FAULT_KINDS, FaultSpec, Topology
 from csaudit.lab.services import API_PORT, Fault, Service, planned_services, planted_faults
 from csaudit.lab.topology import default_topology
 from csaudit.model.errors import ConfigError
@@ -116,6 +116,9 @@ class Lab:
         between two audits: the listeners change at once. What the API says stays as it was, and the
         API ports (the integration port among them) are not changed. `fault` names objects, and an
         address of the cloud as it is served (it may have moved). Returns what the fault made probe-able."""
+        if fault.kind in API_FAULT_KINDS:
+            raise ConfigError(f"a {fault.kind} fault changes what the API says, which stays as it was: "
+                              "give it in the topology the lab starts with")
         if self._listeners is None:
             raise ConfigError("the lab is not running with listeners: there is no port to plant a fault on")
         topology = dataclasses.replace(self.topology, faults=(*self.topology.faults, fault))

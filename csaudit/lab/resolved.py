@@ -62,6 +62,8 @@ class RouterRec:
     router: schema.Router
     id: str
     host: HostRec
+    redundant_state: str | None = None  # the topology's, or a redundant-state fault's
+    failing_checks: tuple[str, ...] = ()  # health-check-failed faults
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -132,6 +134,14 @@ class Inventory:
             MsRec(ms, ids.uuid_for("mshost", ms.name), ids.long_id_for("mshost", ms.name))
             for ms in topology.management_servers]
         zones, pods, clusters, hosts, vms, routers = [], [], [], [], [], []
+        states: dict[str, str] = {}  # what the API says of routers, as the faults plant it
+        failing: dict[str, list[str]] = {}
+        for fault in topology.faults:
+            for name in fault.objects:
+                if fault.kind == "redundant-state":
+                    states[name] = fault.state
+                elif fault.kind == "health-check-failed":
+                    failing.setdefault(name, []).append(fault.check)
         stores, pools, ranges, dcs = [], [], [], []
         for number, zone in enumerate(topology.zones, start=1):
             zone_rec = ZoneRec(zone, ids.uuid_for("zone", zone.name), number)
@@ -158,7 +168,8 @@ class Inventory:
                                                ids.uuid_for("vmwaredc", dc_name), zone_rec))
             vms.extend(SystemVmRec(vm, ids.uuid_for("vm", vm.name), host_recs[vm.host])
                        for vm in zone.system_vms)
-            routers.extend(RouterRec(router, ids.uuid_for("vm", router.name), host_recs[router.host])
+            routers.extend(RouterRec(router, ids.uuid_for("vm", router.name), host_recs[router.host],
+                                     states.get(router.name, router.redundantstate), tuple(failing.get(router.name, ())))
                            for router in zone.routers)
             stores.extend(ImageStoreRec(store, ids.uuid_for("imagestore", store.name), zone_rec)
                           for store in zone.secondary_storage)
@@ -186,7 +197,8 @@ class Inventory:
             "state": lambda r: r.router.state.lower(),
             "inproject": lambda r: r.router.project is not None,
             "projectid": lambda r: project_id(r.router.project),
-            "account": lambda r: None if r.router.project else r.router.account})
+            "account": lambda r: None if r.router.project else r.router.account,
+            "healthchecksfailed": lambda r: "true" if r.failing_checks else "false"})
         # listHosts returns hypervisor hosts and, without a type filter, the agent
         # rows CloudStack keeps for each SSVM/CPVM.
         host_rows = list(hosts) + list(vms)

@@ -171,6 +171,22 @@ _ROUTER_SINCE = {"podname": "4.15", "hasannotations": "4.16", "healthchecksfaile
                  "domainpath": "4.20"}
 
 
+def _redundant_state(state: str | None, version: Version) -> str:
+    """The release's name for the state: 4.16 renamed MASTER to PRIMARY (schema-41520to41600.sql)."""
+    if state in ("MASTER", "PRIMARY"):
+        return "PRIMARY" if version >= (4, 16) else "MASTER"
+    return state or "UNKNOWN"
+
+
+def _health_check_results(record: inv.RouterRec, gateway: str | None) -> list[dict]:
+    """What the router's own checks said last (listRouters fetchhealthcheckresults=true)."""
+    passed = {"dns_check.py": "All checks passed", "gateways_check.py": "All 1 gateways are reachable."}
+    failed = {"dns_check.py": "Missing entries in /etc/hosts", "gateways_check.py": f"Unreachable gateways are: {gateway}"}
+    return [{"checkname": name, "checktype": kind, "success": name not in record.failing_checks,
+             "lastupdated": CREATED, "details": failed[name] if name in record.failing_checks else passed[name]}
+            for name, kind in schema.ROUTER_HEALTH_CHECKS.items()]
+
+
 def router_row(record: inv.RouterRec, version: Version, health: bool = False) -> dict:
     router, host = record.router, record.host
     pod, zone = host.cluster.pod, host.cluster.pod.zone
@@ -190,30 +206,31 @@ def router_row(record: inv.RouterRec, version: Version, health: bool = False) ->
         "linklocalnetworkid": ids.uuid_for("network", f"{zone.zone.name}/control"),
         "guestipaddress": router.guest, "guestnetmask": "255.255.255.0",
         "guestmacaddress": ids.mac_for("vm", router.name, "guest"),
-        "guestnetworkid": ids.uuid_for("network", f"{router.name}/guest"),
-        "guestnetworkname": f"{network}-network",
+        # A redundant pair shares its guest network (or its VPC): that is what ties the two.
+        "guestnetworkid": ids.uuid_for("network", router.network or f"{router.name}/guest"),
+        "guestnetworkname": router.network or f"{network}-network",
+        "vpcid": ids.uuid_for("vpc", router.vpc) if router.vpc else None, "vpcname": router.vpc,
         "publicip": router.public, "publicnetmask": _public_netmask(zone.zone, router.public),
         "publicmacaddress": ids.mac_for("vm", router.name, "public"),
         "publicnetworkid": ids.uuid_for("network", f"{zone.zone.name}/public"),
         "gateway": _public_gateway(zone.zone, router.public),
         "dns1": zone.zone.dns1, "dns2": zone.zone.dns2,
         "version": ".".join(release.split(".")[:3]), "softwareversion": release,
-        "requiresupgrade": False, "isredundantrouter": False, "redundantstate": "UNKNOWN",
+        "requiresupgrade": False, "isredundantrouter": record.redundant_state is not None,
+        "redundantstate": _redundant_state(record.redundant_state, version),
         "templateid": ids.uuid_for("template", TEMPLATE_NAME[hypervisor]),
         "templatename": TEMPLATE_NAME[hypervisor], "created": CREATED,
         "domain": "ROOT", "domainid": ids.uuid_for("domain", "ROOT"), "domainpath": "ROOT",
         "serviceofferingid": ids.uuid_for("offering", "system-router"),
         "serviceofferingname": "System Offering For Software Router",
-        "hasannotations": False, "healthchecksfailed": False, "arch": "x86_64",
+        "hasannotations": False, "healthchecksfailed": bool(record.failing_checks), "arch": "x86_64",
     }
     if router.project:  # project resources show the project, not its hidden account
         row.update(project=router.project, projectid=inv.project_id(router.project))
     else:
         row["account"] = router.account
     if health and version >= (4, 14):
-        row["healthcheckresults"] = [
-            {"checkname": "dns_check.py", "checktype": "basic", "success": True,
-             "lastupdated": CREATED, "details": "All checks passed"}]
+        row["healthcheckresults"] = _health_check_results(record, row["gateway"])
     return gate(row, _ROUTER_SINCE, version)
 
 

@@ -13,7 +13,13 @@ from collections.abc import Mapping
 
 HYPERVISORS = ("KVM", "XenServer", "VMware")
 SYSTEM_VM_TYPES = ("ssvm", "cpvm")
-FAULT_KINDS = ("exposed", "missing-listener", "filtered", "api-state-mismatch", "wrong-service")
+# The last two change only what the API says (listRouters), no listener: a cross-check finding shows them.
+API_FAULT_KINDS = ("redundant-state", "health-check-failed")
+FAULT_KINDS = ("exposed", "missing-listener", "filtered", "api-state-mismatch", "wrong-service", *API_FAULT_KINDS)
+# VirtualRouter.RedundantState; 4.16 renamed MASTER to PRIMARY (the lab serves each release's name).
+REDUNDANT_STATES = ("MASTER", "PRIMARY", "BACKUP", "FAULT", "UNKNOWN")
+# The router health checks the lab reports (systemvm/debian/root/health_checks/), name -> type.
+ROUTER_HEALTH_CHECKS = {"dns_check.py": "basic", "gateways_check.py": "basic"}
 # what a "wrong-service" port speaks instead of its own protocol (listener kinds, services.py)
 WRONG_SERVICES = ("http", "ssh", "mysql", "rfb", "tls")
 # Host.Status and VirtualMachine.State values, as the API reports them.
@@ -90,6 +96,9 @@ class Router:
     state: str = "Running"
     account: str = "admin"
     project: str | None = None  # project routers need listRouters projectid=-1
+    network: str | None = None  # guest network name; the routers of a redundant pair share it
+    vpc: str | None = None  # a VPC's redundant routers share the VPC
+    redundantstate: str | None = None  # None: not a redundant router (REDUNDANT_STATES otherwise)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +167,8 @@ class FaultSpec:
     protocol: str = "tcp"
     address: str | None = None  # restricts the fault to one address of the object
     speaks: str = "http"  # wrong-service only: the protocol that answers instead
+    state: str | None = None  # redundant-state only: the redundantstate the API reports
+    check: str | None = None  # health-check-failed only: the check that fails (ROUTER_HEALTH_CHECKS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -42,6 +42,8 @@ class Fault:
     port: int | None  # None: every port of the object (api-state-mismatch)
     protocol: str | None
     description: str
+    # A fault of what the API says (schema.API_FAULT_KINDS): no probe lands on it, a cross-check finding shows it.
+    api_only: bool = False
 
 
 def _hypervisor_role(hypervisor: str) -> str:
@@ -176,6 +178,10 @@ def planted_faults(topology: schema.Topology) -> tuple[Fault, ...]:
     faults: list[Fault] = []
     for fault_id, fault in enumerate(topology.faults, start=1):
         for name in fault.objects:
+            if fault.kind in schema.API_FAULT_KINDS:
+                faults.append(Fault(fault_id, fault.kind, name, primary_address(topology, name), None, None,
+                                    fault.description, api_only=True))
+                continue
             if fault.kind == "api-state-mismatch":
                 addresses = dict.fromkeys(s.address for s in unfaulted if s.object_name == name)
                 faults.extend(Fault(fault_id, fault.kind, name, address, None, None, fault.description)

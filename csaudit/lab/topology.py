@@ -270,7 +270,11 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> schema.Zo
             public=router_table.address("public"),
             state=router_table.string("state", "Running", choices=schema.VM_STATES),
             account=router_table.string("account", "admin"),
-            project=router_table.string("project", None))
+            project=router_table.string("project", None),
+            network=router_table.string("network", None), vpc=router_table.string("vpc", None),
+            redundantstate=router_table.string("redundantstate", None, choices=schema.REDUNDANT_STATES))
+        if router.redundantstate and not (router.network or router.vpc):
+            router_table.fail("a redundant router needs 'network' or 'vpc': the routers sharing it are a pair")
         register("router", router.name, router_table.where)
         _host_hypervisor(router_table, router.host, hypervisor_of_host)
         router_table.done()
@@ -365,17 +369,25 @@ def _fault(table: _Table) -> schema.FaultSpec:
     port = table.integer("port", None)
     if port is not None and not 0 < port < 65536:
         table.fail(f"'port' = {port} is not a port number")
-    if kind == "api-state-mismatch" and port is not None:
-        table.fail("api-state-mismatch removes every listener of the object: give no 'port'")
-    if kind != "api-state-mismatch" and port is None:
+    portless = ("api-state-mismatch", *schema.API_FAULT_KINDS)
+    if kind in portless and port is not None:
+        table.fail(f"{kind} faults name no port: give no 'port'")
+    if kind not in portless and port is None:
         table.fail(f"{kind} faults need a 'port'")
     fault = schema.FaultSpec(
         kind=kind, objects=objects, port=port,
         protocol=table.string("protocol", "tcp", choices=("tcp", "udp")),
         address=table.address("address", None), description=table.string("description"),
-        speaks=table.string("speaks", "http", choices=schema.WRONG_SERVICES))
+        speaks=table.string("speaks", "http", choices=schema.WRONG_SERVICES),
+        state=table.string("state", None, choices=schema.REDUNDANT_STATES),
+        check=table.string("check", "gateways_check.py" if kind == "health-check-failed" else None,
+                           choices=tuple(schema.ROUTER_HEALTH_CHECKS)))
     if fault.speaks != "http" and kind != "wrong-service":
         table.fail("'speaks' only applies to wrong-service faults")
+    if (fault.state is not None) != (kind == "redundant-state"):
+        table.fail("redundant-state faults, and only they, need a 'state'")
+    if fault.check is not None and kind != "health-check-failed":
+        table.fail("'check' only applies to health-check-failed faults")
     table.done()
     return fault
 
@@ -396,6 +408,10 @@ def _check_faults(topology: schema.Topology, top: _Table) -> None:
                 top.where = where
                 top.fail(f"object {name!r} is not a management server, database, host, "
                          "system VM, router or storage of this topology")
+            if fault.kind in schema.API_FAULT_KINDS:
+                top.where = where
+                _check_router_fault(topology, fault, name, top.fail)
+                continue
             served = [s for s in by_object[name]
                       if (fault.port is None or (s.port, s.protocol) == (fault.port, fault.protocol))
                       and (fault.address is None or s.address == fault.address)]
@@ -409,3 +425,11 @@ def _check_faults(topology: schema.Topology, top: _Table) -> None:
             if fault.kind == "wrong-service" and any(s.kind == fault.speaks for s in served):
                 top.where = where
                 top.fail(f"{name} already speaks {fault.speaks} on {fault.port}/tcp: choose another 'speaks'")
+
+
+def _check_router_fault(topology: schema.Topology, fault: schema.FaultSpec, name: str, fail) -> None:
+    router = next((r for zone in topology.zones for r in zone.routers if r.name == name), None)
+    if router is None:
+        fail(f"{fault.kind} faults apply to routers: {name!r} is not a router")
+    elif fault.kind == "redundant-state" and router.redundantstate is None:
+        fail(f"router {name} is not redundant (no 'redundantstate'): it has no redundant state to report")

@@ -82,6 +82,16 @@ class SystemVm:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One of a router's own health checks (listRouters fetchhealthcheckresults=true, 4.14+)."""
+
+    name: str  # checkname, e.g. gateways_check.py
+    type: str | None  # checktype: basic | advanced
+    last_updated: str | None
+    details: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Router:
     id: str
     name: str
@@ -92,7 +102,18 @@ class Router:
     guest_ip: str | None
     public_ip: str | None
     state: str | None = None
-    redundant_state: str | None = None
+    # Redundant routers only (isredundantrouter): their state and what ties them to their peer; 50,000
+    # routers' worth of ids and names would be kept for nothing.
+    redundant_state: str | None = None  # MASTER | BACKUP | FAULT | UNKNOWN (PRIMARY instead of MASTER from 4.16)
+    redundant: bool = False  # isredundantrouter
+    guest_network_id: str | None = None
+    guest_network_name: str | None = None
+    vpc_id: str | None = None  # a VPC's redundant routers share it (their guest network is one of its tiers)
+    vpc_name: str | None = None
+    # Only the failed checks are kept (a cloud's routers run about ten each); None: the server sent no
+    # results (before 4.14, or the routers' checks are disabled).
+    health_checks_run: int | None = None
+    health_checks_failed: tuple[HealthCheck, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

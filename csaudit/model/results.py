@@ -10,7 +10,17 @@ from csaudit.model.flows import Flow
 from csaudit.model.vocabulary import Failure, Gap, State, Status
 
 STATUSES = tuple(Status)
-FINDING_KINDS = ("api-up-unreachable", "api-down-answers", "api-up-silent")  # Finding.kind, written by judge/crosscheck.py
+# Finding.kind, written by judge/crosscheck.py, and what it means: the API and the network disagree (the first
+# four), or CloudStack's own evidence shows a fault a connect cannot probe (the routers' health checks, VRRP pairs).
+FINDING_KINDS = {
+    "api-up-unreachable": "the API says they are up, but their vantage cannot be reached",
+    "api-down-answers": "the API says they are down, but they answer",
+    "api-up-silent": "the API says they are up, but no connection to them was accepted",
+    "agent-up-unconnected": "the API says their agent is up, but from their machine no MS accepts the agent port",
+    "vr-health-check-failed": "the router's own health checks fail",
+    "vr-pair-split-brain": "both routers of a redundant pair are MASTER",
+    "vr-pair-no-master": "no router of a redundant pair is MASTER",
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,3 +67,4 @@ class Finding:
     name: str
     api_state: str
     message: str
+    members: tuple[str, ...] = ()  # a finding on a group (a redundant router pair): the objects in it

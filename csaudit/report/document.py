@@ -41,7 +41,7 @@ def report_head(inventory: Inventory, zone_ids, now, summary: dict, vantages=(),
                       "object": {"role": v.role, "name": v.object_name} if v.role else None, "engine": v.engine}
                      for v in vantages],
         "findings": [{"kind": f.kind, "object": {"role": f.role, "name": f.name}, "api_state": f.api_state,
-                      "message": f.message} for f in findings],
+                      "message": f.message, **({"members": list(f.members)} if f.members else {})} for f in findings],
     }
 
 
@@ -147,7 +147,7 @@ def write_table(flows: Iterable[dict], out: TextIO, summary: dict, colour: bool 
         rows = [[v.name, v.state, v.probes, v.reason or (f"ran with {v.engine}" if v.engine else "")] for v in vantages]
         out.write("== vantages\n" + tabulate(rows, headers=["vantage", "state", "probes", "detail"], tablefmt="simple") + "\n\n")
     if findings:
-        out.write("== findings (the API and the network disagree)\n" + "\n".join(f"- {f.message}" for f in findings) + "\n\n")
+        out.write("== findings (the API and the network disagree, or CloudStack's own checks fail)\n" + "\n".join(f"- {f.message}" for f in findings) + "\n\n")
     out.write(coverage_text(summary.get("coverage")))
     out.write("summary: " + ", ".join(f"{summary[status]} {status}" for status in STATUSES) + "\n")
 
@@ -225,7 +225,10 @@ def render_inventory_table(inventory: Inventory) -> str:
         rows.append([vm.role, vm.name, zone_name.get(vm.zone_id, ""), addresses, vm.hypervisor or "", f"{vm.state}/agent {vm.agent_state}"])
     for router in inventory.routers:
         addresses = f"control {router.linklocal_ip} guest {router.guest_ip} public {router.public_ip}"
-        rows.append(["vr", router.name, zone_name.get(router.zone_id, ""), addresses, router.hypervisor or "", router.state or ""])
+        state = (router.state or "") + (f"/redundant {router.redundant_state}" if router.redundant else "")
+        if router.health_checks_failed:
+            state += f"/{len(router.health_checks_failed)} of {router.health_checks_run} health checks failed"
+        rows.append(["vr", router.name, zone_name.get(router.zone_id, ""), addresses, router.hypervisor or "", state])
     for store in inventory.image_stores:
         rows.append(["secondary-storage", store.name, zone_name.get(store.zone_id, ""), f"{store.address}:{store.port}", store.protocol or "", ""])
     for pool in inventory.storage_pools:

@@ -33,6 +33,9 @@ def render_markdown(document: dict) -> str:
     unverified = [g for g in groups if g.status == "unverified"]
     if unverified:
         lines += ["", "## Unverified, by what keeps them so", *_unverified(unverified)]
+    findings = document.get("findings") or []
+    if findings:  # what the API says against what the probes saw, and CloudStack's own failed checks
+        lines += ["", "## Findings", "", *(f"- {_code(f['kind'])} {_text(f['message'])}" for f in findings)]
     failed = [f for f in flows if f.get("status") in ("fail", "error")]
     if failed:
         lines += ["", "## Failed flows", "", *_table(failed)]

@@ -92,7 +92,7 @@ def audit_families(head: dict, flows: Iterable[dict], max_problems: int = MAX_PR
         _gauge("csaudit_unverified_flows", "Flows of the last audit left unverified, by what keeps them so (gap).",
                ["gap"], [([gap], gaps[gap]) for gap in Gap]),
         *_vantage_families(head.get("vantages") or []),
-        _gauge("csaudit_findings", "Objects whose API state and network disagree in the last audit, by kind.",
+        _gauge("csaudit_findings", "Objects whose API state and network disagree, or whose CloudStack checks fail, in the last audit, by kind.",
                ["kind"], _finding_counts(head.get("findings") or [])),
         _gauge("csaudit_flow_problem", "A flow of the last audit that does not pass (always 1): its status and a bounded reason.",
                list(PROBLEM_LABELS), [(labels, 1) for labels in shown]),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
-from csaudit.model.results import STATUSES
+from csaudit.model.results import FINDING_KINDS, STATUSES
 from csaudit.report.common import printable
 from csaudit.report.document import COLOURS
 from csaudit.report.groups import UNVERIFIED_ADVICE, FlowGroup, headline, objects_lead
@@ -19,11 +19,6 @@ from csaudit.report.groups import UNVERIFIED_ADVICE, FlowGroup, headline, object
 LISTED_VANTAGES = 12  # more vantages than this are shown grouped by state and reason
 LISTED_FINDINGS = 8  # more findings than this are shown grouped by kind
 PROBLEM_LINES = 200  # the failure groups' share of the report: past it, groups show without their remedy
-_FINDING_KINDS = {
-    "api-up-unreachable": "the API says they are up, but their vantage cannot be reached",
-    "api-down-answers": "the API says they are down, but they answer",
-    "api-up-silent": "the API says they are up, but no connection to them was accepted",
-}
 _TAGS = {"fail": "FAIL", "error": "ERROR", "unverified": "UNVERIFIED", "waived": "WAIVED"}
 
 
@@ -170,7 +165,7 @@ def _vantages(lines: _Lines, vantages) -> None:
 def _findings(lines: _Lines, findings) -> None:
     if not findings:
         return
-    lines.write(f"== {len(findings):,} finding{'s' if len(findings) != 1 else ''} (the API and the network disagree)")
+    lines.write(f"== {len(findings):,} finding{'s' if len(findings) != 1 else ''} (the API and the network disagree, or CloudStack's own checks fail)")
     if len(findings) <= LISTED_FINDINGS:
         for finding in findings:
             lines.write(f"  - {finding.message}")
@@ -179,7 +174,7 @@ def _findings(lines: _Lines, findings) -> None:
         for finding in findings:
             by_kind.setdefault(finding.kind, []).append(finding)
         for kind, members in by_kind.items():
-            lines.names(f"  {len(members):,} {kind}: {_FINDING_KINDS.get(kind, kind)}", [f.name for f in members[:8]],
+            lines.names(f"  {len(members):,} {kind}: {FINDING_KINDS.get(kind, kind)}", [f.name for f in members[:8]],
                         max(0, len(members) - 8))
             lines.write(f"    e.g. {members[0].message}")
     lines.write()

@@ -322,3 +322,23 @@ def test_an_unknown_command_or_a_bad_key_is_not_taken_for_a_role_refusal():
 def test_both_wordings_of_a_role_refusal_are_recognised(status, text):
     assert role_refused(ApiError("x", status, status, text, 9999))
     assert not role_refused(ApiError("x", 431, 431, "Page size can't exceed max allowed page size value: 100", 4350))
+@pytest.mark.parametrize(("version", "asked"), [("4.13.1.0", False), ("4.14.0.0", True), ("4.19.1.0", True), (None, True)])
+@responses.activate
+def test_router_health_checks_ride_on_the_router_listings_from_4_14(version, asked):
+    """fetchhealthcheckresults is one more parameter on the two listRouters pagings, not a call per router;
+    an unknown version is asked too (an older server ignores a parameter it does not know)."""
+    capability = {"cloudstackversion": version} if version else {}
+
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": capability}}
+        return 200, {command.lower() + "response": {}}
+
+    callback, sent = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    fetch_raw_cloud(signed_api())
+    listings = [q for q in sent if q["command"] == "listRouters"]
+    assert len(listings) == 2 and {q.get("projectid") for q in listings} == {None, "-1"}
+    assert all(q.get("fetchhealthcheckresults") == ("true" if asked else None) for q in listings)
+    assert all("healthchecksfailed" not in q for q in listings)  # a filter would hide the healthy routers
+

@@ -319,7 +319,7 @@ def test_system_vms_have_linklocal_except_on_vmware(api, lab):
 def test_router_visibility_needs_listall_and_projectid(api):
     assert api.listRouters() == {}  # all routers belong to tenants
     listed = _by_name(api.listRouters(listall=True)["router"])
-    assert set(listed) == {"r-3-VM", "r-4-VM", "r-7-VM"}
+    assert set(listed) == {"r-3-VM", "r-4-VM", "r-7-VM", "r-9-VM", "r-10-VM"}
     project = api.listRouters(listall=True, projectid=-1)["router"]
     assert [r["name"] for r in project] == ["r-8-VM"] and project[0]["project"] == "proj-west"
     r7 = listed["r-7-VM"]
@@ -390,9 +390,13 @@ def test_rows_cut_to_the_parsed_fields_give_the_same_inventory(lab):
     from the full rows the simulator sends (which carry every field of their version)."""
     from csaudit.collect.api import CloudStackApi, fetch_raw_cloud
     from csaudit.collect.config import ApiConfig
-    from csaudit.collect.parse import ROW_FIELDS, parse_inventory
+    from csaudit.collect.parse import ROW_FIELDS, ROW_TRIMS, parse_inventory
 
     api = CloudStackApi(ApiConfig(lab.endpoint, key=lab.key, secret=lab.secret))
-    full, cut = fetch_raw_cloud(api), fetch_raw_cloud(api, fields=ROW_FIELDS)
+    full, cut = fetch_raw_cloud(api), fetch_raw_cloud(api, fields=ROW_FIELDS, trims=ROW_TRIMS)
     assert sum(len(row) for row in cut["hosts"]) < sum(len(row) for row in full["hosts"])  # really cut down
+    # the passed health checks shrink to one shared object; the failed one (r-3-VM's) stays whole
+    checks = [c for row in cut["routers"] for c in row["healthcheckresults"]]  # (all passed: one shared tuple)
+    assert len({id(c) for c in checks if c["success"]}) == 1 and [c["checkname"] for c in checks if not c["success"]] == [
+        "gateways_check.py"]
     assert parse_inventory(cut, endpoint=lab.endpoint) == parse_inventory(full, endpoint=lab.endpoint)

@@ -61,7 +61,12 @@ def test_demo_is_the_briefed_cloud():
         "r-3-VM": ("kvm01", "127.42.201.3", "127.42.221.3", "127.42.211.3"),
         "r-4-VM": ("xen01", "127.42.201.4", "127.42.221.4", "127.42.211.4"),
         "r-7-VM": ("esxi01", "127.42.2.107", "127.42.222.7", "127.42.212.7"),
-        "r-8-VM": ("esxi02", "127.42.2.108", "127.42.222.8", "127.42.212.8")}
+        "r-8-VM": ("esxi02", "127.42.2.108", "127.42.222.8", "127.42.212.8"),
+        "r-9-VM": ("kvm01", "127.42.201.9", "127.42.221.9", "127.42.211.9"),
+        "r-10-VM": ("kvm01", "127.42.201.10", "127.42.221.10", "127.42.211.10")}
+    # One redundant pair: its two routers share tenant-e's guest network; the others are not redundant.
+    assert {n: (r.network, r.redundantstate) for n, r in routers.items() if r.redundantstate} == {
+        "r-9-VM": ("tenant-e-network", "MASTER"), "r-10-VM": ("tenant-e-network", "BACKUP")}
     assert [(s.name, s.url) for s in east.secondary_storage + west.secondary_storage] == [
         ("sec-nfs-east", "nfs://127.42.1.40/export/secondary"),
         ("sec-nfs-west", "nfs://127.42.2.40/export/secondary")]
@@ -71,18 +76,24 @@ def test_demo_is_the_briefed_cloud():
         ("ps-vmw-west", "127.42.2.41", "vmw-cluster-1", "NetworkFilesystem")]
 
 
-def test_demo_plants_five_faults_each_described_in_one_sentence():
+def test_demo_plants_seven_faults_each_described_in_one_sentence():
     demo = default_topology()
     assert [(f.kind, f.objects, f.port) for f in demo.faults] == [
         ("exposed", ("ms1", "ms2"), 8096), ("missing-listener", ("sec-nfs-west",), 2049),
-        ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None), ("wrong-service", ("db1",), 3306)]
+        ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None), ("wrong-service", ("db1",), 3306),
+        ("redundant-state", ("r-9-VM", "r-10-VM"), None), ("health-check-failed", ("r-3-VM",), None)]
+    assert (demo.faults[5].state, demo.faults[6].check) == ("MASTER", "gateways_check.py")
     for fault in demo.faults:
         assert fault.description.endswith(".") and fault.description.count(". ") == 0
     # Expanded to probe-able targets: fault 1 touches both management servers.
     targets = {(f.fault_id, f.object_name, f.address, f.port) for f in planted_faults(demo)}
     assert targets == {(1, "ms1", "127.42.0.11", 8096), (1, "ms2", "127.42.0.12", 8096),
                        (2, "sec-nfs-west", "127.42.2.40", 2049), (3, "xen01", "127.42.1.31", 443),
-                       (4, "kvm02", "127.42.1.22", None), (5, "db1", "127.42.0.20", 3306)}
+                       (4, "kvm02", "127.42.1.22", None), (5, "db1", "127.42.0.20", 3306),
+                       (6, "r-9-VM", "127.42.211.9", None), (6, "r-10-VM", "127.42.211.10", None),
+                       (7, "r-3-VM", "127.42.211.3", None)}
+    # The last two change only what the API says: no probe lands on them.
+    assert {f.fault_id for f in planted_faults(demo) if f.api_only} == {6, 7}
 
 
 def test_every_demo_address_is_loopback():
