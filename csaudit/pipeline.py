@@ -102,7 +102,7 @@ class AuditOutcome:
         return {**self.head(), "flows": list(self.results)}
 
     def write(self, fmt: str, out: TextIO, colour: bool = False, width: int = PIPED_COLUMNS, every_flow: bool = False) -> None:
-        """The JSON report, the HTML report, the table and the Prometheus metrics stream from the result log; the
+        """The JSON and HTML reports, the diagrams, the table and the Prometheus metrics stream from the result log; the
         other formats are built from the whole document in memory. The table: the grouped report
         (csaudit/report/terminal.py), its lines cut to `width`; `every_flow` (--all): every flow."""
         if fmt == "json":
@@ -111,6 +111,8 @@ class AuditOutcome:
             from csaudit.report.prometheus import write_prometheus
 
             write_prometheus(self.head(), iter(self.results), out)
+        elif fmt in ("dot", "mermaid"):  # the diagram reads the flows twice from the log (diagram.build_diagram)
+            out.write(render_report(fmt, {**self.head(), "flows": self.results}))
         elif fmt == "html":
             write_html(self.head(), lambda: iter(self.results), out, groups=self.results.groups())
         elif fmt == "table" and not every_flow:

@@ -140,6 +140,7 @@ class EdgeCollector:
 
 
 def build_diagram(document: dict, collapse_above: int = COLLAPSE_ABOVE) -> Diagram:
+    """`document["flows"]`: a list, or anything read afresh by each `for` (a ResultLog streams them)."""
     flows = document["flows"]
     objects = ObjectIndex()
     for flow in flows:

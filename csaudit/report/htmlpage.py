@@ -25,6 +25,7 @@ import json
 from collections.abc import Callable, Iterable
 from html import escape
 from importlib import resources
+from json.encoder import encode_basestring_ascii
 from typing import TextIO
 
 from csaudit.model.results import STATUSES
@@ -58,22 +59,30 @@ class _Strings:
     def __init__(self) -> None:
         self._index: dict[str, int] = {}
 
-    def cell(self, value) -> int | str:
-        text = printable("" if value is None else value)
-        index = self._index.get(text)
+    def cell(self, value: str) -> str:
+        """The cell as JSON text. Looked up before it is cleaned: most cells repeat, and printable() is
+        the costly part (two texts that clean alike are two entries, which the reader does not mind)."""
+        index = self._index.get(value)
         if index is not None:
-            return index
-        self._index[text] = len(self._index)
-        return text
+            return str(index)
+        self._index[value] = len(self._index)
+        return _json_text(printable(value))
 
 
-def _row(flow: dict, strings: _Strings) -> list:
+def _json_text(text: str) -> str:
+    return encode_basestring_ascii(text).translate(_JSON_UNSAFE)
+
+
+def _row(flow: dict, strings: _Strings) -> str:
+    """One row as JSON text: [id or 0, then a cell per COLUMNS[1:]]."""
     source, target = flow["source"], flow["target"]
-    usual_id = f"{flow['rule']}:{source['name']}->{target['name']}:{port_label(flow)}"
+    port = port_label(flow)
+    usual_id = f"{flow['rule']}:{source['name']}->{target['name']}:{port}"
     values = (flow.get("status") or "planned", zone_label(flow), flow["rule"], flow.get("title") or "",
               source["name"], source.get("address") or "", target["name"], target.get("address") or "",
-              port_label(flow), flow["expect"], flow.get("vantage") or "", detail(flow))
-    return [0 if flow["id"] == usual_id else printable(flow["id"]), *(strings.cell(v) for v in values)]
+              port, flow["expect"], flow.get("vantage") or "", detail(flow))
+    cells = ",".join(strings.cell(value) for value in values)
+    return "[" + ("0" if flow["id"] == usual_id else _json_text(printable(flow["id"]))) + "," + cells + "]"
 
 
 def render_html(document: dict) -> str:
@@ -114,7 +123,7 @@ def write_html(head: dict, flows: Callable[[], Iterable[dict]], out: TextIO, gro
     strings, batch, first = _Strings(), [], True
     for flow in flows():
         edges.add(flow)
-        batch.append(json.dumps(_row(flow, strings), separators=(",", ":")).translate(_JSON_UNSAFE))
+        batch.append(_row(flow, strings))
         if len(batch) >= ROW_BATCH:
             out.write(("" if first else ",\n") + ",\n".join(batch))
             batch, first = [], False
