@@ -2,9 +2,10 @@
 cause, each group with the objects it hits and what to do about it.
 
 Pure and streaming: flows are report-document dicts (the `flows` of a csaudit/report/v1 document),
-read once; memory holds one accumulator per group (and per rule a counter), never the flows, so
-730,000 flows group in the memory of a few hundred. Old saved documents (no `failure`, `gap` or
-`remedy` keys) group too: their cause falls back to the observed state or the status.
+read once; memory holds one accumulator per group (and per rule a counter), never the flows, and
+of the many zone-scoped objects only the current zone's names (_Names), so 730,000 flows group in
+a few megabytes. Old saved documents (no `failure`, `gap` or `remedy` keys) group too: their cause
+falls back to the observed state or the status.
 """
 
 from __future__ import annotations
@@ -58,35 +59,66 @@ class FlowGroup:
         return len(self.objects) + self.more
 
 
-class _Accumulator:
-    """One group while the flows stream past: counts, the first names of each end, the distinct names."""
+# The roles with thousands of objects, each in one zone: their names are told apart per zone, and a
+# zone's set is let go when the flows move on to the next one (reports list their flows zone by zone).
+ZONE_SCOPED_ROLES = frozenset({"host", "ssvm", "cpvm", "vr"})
 
-    __slots__ = ("example", "count", "sources", "targets", "first_sources", "first_targets", "ports", "roles")
+
+class _Names:
+    """The distinct objects at one end of a group, in memory for one zone at a time: the few objects
+    without a zone (MSs, the database, storage, this machine) in one set, the many zone-scoped ones
+    in a set for the current zone, counted and dropped when the next zone begins. Two objects of the
+    same name in two zones count twice (they are two objects); a zone that comes back after another
+    counts its objects again (csaudit's own reports never do that)."""
+
+    __slots__ = ("first", "unzoned", "zone", "zoned", "counted")
+
+    def __init__(self) -> None:
+        self.first: list[str] = []
+        self.unzoned: set[str] = set()
+        self.zone: str | None = None
+        self.zoned: set[str] = set()
+        self.counted = 0
+
+    def add(self, endpoint: dict, zone: str | None, sample: int) -> None:
+        name = endpoint["name"]
+        if endpoint.get("role") in ZONE_SCOPED_ROLES:
+            if zone != self.zone:
+                self.counted += len(self.zoned)
+                self.zoned, self.zone = set(), zone
+            seen = self.zoned
+        else:
+            seen = self.unzoned
+        if name not in seen:
+            seen.add(name)
+            if len(self.first) < sample:
+                self.first.append(name)
+
+    def __len__(self) -> int:
+        return self.counted + len(self.zoned) + len(self.unzoned)
+
+
+class _Accumulator:
+    """One group while the flows stream past: counts, the first names of each end, the distinct objects."""
+
+    __slots__ = ("example", "count", "sources", "targets", "ports", "roles")
 
     def __init__(self, example: dict) -> None:
         self.example = example
         self.count = 0
-        self.sources: set[str] = set()
-        self.targets: set[str] = set()
-        self.first_sources: list[str] = []
-        self.first_targets: list[str] = []
+        self.sources = _Names()
+        self.targets = _Names()
         self.ports: set[str] = set()  # a rule's few ports ("8250/tcp"), more than one when it lists several
         self.roles: tuple[set[str], set[str]] = (set(), set())  # the source and the target roles (a rule names a few)
 
     def add(self, flow: dict, sample: int) -> None:
         self.count += 1
-        _note(flow["source"]["name"], self.sources, self.first_sources, sample)
-        _note(flow["target"]["name"], self.targets, self.first_targets, sample)
+        zone = flow.get("zone")
+        self.sources.add(flow["source"], zone, sample)
+        self.targets.add(flow["target"], zone, sample)
         self.ports.add(port_label(flow))
         self.roles[0].add(flow["source"].get("role") or "")
         self.roles[1].add(flow["target"].get("role") or "")
-
-
-def _note(name: str, seen: set[str], first: list[str], sample: int) -> None:
-    if name not in seen:
-        seen.add(name)
-        if len(first) < sample:
-            first.append(name)
 
 
 def cause_of(flow: dict) -> str:
@@ -141,7 +173,8 @@ def _group(key: tuple[str, str, str, str], group: _Accumulator, of: int) -> Flow
     status, rule, title, cause = key
     # Name the end that varies: the sources, unless one source reaches many targets (the MS to every host).
     by_target = len(group.sources) == 1 and len(group.targets) > 1
-    names, first = (group.targets, group.first_targets) if by_target else (group.sources, group.first_sources)
+    names = group.targets if by_target else group.sources
+    first = names.first
     side = "target" if by_target else "source"
     return FlowGroup(
         status=status, rule=rule, title=title, cause=cause, count=group.count, of=of,
@@ -174,16 +207,18 @@ _CAUSE_WORDS = {
 
 
 def headline(group: FlowGroup) -> str:
-    """'F08 KVM agent connects to the MS, host → ms 8250/tcp: 37 of 2,000 time out' (without the objects)."""
+    """'F08 host → ms 8250/tcp: 37 of 2,000 time out — KVM agent connects to the MS' (without the objects):
+    the counts before the title, which a narrow terminal cuts first."""
     route = f"{group.roles[0]} → {group.roles[1]} {', '.join(group.ports)}"
     if group.status in ("fail", "error"):
         single, plural = _CAUSE_WORDS.get(group.cause, (f"failed: {group.cause}", f"failed: {group.cause}"))
         what = single if group.count == 1 else plural
     elif group.status == "waived":
-        what = f"waived ({group.cause})"
+        expires = (group.example.get("waiver") or {}).get("expires")
+        what = f"waived until {expires}: {group.cause}" if expires else f"waived: {group.cause}"
     else:
         what = "unverified"
-    return f"{group.rule} {group.title}, {route}: {group.count:,} of {group.of:,} {what}"
+    return f"{group.rule} {route}: {group.count:,} of {group.of:,} {what} — {group.title}"
 
 
 def objects_lead(group: FlowGroup) -> str:

@@ -57,7 +57,7 @@ def _problem(group: FlowGroup) -> list[str]:
              "", f"Example: {_text(group.example.get('reason') or group.cause)}"]
     remedy = group.remedy
     if remedy:
-        lines += ["", f"**What to do**, on {_text(remedy['on'])}: check {_text(remedy['check'])}.", "",
+        lines += ["", f"**What to do** on {_text(remedy['on'])}: {_text(remedy['check'])}.", "",
                   *(f"    {command}" for command in remedy.get("commands", ())), "", f"Source: {_text(remedy['citation'])}"]
     return lines
 

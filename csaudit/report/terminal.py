@@ -66,8 +66,9 @@ def write_report(groups: Sequence[FlowGroup], out: TextIO, summary: dict, colour
     waived = [g for g in groups if g.status == "waived"]
     if problems:
         failing = sum(g.count for g in problems)
-        lines.write(f"== {_flows(failing)} failed, in {len(problems)} group{'s' if len(problems) != 1 else ''} by rule and cause"
-                    " (what to do under each)")
+        errors = sum(g.count for g in problems if g.status == "error")
+        lines.write(f"== {_flows(failing)} failed" + (f" ({errors:,} could not be probed)" if errors else "")
+                    + f", in {len(problems)} group{'s' if len(problems) != 1 else ''} by rule and cause (what to do under each)")
         _problem_groups(lines, problems)
     if unverified:
         lines.write(f"== {_flows(sum(g.count for g in unverified))} unverified, by what keeps them so")
@@ -102,7 +103,7 @@ def _problem_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
     for group in groups:
         lines.write(f"{_TAGS[group.status]} {headline(group)}", group.status)
         lines.names(f"    {objects_lead(group)}", group.objects, group.more)
-        details, remedy = _details(group, shown)
+        details, remedy = _details(group, shown, lines.width)
         if len(details) > spare:
             cut += 1
             continue
@@ -116,17 +117,23 @@ def _problem_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:
     lines.write()
 
 
-def _details(group: FlowGroup, shown: dict[str, str]) -> tuple[list[str], str]:
+def _details(group: FlowGroup, shown: dict[str, str], width: int) -> tuple[list[str], str]:
     """The lines under a group's headline, and its remedy as a key of `shown`."""
     details = [] if group.cause in ("refused", "timeout") else [f"    e.g. {group.example.get('reason') or group.cause}"]
+    if group.example.get("firewall"):  # run --collect-firewall: the rule that drops one flow of the group
+        details.append(f"    firewall ({group.example['source']['name']} → {group.example['target']['name']}): {group.example['firewall']}")
     remedy = group.remedy
     if remedy is None:
         return details, ""
     key = repr(sorted(remedy.items()))
     if key in shown:
         return [*details, f"    what to do: as for {shown[key]} above"], key
-    return [*details, f"    on {remedy['on']}, check: {remedy['check']}",
-            *(f"      $ {command}" for command in remedy.get("commands", ()))], key
+    where = f"    on {remedy['on']}: {remedy['check']}"
+    if len(where) > width:  # the check on a line of its own rather than cut
+        details += [f"    on {remedy['on']}:", f"      {remedy['check']}"]
+    else:
+        details.append(where)
+    return [*details, *(f"      $ {command}" for command in remedy.get("commands", ()))], key
 
 
 def _unverified_groups(lines: _Lines, groups: Sequence[FlowGroup]) -> None:

@@ -227,7 +227,7 @@ def test_the_grouped_report_leads_with_failures_and_ends_with_the_summary():
     tags = [line.split()[0] for line in lines if line.startswith(("FAIL ", "ERROR ", "UNVERIFIED ", "WAIVED "))]
     assert tags == ["FAIL"] * 3 + ["ERROR"] * 2 + ["UNVERIFIED"] * 2 + ["WAIVED"]
     assert lines[0].startswith("== 5 flows failed") and lines[-1] == "summary: 4 pass, 3 fail, 2 unverified, 2 error, 1 waived"
-    assert "    on the KVM host, check: sshd listens on 22 and the firewall accepts the MS" in lines
+    assert "    on the KVM host: sshd listens on 22 and the firewall accepts the MS" in lines
     assert "      $ ss -ltnp 'sport = :22'" in lines
     assert "4 flows passed (--all lists every flow)" in lines
 
@@ -243,6 +243,15 @@ def test_the_grouped_report_cuts_lines_to_the_width_and_colours_only_the_tag():
 def test_an_old_saved_report_without_failure_gap_or_remedy_keys_still_renders():
     old = json.loads(render_report("json", golden_document()))
     old["flows"] = [{k: v for k, v in f.items() if k not in ("remedy", "failure", "gap")} for f in old["flows"]]
-    assert "F11 MS to KVM host SSH" in grouped(old) and "F11 MS to KVM host SSH" in render_report("markdown", old)
+    assert "F11 ms → host 22/tcp: 1 of 1 is refused — MS to KVM host SSH" in grouped(old)
+    assert "F11 ms → host 22/tcp: 1 of 1 is refused — MS to KVM host SSH" in render_report("markdown", old)
     for fmt in FILE_FORMATS:
         render_report(fmt, old)
+
+
+def test_the_grouped_report_names_the_rule_that_drops_a_flow_of_the_group():
+    document = golden_document()
+    f11 = next(f for f in document["flows"] if f["rule"] == "F11")
+    f11["firewall"] = "dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target, input)"
+    assert "    firewall (ms1 → kvm02): dropped by `tcp dport 22 drop` (table inet filter, chain input, handle 7) on kvm02 (target,…" \
+        in grouped(document).splitlines()

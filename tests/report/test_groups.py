@@ -65,8 +65,8 @@ def test_the_terminal_report_keeps_its_failure_details_to_a_budget():
     lines = out.getvalue().splitlines()
     assert count == len(lines) < PROBLEM_LINES + 10
     assert sum(line.startswith("FAIL F") for line in lines) == 60
-    assert lines[1].startswith("FAIL F59 rule 59") and "    on the KVM host, check: check 59" in lines  # largest first, in full
-    assert "    on the KVM host, check: check 0" not in lines
+    assert lines[1].startswith("FAIL F59 host → ms 8250/tcp: 60 of 60 time out — rule 59") and "    on the KVM host: check 59" in lines  # largest first, in full
+    assert "    on the KVM host: check 0" not in lines
     assert any(line.startswith("(") and "without what to do" in line for line in lines)
 
 
@@ -78,3 +78,16 @@ def test_report_width_comes_from_columns_the_terminal_or_the_pipe_default():
     assert Environment(stdout=io.StringIO(), env={}).columns == PIPED_COLUMNS == 120
     assert Environment(stdout=io.StringIO(), env={"COLUMNS": "80"}).columns == 80
     assert Environment(stdout=io.StringIO(), env={"COLUMNS": "wide"}).columns == PIPED_COLUMNS
+
+
+def test_objects_are_told_apart_per_zone_and_the_ones_without_a_zone_count_once():
+    def across(zone, source, target, source_role="host", target_role="ms"):
+        return {**flow("F08", source, target, "fail", failure="timeout"), "zone": zone,
+                "source": {"role": source_role, "name": source}, "target": {"role": target_role, "name": target}}
+
+    hosts = [across(zone, f"kvm{i}", "ms1") for zone in ("east", "west") for i in range(3)]  # kvm0 of east is not kvm0 of west
+    (group,) = group_flows(hosts)
+    assert group.distinct == 6 and group.side == "source"
+    to_hosts = [across(zone, "ms1", f"kvm{i}", "ms", "host") for zone in ("east", "west") for i in range(3)]
+    (group,) = group_flows(to_hosts)
+    assert (group.side, group.distinct, group.role) == ("target", 6, "host")  # ms1 is one source in every zone

@@ -44,7 +44,7 @@ def test_the_failed_flows_name_the_rule_that_drops_them(cli, cloud):
     before = {node: len(server.logins()) for node, server in cloud.sshds.items()}
     result = cli("run", "--inventory", str(cloud.inventory_file), "--timeout", "1", "--ssh-timeout", "2", "--ssh-user", "root",
                  "--ssh-key", cloud.client_key, "--ssh-known-hosts", str(cloud.known_hosts), "--vmware-systemvm-key", cloud.ms_key,
-                 "--collect-firewall", "--json", str(report))
+                 "--collect-firewall", "--json", str(report), "--all")
     assert result.exit_code == 1, result.stderr
     flows = {flow["id"]: flow for flow in json.loads(report.read_text())["flows"]}
 
@@ -72,7 +72,7 @@ def test_the_failed_flows_name_the_rule_that_drops_them(cli, cloud):
     # Only failed flows carry it.
     assert all(("firewall" in f) == (f["status"] == "fail") for f in flows.values())
 
-    # The table shows it in the flow's detail.
+    # The per-flow table (--all) shows it in the flow's detail.
     row = next(line for line in result.stdout.splitlines() if line.startswith("F34 ") and "kvm01" in line)
     assert "[firewall: port 5950, 6000, 6050, 6100: dropped by `tcp dport 5950-6100 drop`" in row
     # Each machine read once, over its own way in: kvm01 (its own session), s-5-VM (straight), s-1-VM and v-2-VM (through kvm01).
