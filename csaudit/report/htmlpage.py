@@ -187,9 +187,9 @@ def _remedy(group: FlowGroup) -> str:
     if not remedy:
         return ""
     commands = "\n".join(remedy.get("commands") or ())
-    return ('<div class="remedy"><p><b>What to do</b>, on ' + _text(remedy.get("on")) + ": " + _text(remedy.get("check")) + "</p>"
+    return ('<div class="remedy"><p><b>What to do</b> on ' + _text(remedy.get("on")) + ": " + _text(remedy.get("check")) + "</p>"
             + (f"<pre><code>{_text(commands)}</code></pre>" if commands else "")
-            + (f'<p class="citation">{_text(remedy.get("citation"))}</p>' if remedy.get("citation") else "") + "</div>")
+            + (f'<p class="citation">Source: {_text(remedy.get("citation"))}</p>' if remedy.get("citation") else "") + "</div>")
 
 
 def _vantages_section(head: dict) -> str:
