@@ -19,7 +19,7 @@ import time
 
 from tabulate import tabulate
 
-from bench import firewall, nmap, report, scale
+from bench import firewall, html, nmap, report, scale
 from bench.loopback import LoopbackTargets
 from bench.netns import DropNamespace, require_netns
 from csaudit.model.probes import ProbeOptions
@@ -125,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"concurrencies for the filtered benchmark, comma separated (default {DEFAULTS.concurrency},256,512)")
     parser.add_argument("--timeout", type=float, default=DEFAULTS.timeout, help=f"probe timeout for the filtered benchmark (default {DEFAULTS.timeout:g})")
     parser.add_argument("--nmap-filtered", action="store_true", help="also time nmap on the filtered targets (slow: minutes)")
-    parser.add_argument("--only", choices=("nmap", "filtered", "scale", "report", "firewall"), help="run one benchmark")
+    parser.add_argument("--only", choices=("nmap", "filtered", "scale", "report", "html", "firewall"), help="run one benchmark")
     parser.add_argument("--firewall-rules", type=int, default=1000, help="firewall: rules of the ruleset (default 1,000)")
-    parser.add_argument("--zones", type=int, default=10, help="discovery at scale and the terminal report: zones (default 10)")
+    parser.add_argument("--zones", type=int, default=10, help="discovery at scale, the terminal and HTML reports: zones (default 10)")
     parser.add_argument("--hosts", type=int, default=2000, help="discovery at scale and firewall: hosts per zone (default 2,000)")
-    parser.add_argument("--routers", type=int, default=5000, help="discovery at scale and the terminal report: routers per zone (default 5,000)")
+    parser.add_argument("--routers", type=int, default=5000, help="discovery at scale, the terminal and HTML reports: routers per zone (default 5,000)")
     args = parser.parse_args(argv)
     if not 1 <= args.reps <= 50 or not 1 <= args.filtered <= 20000 or not 0.05 <= args.timeout <= 30:
         parser.error("reps 1-50, filtered 1-20000, timeout 0.05-30 s")
@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             notes += extra
         if args.only in (None, "report"):
             more, ok, extra = report.rows(args.zones, args.hosts, args.routers)
+            rows += more
+            correct &= ok
+            notes += extra
+        if args.only in (None, "html"):
+            more, ok, extra = html.rows(args.zones, args.hosts, args.routers)
             rows += more
             correct &= ok
             notes += extra

@@ -28,6 +28,7 @@ from csaudit.plan.catalogue import load_catalogue
 from csaudit.plan.derive import audit_units, derive_flows, derive_unit_flows, select_zones
 from csaudit.report.document import report_head, write_json, write_table
 from csaudit.report.formats import render_report
+from csaudit.report.htmlpage import write_html
 from csaudit.report.progress import ProgressBar
 from csaudit.report.resultlog import ResultLog
 from csaudit.report.terminal import write_report
@@ -101,7 +102,7 @@ class AuditOutcome:
         return {**self.head(), "flows": list(self.results)}
 
     def write(self, fmt: str, out: TextIO, colour: bool = False, width: int = PIPED_COLUMNS, every_flow: bool = False) -> None:
-        """The JSON report, the table and the Prometheus metrics stream from the result log; the
+        """The JSON and HTML reports, the diagrams, the table and the Prometheus metrics stream from the result log; the
         other formats are built from the whole document in memory. The table: the grouped report
         (csaudit/report/terminal.py), its lines cut to `width`; `every_flow` (--all): every flow."""
         if fmt == "json":
@@ -110,6 +111,10 @@ class AuditOutcome:
             from csaudit.report.prometheus import write_prometheus
 
             write_prometheus(self.head(), iter(self.results), out)
+        elif fmt in ("dot", "mermaid"):  # the diagram reads the flows twice from the log (diagram.build_diagram)
+            out.write(render_report(fmt, {**self.head(), "flows": self.results}))
+        elif fmt == "html":
+            write_html(self.head(), lambda: iter(self.results), out, groups=self.results.groups())
         elif fmt == "table" and not every_flow:
             write_report(self.results.groups(), out, self.results.summary, colour, width, vantages=self.vantages, findings=self.findings)
         elif fmt == "table":

@@ -12,6 +12,8 @@
 (g) the terminal report on two generated clouds, one 3x the other: the same number of lines (it
     groups by rule and cause, so its length does not grow with the cloud), under 300, none over 120
     columns; bench/report.py measures it at 10 x 2,000 x 5,000.
+(h) the HTML report and the diagram at scale (bench/html.py) on a small generated cloud: every flow is a
+    row of the page, and graphviz renders the collapsed DOT of the same run.
 (f) firewall checks (bench/firewall.py) on 50 hosts and a 200-rule ruleset loaded with nft: every flow
     from a known source gets a verdict, and the chain index agrees with a plain walk of every rule.
 
@@ -176,3 +178,15 @@ def test_the_terminal_report_does_not_grow_with_the_cloud(cli, tmp_path, monkeyp
         assert max(map(len, lines)) <= 120 and any(line.startswith("FAIL F08 ") for line in lines)
         lengths.append(len(lines))
     assert lengths[0] == lengths[1] < 300
+
+
+@pytest.mark.programs("dot")
+def test_the_html_benchmark_reads_back_every_flow_and_renders_the_diagram():
+    from bench import html
+
+    result = html.html_at_scale(1, 3, 20)
+    assert result["flows"] > 100 and result["dot_svg_bytes"]
+    assert 0 < result["rows_bytes"] < result["size"]["html"] < result["size"]["json"]
+    table, ok, _ = html.rows(1, 3, 20)
+    assert ok and table[-1][5] == "yes"
+

@@ -76,7 +76,7 @@ def test_new_user_walkthrough_run_fix_run_again_diff(cli, tmp_path):
 def test_one_run_writes_every_format_from_the_same_report(cli, tmp_path, lab):
     lab.write_ini(tmp_path / "cloudstack.ini")
     files = {"json": "a.json", "junit": "r.xml", "csv": "r.csv", "markdown": "r.md", "mermaid": "r.mmd", "dot": "r.dot",
-             "prometheus": "r.prom"}
+             "prometheus": "r.prom", "html": "r.html"}
     options = [arg for fmt, name in files.items() for arg in (f"--{fmt}", name)]
     result = cli("run", "--zone", "zone-west", "--timeout", "1", "--format", "markdown", *options)
     assert result.exit_code == 1, result.stderr

@@ -58,8 +58,12 @@ def printable(text: str) -> str:
 
 def zone_order(document: dict, flows: list[dict]) -> list[str]:
     """The management tier first, then zones in the order the document lists them."""
+    return order_zones(document, {zone_label(f) for f in flows})
+
+
+def order_zones(document: dict, seen: set[str]) -> list[str]:
+    """zone_order of the zone labels already collected (a streaming reader does not read the flows twice)."""
     listed = [z["name"] for z in document.get("zones", [])]
-    seen = {zone_label(f) for f in flows}
     ordered = [MANAGEMENT_TIER] if MANAGEMENT_TIER in seen else []
     ordered += [z for z in listed if z in seen]
     return ordered + sorted(seen - set(ordered))

@@ -12,6 +12,7 @@ from csaudit.report.csvtable import render_csv
 from csaudit.report.diagram import render_dot, render_mermaid
 from csaudit.report.document import render_json
 from csaudit.report.firewall import render_iptables, render_nft
+from csaudit.report.htmlpage import render_html
 from csaudit.report.junit import render_junit
 from csaudit.report.markdown import render_markdown
 
@@ -30,6 +31,7 @@ _REPORT: dict[str, Callable[[dict], str]] = {
     "mermaid": render_mermaid,
     "dot": render_dot,
     "prometheus": _prometheus,
+    "html": render_html,
 }
 _PLAN: dict[str, Callable[[list[dict]], str]] = {
     "json": lambda flows: render_json({"flows": flows}),

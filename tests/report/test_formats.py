@@ -38,7 +38,7 @@ def tool(name: str) -> str:
 
 
 @pytest.mark.parametrize("fmt,name", [(fmt, f"report.{ext}") for fmt, ext in zip(
-    FILE_FORMATS, ("json", "junit.xml", "csv", "md", "mmd", "dot", "prom"), strict=True)])
+    FILE_FORMATS, ("json", "junit.xml", "csv", "md", "mmd", "dot", "prom", "html"), strict=True)])
 def test_report_renderers_match_their_golden_files(fmt, name):
     assert_golden(name, render_report(fmt, golden_document()))
 
