@@ -34,6 +34,11 @@ READ_ONLY_COMMANDS = frozenset(
         "listStoragePools",
         "listConfigurations",
         "listVmwareDcs",
+        "listTemplates",
+        "listIsos",
+        "listUsageServerMetrics",
+        "listLdapConfigurations",
+        "listPhysicalNetworks",
     }
 )
 MAX_PAGE_SIZE = 500
@@ -124,7 +129,7 @@ class CloudStackApi:
                 self.page_size = smaller
                 continue
             count = answer.get("count", 0)
-            batch = answer.get(item_key)
+            batch = answer.get(item_key, answer.get(item_key.lower()))
             if batch is None:
                 break
             if not isinstance(batch, list) or not isinstance(count, int):
@@ -258,6 +263,19 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     )
     raw["imagestores"] = api.list_all("listImageStores", "imagestore") if at_least(version, (4, 2)) else []
     raw["storagepools"] = api.list_all("listStoragePools", "storagepool")
+    progress("listing template and ISO URLs, physical networks and optional integrations")
+    url_fields = frozenset({"id", "name", "url", "zoneid"})  # the URLs the SSVM downloads from (flow F25)
+    raw["templates"] = api.list_all("listTemplates", "template", url_fields, templatefilter="all", listall=True)
+    raw["isos"] = api.list_all("listIsos", "iso", url_fields, isofilter="all", listall=True)
+    raw["physicalnetworks"] = api.list_all("listPhysicalNetworks", "physicalnetwork")
+    # The LDAP plugin answers with "LdapConfiguration" (list_all also takes the lower-case key).
+    raw["ldapconfigurations"] = api.optional(lambda: api.list_all("listLdapConfigurations", "LdapConfiguration"),
+                                             "listLdapConfigurations") or []
+    raw["usagemetrics"] = (
+        api.optional(lambda: api.call("listUsageServerMetrics").get("usageMetrics"), "listUsageServerMetrics")
+        if at_least(version, (4, 17))
+        else None
+    )
     raw["configurations"] = api.list_all("listConfigurations", "configuration")
     raw["zoneconfigurations"] = {}
     raw["vmwaredcs"] = {}

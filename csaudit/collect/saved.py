@@ -15,6 +15,7 @@ from csaudit.model.inventory import (
     ImageStore,
     Inventory,
     ManagementServer,
+    NamedService,
     Pod,
     Router,
     StoragePool,
@@ -37,6 +38,7 @@ _NESTED = {
     "image_stores": ImageStore,
     "storage_pools": StoragePool,
     "vcenters": VCenter,
+    "services": NamedService,
 }
 
 
