@@ -118,7 +118,7 @@ def _url_service(role: str, url: str | None, default_port: int, default_scheme: 
         return None
     scheme = (parts.scheme or default_scheme or "").lower() or None
     port = port or _URL_DEFAULT_PORTS.get(scheme or "") or default_port
-    return NamedService(role, f"{host}:{port}", host, port, scheme, origin, zone_id)
+    return NamedService(role, host, host, port, scheme, origin, zone_id)  # the flow id adds the port
 
 
 def _setting_services(settings: dict[str, str]) -> list[NamedService]:
@@ -175,7 +175,7 @@ def _ldap_servers(raw: dict) -> list[NamedService]:
         if not host or not port_text.isdigit():
             continue
         port = int(port_text)
-        found.setdefault((host, port), NamedService("ldap", f"{host}:{port}", host, port, _with_tls("ldap", port),
+        found.setdefault((host, port), NamedService("ldap", host, host, port, _with_tls("ldap", port),
                                                     "listLdapConfigurations"))
     return list(found.values())
 

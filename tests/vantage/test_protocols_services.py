@@ -99,3 +99,69 @@ def test_truncated_or_garbage_answers_are_mismatches_never_crashes(kind):
 def _target(kind):
     from csaudit.model.probes import ProbeTarget
     return ProbeTarget("127.0.0.9", 1, kind=kind)
+
+
+# ------------------------------------------------------------------ ipmi over real UDP sockets: the odd servers of UDP
+
+@pytest.fixture
+def udp_servers():
+    """Four UDP servers on 127.x: the lab's BMC (a pong), one silent, one answering garbage, one answering
+    as NTP; each answers every datagram it gets, in one thread, until the test ends."""
+    import os
+    import select
+    import socket
+    import threading
+
+    address = f"127.64.{os.getpid() % 250 + 1}.1"
+    behaviours = {"bmc": lab.rmcp_pong, "silent": lambda _: None, "garbage": lambda _: b"\x00\xff\x13\x37",
+                  "ntp": lambda _: lab.ntp_reply(protocols.ntp_request())}
+    sockets = {}
+    for name in behaviours:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((address, 0))
+        sockets[name] = sock
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            ready, _, _ = select.select(list(sockets.values()), [], [], 0.1)
+            for sock in ready:
+                data, peer = sock.recvfrom(2048)
+                name = next(n for n, s in sockets.items() if s is sock)
+                reply = behaviours[name](data)
+                if reply:
+                    sock.sendto(reply, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield address, {name: sock.getsockname()[1] for name, sock in sockets.items()}
+    stop.set()
+    thread.join(2)
+    for sock in sockets.values():
+        sock.close()
+
+
+@pytest.mark.parametrize("engine", ["local", "python3"])
+def test_ipmi_against_a_bmc_silence_garbage_and_ntp(udp_servers, engine):
+    import subprocess
+
+    from csaudit.model.probes import ProbeOptions, ProbeTarget
+    from csaudit.vantage.local import LocalVantage
+    from csaudit.vantage.remote import parse_output, probe_command, probe_input
+
+    address, ports = udp_servers
+    targets = {name: ProbeTarget(address, port, "udp", kind="ipmi") for name, port in ports.items()}
+    if engine == "local":
+        seen = LocalVantage().probe(list(targets.values()), ProbeOptions(timeout=0.8))
+    else:
+        done = subprocess.run(["/bin/sh", "-c", probe_command(0.8, 64)], input=probe_input(list(targets.values())),
+                              capture_output=True, text=True, timeout=60)
+        seen = parse_output(done.stdout, list(targets.values()), 0.8).observations
+    udp_flow = flow("ipmi")
+    udp_flow = Flow(udp_flow.id, udp_flow.rule, udp_flow.title, None, udp_flow.source, udp_flow.target, "udp", 623, None,
+                    "open", "ipmi", "c")
+    results = {name: judge(udp_flow, seen[target]) for name, target in targets.items()}
+    assert (results["bmc"].status, results["bmc"].reason) == ("pass", "IPMI (RMCP) answers: an ASF presence pong, IPMI supported")
+    assert results["silent"].status == "unverified" and "open or filtered" in results["silent"].reason
+    assert results["garbage"].status == "fail" and "unrecognised bytes 00ff1337" in results["garbage"].reason
+    assert results["ntp"].status == "fail" and "it speaks NTP" in results["ntp"].reason
