@@ -40,7 +40,7 @@ def address(lab, text):
 
 PLANTED = (  # rule: the fault that breaks it
     ("F05", lambda lab: fault("wrong-service", "db1", 3306)),
-    ("F25", lambda lab: fault("filtered", f"templates@{address(lab, '127.42.0.81')}:8000", 8000)),
+    ("F25", lambda lab: fault("filtered", "templates:rocky-9-west", 8000)),
     ("F26", lambda lab: fault("missing-listener", f"proxy@{address(lab, '127.42.0.31')}", 3128)),
     ("F37", lambda lab: fault("missing-listener", "esxi01", 50000)),
     ("F39", lambda lab: fault("missing-listener", "v-6-VM", 8001)),

@@ -142,7 +142,11 @@ class Zone:
     secondary_storage: tuple[SecondaryStorage, ...] = ()
     primary_storage: tuple[PrimaryStorage, ...] = ()
     public_ranges: tuple[PublicRange, ...] = ()
-    isolation_methods: tuple[str, ...] = ("VLAN",)  # of the zone's guest physical network
+    isolation: str = "VLAN"  # the isolation methods of the zone's guest physical network, comma-separated
+
+    @property
+    def isolation_methods(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.isolation.split(",") if m.strip())
 
     @property
     def dns_servers(self) -> tuple[str, ...]:

@@ -128,8 +128,12 @@ def _vnc_range_start(topology: schema.Topology) -> int:
 def _named_services(topology: schema.Topology, add) -> None:
     """The services the API or a setting names by address (template hosts, proxy, SMTP, LDAP, the
     Prometheus exporter): served where they are on loopback."""
-    for host, port, https in sorted({(t.address, t.port, t.url.startswith("https")) for t in topology.templates}):
-        add(f"templates@{host}:{port}", "template-host", host, ((port, "tcp", "https" if https else "http"),))
+    # one server per URL host:port, named after the first template it serves (a name that stays when the lab moves)
+    servers: dict[tuple[str, int, bool], str] = {}
+    for template in topology.templates:
+        servers.setdefault((template.address, template.port, template.url.startswith("https")), template.name)
+    for (host, port, https), name in servers.items():
+        add(f"templates:{name}", "template-host", host, ((port, "tcp", "https" if https else "http"),))
     settings = topology.settings
     proxy = re.fullmatch(r"https?://(?:[^@/]*@)?(127\.[\d.]+):(\d+)/?", settings.get("secstorage.proxy", ""))
     if proxy:

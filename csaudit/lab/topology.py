@@ -343,7 +343,7 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> schema.Zo
         system_vms=tuple(system_vms), routers=tuple(routers),
         secondary_storage=tuple(secondaries), primary_storage=tuple(primaries),
         public_ranges=tuple(ranges),
-        isolation_methods=tuple(m.strip() for m in table.string("isolation", "VLAN").split(",") if m.strip()))
+        isolation=table.string("isolation", "VLAN"))
     table.done()
     return zone
 

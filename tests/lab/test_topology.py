@@ -71,18 +71,20 @@ def test_demo_is_the_briefed_cloud():
         ("ps-vmw-west", "127.42.2.41", "vmw-cluster-1", "NetworkFilesystem")]
 
 
-def test_demo_plants_five_faults_each_described_in_one_sentence():
+def test_demo_plants_six_faults_each_described_in_one_sentence():
     demo = default_topology()
     assert [(f.kind, f.objects, f.port) for f in demo.faults] == [
         ("exposed", ("ms1", "ms2"), 8096), ("missing-listener", ("sec-nfs-west",), 2049),
-        ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None), ("wrong-service", ("db1",), 3306)]
+        ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None), ("wrong-service", ("db1",), 3306),
+        ("filtered", ("templates:rocky-9-west",), 8000)]
     for fault in demo.faults:
         assert fault.description.endswith(".") and fault.description.count(". ") == 0
     # Expanded to probe-able targets: fault 1 touches both management servers.
     targets = {(f.fault_id, f.object_name, f.address, f.port) for f in planted_faults(demo)}
     assert targets == {(1, "ms1", "127.42.0.11", 8096), (1, "ms2", "127.42.0.12", 8096),
                        (2, "sec-nfs-west", "127.42.2.40", 2049), (3, "xen01", "127.42.1.31", 443),
-                       (4, "kvm02", "127.42.1.22", None), (5, "db1", "127.42.0.20", 3306)}
+                       (4, "kvm02", "127.42.1.22", None), (5, "db1", "127.42.0.20", 3306),
+                       (6, "templates:rocky-9-west", "127.42.0.81", 8000)}
 
 
 def test_every_demo_address_is_loopback():
