@@ -52,8 +52,8 @@ PLANTED = (  # rule: the fault that breaks it
     ("D11", lambda lab: fault("exposed", "r-3-VM", 8080, address=address(lab, "127.42.211.3"))),  # its public IP
     ("D12", lambda lab: fault("exposed", "r-3-VM", 8081, address=address(lab, "127.42.211.3"))),
     ("D13", lambda lab: fault("missing-listener", "xen01", 80)),  # its fail is the healthy cloud's: 80 is open to all
-    *((("D07", lambda lab, p=port: fault("missing-listener", "v-2-VM", p, address=address(lab, "127.42.211.2")))
-       for port in (80, 443, 8080))),
+    *(("D07", lambda lab, p=port: fault("missing-listener", "v-2-VM", p, address=address(lab, "127.42.211.2")))
+       for port in (80, 443, 8080)),
 )
 
 

@@ -264,9 +264,8 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     raw["imagestores"] = api.list_all("listImageStores", "imagestore") if at_least(version, (4, 2)) else []
     raw["storagepools"] = api.list_all("listStoragePools", "storagepool")
     progress("listing template and ISO URLs, physical networks and optional integrations")
-    url_fields = frozenset({"id", "name", "url", "zoneid"})  # the URLs the SSVM downloads from (flow F25)
-    raw["templates"] = api.list_all("listTemplates", "template", url_fields, templatefilter="all", listall=True)
-    raw["isos"] = api.list_all("listIsos", "iso", url_fields, isofilter="all", listall=True)
+    raw["templates"] = api.list_all("listTemplates", "template", fields.get("templates"), templatefilter="all", listall=True)
+    raw["isos"] = api.list_all("listIsos", "iso", fields.get("isos"), isofilter="all", listall=True)
     raw["physicalnetworks"] = api.list_all("listPhysicalNetworks", "physicalnetwork")
     # The LDAP plugin answers with "LdapConfiguration" (list_all also takes the lower-case key).
     raw["ldapconfigurations"] = api.optional(lambda: api.list_all("listLdapConfigurations", "LdapConfiguration"),

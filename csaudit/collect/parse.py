@@ -73,6 +73,9 @@ ROW_FIELDS = {
                             "publicip", "state", "agentstate"}),
     "routers": frozenset({"id", "name", "zoneid", "hostid", "hypervisor", "linklocalip", "guestipaddress", "publicip",
                           "state", "redundantstate"}),
+    # the URLs the SSVM downloads from (flow F25): a cloud has thousands of templates of ~50 fields each
+    "templates": frozenset({"id", "name", "url", "zoneid"}),
+    "isos": frozenset({"id", "name", "url", "zoneid"}),
 }
 
 _URL_DEFAULT_PORTS = {"nfs": 2049, "smb": 445, "cifs": 445, "http": 80, "https": 443, "s3": 443, "swift": 443}

@@ -13,8 +13,8 @@ from tests.conftest import DATA
 CATALOGUE = load_catalogue()
 
 
-@pytest.fixture
-def raw(raw_small_cloud):
+def with_integrations(raw_small_cloud: dict) -> dict:
+    """The small cloud with the rows of raw_integrations.json (templates, LDAP, BMCs, settings...)."""
     extra = json.loads((DATA / "raw_integrations.json").read_text())
     cloud = dict(raw_small_cloud)
     for key in ("templates", "isos", "physicalnetworks", "ldapconfigurations", "usagemetrics"):
@@ -28,6 +28,11 @@ def raw(raw_small_cloud):
                                                 "hypervisor": "VMware", "privateip": "127.60.2.109", "publicip": "127.60.212.9",
                                                 "state": "Running", "agentstate": "Up"}]
     return cloud
+
+
+@pytest.fixture
+def raw(raw_small_cloud):
+    return with_integrations(raw_small_cloud)
 
 
 def flows_of(raw, rule):
