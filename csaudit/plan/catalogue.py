@@ -58,7 +58,7 @@ class Condition:
             "includes": f"include {self.value}" if self.zone else f"includes '{self.value}'",
             "pattern": f"matches '{self.value}'",
         }[self.operator]
-        return f"exists because {subject} {phrase}"
+        return f"{subject} {phrase}"
 
     def holds(self, actual: str | None) -> bool:
         actual = (actual or "").strip()

@@ -167,7 +167,8 @@ def derive_unit_flows(
                 continue
             ports, port_note = _ports(rule, inventory, zone_id, port_options, target)
             condition = rule.when.describe() if rule.when is not None else None
-            notes = tuple(n for n in (source.address_note, target.address_note, port_note, condition, rule.note) if n)
+            because = f"exists because {condition}" if condition else None
+            notes = tuple(n for n in (source.address_note, target.address_note, port_note, because, rule.note) if n)
             for port in ports:
                 for protocol in rule.protocols:
                     flow = Flow(
@@ -186,6 +187,7 @@ def derive_unit_flows(
                         notes=notes,
                         self_allowed=rule.self_allowed,
                         remedy=rule.remedy,
+                        condition=condition,
                     )
                     flows.setdefault(flow.id, flow)
     return tuple(sorted(flows.values(), key=_flow_order))

@@ -103,11 +103,11 @@ def test_conditions_in_words_and_how_they_hold():
         return rule.when
 
     vxlan = condition('{ zone = "isolation_methods", includes = "VXLAN" }')
-    assert vxlan.describe() == "exists because the zone's isolation methods include VXLAN"
+    assert vxlan.describe() == "the zone's isolation methods include VXLAN"
     assert vxlan.holds("VLAN,vxlan") and not vxlan.holds("VLAN") and not vxlan.holds(None)
     domain = condition('{ setting = "consoleproxy.url.domain", pattern = "[^*].*" }')
     assert domain.holds("console.example.org") and not domain.holds("*.example.org") and not domain.holds("")
-    assert condition('{ setting = "a", equals = "true" }').describe() == "exists because setting 'a' is 'true'"
+    assert condition('{ setting = "a", equals = "true" }').describe() == "setting 'a' is 'true'"
 
 
 def test_duplicate_entries_are_refused():
