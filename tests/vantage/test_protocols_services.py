@@ -165,3 +165,49 @@ def test_ipmi_against_a_bmc_silence_garbage_and_ntp(udp_servers, engine):
     assert results["silent"].status == "unverified" and "open or filtered" in results["silent"].reason
     assert results["garbage"].status == "fail" and "unrecognised bytes 00ff1337" in results["garbage"].reason
     assert results["ntp"].status == "fail" and "it speaks NTP" in results["ntp"].reason
+
+
+@pytest.mark.parametrize("engine", ["local", "python3"])
+def test_smtp_probe_says_quit_after_the_greeting(engine):
+    """A mail server sees a polite client: the greeting is read, then QUIT, and nothing else is sent."""
+    import os
+    import socket
+    import subprocess
+    import threading
+
+    from csaudit.model.probes import ProbeOptions, ProbeTarget
+    from csaudit.vantage.local import LocalVantage
+    from csaudit.vantage.remote import parse_output, probe_command, probe_input
+
+    address = f"127.65.{os.getpid() % 250 + 1}.{1 if engine == 'local' else 2}"
+    server = socket.create_server((address, 0))
+    heard = []
+
+    server.settimeout(3)
+
+    def serve():  # the local engine's first connect only checks the port: it hangs up at once
+        for _ in range(2 if engine == "local" else 1):
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.sendall(lab.SMTP_GREETING)
+                connection.settimeout(3)
+                try:
+                    heard.append(connection.recv(100))
+                except OSError:
+                    heard.append(b"")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    target = ProbeTarget(address, server.getsockname()[1], kind="smtp")
+    if engine == "local":
+        seen = LocalVantage().probe([target], ProbeOptions(timeout=1.0))[target]
+    else:
+        done = subprocess.run(["/bin/sh", "-c", probe_command(1.0, 64)], input=probe_input([target]),
+                              capture_output=True, text=True, timeout=60)
+        seen = parse_output(done.stdout, [target], 1.0).observations[target]
+    thread.join(5)
+    server.close()
+    assert seen.service == "SMTP" and heard[-1] == b"QUIT\r\n" and set(heard) <= {b"", b"QUIT\r\n"}

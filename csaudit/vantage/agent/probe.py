@@ -133,7 +133,7 @@ def stream(index, sock, address, port, kind, request, timeout):
         data += chunk
     if len(data) >= CAP and ending is None:
         ending = "full"
-    if data and ending is None and kind in FAREWELL:
+    if data and ending in (None, "timeout") and kind in FAREWELL:  # still connected: the talk ended by going quiet
         send(sock, FAREWELL[kind])
     poked = b""
     if not data and ending == "timeout" and kind not in SERVER_SPEAKS_FIRST:
