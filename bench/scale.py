@@ -26,9 +26,11 @@ LISTINGS = (
     ("listZones", {}), ("listPods", {}), ("listClusters", {}), ("listHosts", {}), ("listSystemVms", {}),
     ("listRouters", {"listall": True}), ("listRouters", {"listall": True, "projectid": -1}),
     ("listManagementServers", {}), ("listImageStores", {}), ("listStoragePools", {}), ("listConfigurations", {}),
+    ("listTemplates", {"templatefilter": "all", "listall": True}), ("listIsos", {"isofilter": "all", "listall": True}),
+    ("listPhysicalNetworks", {}), ("listLdapConfigurations", {}),
 )
 PER_ZONE = (("listConfigurations", {}),)
-SINGLE_CALLS = ("listCapabilities", "listDbMetrics")
+SINGLE_CALLS = ("listCapabilities", "listDbMetrics", "listUsageServerMetrics")
 
 
 def pages_needed(api: CloudStackApi, zone_ids: list[str], vmware_zone_ids: list[str]) -> int:

@@ -207,7 +207,7 @@ def test_from_an_ms_one_ssh_login_per_vantage(from_ms1):
 def test_without_an_outside_vantage_the_outside_deny_rules_stay_unverified_and_say_so(cloud):
     run = Run(cloud, "ws", "--ssh-user", "root", "--ssh-key", str(cloud.operator_key), "--ssh-known-hosts", str(cloud.known_hosts))
     outside = [f for f in run.document["flows"] if f["source"]["role"] == "outside"]
-    assert {f["rule"] for f in outside} == {"D01", "D02", "D03", "D04", "D05", "D06", "D08"}
+    assert {f["rule"] for f in outside} == {"D01", "D02", "D03", "D04", "D05", "D06", "D08", "D11", "D12", "D13"}
     assert {(f["status"], f["gap"]) for f in outside} == {("unverified", "needs-outside")}
     assert run.document["summary"]["coverage"]["unverified"]["needs-outside"] == len(outside)
     # the other faults are still found, from the same vantages (ESXi is not asked without settings)

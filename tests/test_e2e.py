@@ -46,7 +46,16 @@ def failed(report):
 
 
 # The wrong-service fault: the database's 3306 answers HTTP. Management tier: in every zone's run.
-DB_FAILURES = {"F04:ms1->database:3306/tcp", "F04:ms2->database:3306/tcp"}
+DB_FAILURES = {"F04:ms1->database:3306/tcp", "F04:ms2->database:3306/tcp", "F05:usage server ms1->database:3306/tcp"}
+# The filtered template host of zone-west (fault 6): its flow id holds its address, which moves with the lab.
+TEMPLATE_FAILURE = re.compile(r"^F25:s-5-VM->127\.\d+\.0\.81:8000/tcp$")
+
+
+def without_template_failure(ids: set[str]) -> set[str]:
+    """The failed flows but the one of the unreachable template host, which must be among them."""
+    found = {i for i in ids if TEMPLATE_FAILURE.match(i)}
+    assert len(found) == 1, sorted(i for i in ids if i.startswith("F25"))
+    return ids - found
 
 
 def exposed_8096(*sources):
@@ -83,11 +92,12 @@ def test_signed_api_one_zone_reports_planted_faults(cli, tmp_path, faulty_lab):
     assert by_id["F08:kvm01->ms1:8250/tcp"]["vantage"] == "local"
     assert by_id["F08:kvm01->ms1:8250/tcp"]["source"]["address"] == lab_address(faulty_lab, "127.42.1.21")
     # request economy: paginated lists only, no per-object calls, and never a write; the http-api
-    # probes (F01, F03, D01 from here, from the peer MS and from the zone's hosts) send one unsigned
-    # listCapabilities each
+    # probes (F01, F03, D01 from here, from the peer MS and from the zone's hosts; F60 shares F01's) send one
+    # unsigned listCapabilities each
     sent = faulty_lab.requests
-    probes = sum(f["probe"] == "http-api" and f["vantage"] is not None for f in report["flows"])
-    assert sum(sent.values()) - before - probes <= 20
+    probes = len({(f["vantage"], f["source"]["address"], f["target"]["address"], f["port"]) for f in report["flows"]
+                  if f["probe"] == "http-api" and f["vantage"] is not None})
+    assert sum(sent.values()) - before - probes <= 25  # 20, and the 5 reads of the named services (templates, ISOs, ...)
     # (csaudit's own signed call may be sent twice: the API client retries a call the busy lab answered late)
     assert 1 + probes <= sent["listCapabilities"] - before_capabilities <= 2 + probes
     assert faulty_lab.write_attempts == 0
@@ -100,7 +110,7 @@ def test_integration_port_unsigned(cli, faulty_lab):
     assert result.exit_code == 1, result.stderr
     report = result.json()
     assert report["cloud"]["api_mode"] == "integration"
-    assert failed(report) == EAST_FAILURES | WEST_FAILURES
+    assert without_template_failure(failed(report)) == EAST_FAILURES | WEST_FAILURES
     assert report["summary"]["error"] == 0
 
 
@@ -147,7 +157,7 @@ def test_demo_finds_every_planted_fault_and_nothing_else(cli, tmp_path, monkeypa
     out = result.stdout
     assert_the_report_leads_with_what_is_wrong(out.splitlines(), json.loads((tmp_path / "report.json").read_text()))
     assert "Planted faults in the demo cloud" in out
-    for n in (1, 2, 3, 4, 5):
+    for n in (1, 2, 3, 4, 5, 6):
         assert f"  {n}. [" in out
     assert "NOT FOUND" not in out
     assert "Other failures: none" in out
@@ -178,7 +188,7 @@ def test_demo_json_keeps_stdout_pure(cli):
     assert result.exit_code == 1
     report = result.json()
     # The demo plays kvm01 with a real sshd and kvm02 with none: kvm02's own probes stay unverified.
-    assert failed(report) == (EAST_FAILURES | WEST_FAILURES) - exposed_8096("kvm02")
+    assert without_template_failure(failed(report)) == (EAST_FAILURES | WEST_FAILURES) - exposed_8096("kvm02")
     assert "Planted faults" in result.stderr
 
 
@@ -198,7 +208,8 @@ def test_lab_serve_in_one_process_and_run_from_another(tmp_path):
         run = subprocess.run([sys.executable, "-m", "csaudit", "run", "--zone", "zone-west", "--format", "json", "--timeout", "1"],
                              capture_output=True, text=True, env={**env, "CLOUDSTACK_CONFIG": str(ini)}, cwd=tmp_path, timeout=120)
         assert run.returncode == 1, run.stderr
-        assert failed(json.loads(run.stdout)) == WEST_FAILURES | DB_FAILURES | exposed_8096("this machine", "ms1", "ms2")
+        assert without_template_failure(failed(json.loads(run.stdout))) == \
+            WEST_FAILURES | DB_FAILURES | exposed_8096("this machine", "ms1", "ms2")
     finally:
         server.terminate()
         out, err = server.communicate(timeout=30)

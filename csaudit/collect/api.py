@@ -34,6 +34,11 @@ READ_ONLY_COMMANDS = frozenset(
         "listStoragePools",
         "listConfigurations",
         "listVmwareDcs",
+        "listTemplates",
+        "listIsos",
+        "listUsageServerMetrics",
+        "listLdapConfigurations",
+        "listPhysicalNetworks",
     }
 )
 # Why csaudit sends each command: the descriptions of the rules `csaudit role` prints (csaudit/collect/role.py
@@ -52,10 +57,16 @@ COMMAND_PURPOSES = {
     "listStoragePools": "the primary storage servers",
     "listConfigurations": "the global and zone settings (ports and TLS of agents and consoles)",
     "listVmwareDcs": "the vCenters of VMware zones (only sent for zones with VMware clusters)",
+    "listTemplates": "the hosts of registered template URLs the SSVM downloads from (templatefilter=all)",
+    "listIsos": "the hosts of registered ISO URLs the SSVM downloads from (isofilter=all)",
+    "listPhysicalNetworks": "the zones' isolation methods (VXLAN needs 8472/udp between KVM hosts)",
+    "listLdapConfigurations": "the LDAP servers the MSs authenticate users against",
+    "listUsageServerMetrics": "the usage server and its MySQL databases (4.17 and later)",
 }
 # The release that brought each command csaudit sends only from then on: csaudit skips it on older servers, and
 # `csaudit role --cloudstack-version` leaves it out (importRole refuses an API name the server does not have).
-COMMAND_SINCE = {"listImageStores": (4, 2), "listManagementServers": (4, 13), "listDbMetrics": (4, 17)}
+COMMAND_SINCE = {"listImageStores": (4, 2), "listManagementServers": (4, 13), "listDbMetrics": (4, 17),
+                 "listUsageServerMetrics": (4, 17)}
 ROUTER_HEALTH_SINCE = (4, 14)  # listRouters fetchhealthcheckresults
 MAX_PAGE_SIZE = 500
 RETRY_STATUSES = frozenset({429, 503})
@@ -149,7 +160,7 @@ class CloudStackApi:
                 self.page_size = smaller
                 continue
             count = answer.get("count", 0)
-            batch = answer.get(item_key)
+            batch = answer.get(item_key, answer.get(item_key.lower()))
             if batch is None:
                 break
             if not isinstance(batch, list) or not isinstance(count, int):
@@ -335,6 +346,18 @@ def fetch_raw_cloud(api: CloudStackApi, progress: Callable[[str], None] = lambda
     )
     raw["imagestores"] = needed(lambda: api.list_all("listImageStores", "imagestore"), []) if at_least(version, COMMAND_SINCE["listImageStores"]) else []
     raw["storagepools"] = needed(lambda: api.list_all("listStoragePools", "storagepool"), [])
+    progress("listing template and ISO URLs, physical networks and optional integrations")
+    raw["templates"] = needed(lambda: api.list_all("listTemplates", "template", fields.get("templates"), templatefilter="all", listall=True), [])
+    raw["isos"] = needed(lambda: api.list_all("listIsos", "iso", fields.get("isos"), isofilter="all", listall=True), [])
+    raw["physicalnetworks"] = needed(lambda: api.list_all("listPhysicalNetworks", "physicalnetwork"), [])
+    # The LDAP plugin answers with "LdapConfiguration" (list_all also takes the lower-case key).
+    raw["ldapconfigurations"] = api.optional(lambda: api.list_all("listLdapConfigurations", "LdapConfiguration"),
+                                             "listLdapConfigurations") or []
+    raw["usagemetrics"] = (
+        api.optional(lambda: api.call("listUsageServerMetrics").get("usageMetrics"), "listUsageServerMetrics")
+        if at_least(version, COMMAND_SINCE["listUsageServerMetrics"])
+        else None
+    )
     raw["configurations"] = needed(lambda: api.list_all("listConfigurations", "configuration"), [])
     if refused:
         raise RoleRefusal(tuple(refused))

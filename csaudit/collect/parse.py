@@ -7,6 +7,7 @@ and the string "null" where a value is absent.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from urllib.parse import urlsplit
 
 from csaudit.model.errors import UsageError
@@ -18,6 +19,7 @@ from csaudit.model.inventory import (
     ImageStore,
     Inventory,
     ManagementServer,
+    NamedService,
     Pod,
     Router,
     StoragePool,
@@ -48,6 +50,15 @@ RELEVANT_SETTINGS = frozenset(
         "expose.dns.externally",
         "use.external.dns",
         "indirect.agent.lb.algorithm",
+        "alert.smtp.host",
+        "alert.smtp.port",
+        "prometheus.exporter.enable",
+        "prometheus.exporter.port",
+        "prometheus.exporter.allowed.ips",
+        "vmware.additional.vnc.portrange.start",
+        "vmware.additional.vnc.portrange.size",
+        "api.allowed.source.cidr.list",
+        "api.source.cidr.checks.enabled",
     }
 )
 
@@ -58,12 +69,16 @@ ROW_FIELDS = {
     "zones": frozenset({"id", "name", "networktype", "dns1", "dns2", "internaldns1", "internaldns2"}),
     "pods": frozenset({"id", "name", "zoneid", "gateway", "netmask"}),
     "clusters": frozenset({"id", "name", "zoneid", "podid", "hypervisortype"}),
-    "hosts": frozenset({"id", "name", "type", "zoneid", "podid", "clusterid", "hypervisor", "ipaddress", "state", "resourcestate"}),
+    "hosts": frozenset({"id", "name", "type", "zoneid", "podid", "clusterid", "hypervisor", "ipaddress", "state", "resourcestate",
+                        "outofbandmanagement"}),
     "systemvms": frozenset({"id", "name", "systemvmtype", "zoneid", "hostid", "hypervisor", "privateip", "linklocalip",
                             "publicip", "state", "agentstate"}),
     "routers": frozenset({"id", "name", "zoneid", "hostid", "hypervisor", "linklocalip", "guestipaddress", "publicip",
                           "state", "redundantstate", "isredundantrouter", "guestnetworkid", "guestnetworkname", "vpcid",
                           "vpcname", "healthcheckresults"}),
+    # the URLs the SSVM downloads from (flow F25): a cloud has thousands of templates of ~50 fields each
+    "templates": frozenset({"id", "name", "url", "zoneid"}),
+    "isos": frozenset({"id", "name", "url", "zoneid"}),
 }
 
 # A passed health check, as the parser reads it (only the failed ones' names and details are read).
@@ -113,31 +128,128 @@ _POOL_PROTOCOLS = {
     "gluster": "gluster",
 }
 
+# Services a setting names by URL or host (role, setting, port setting or None, default port, default scheme).
+# A URL's user and password (secstorage.proxy may hold them) are never kept: only its host and port.
+SETTING_SERVICES = (
+    ("http-proxy", "secstorage.proxy", None, 3128, "http"),
+    ("smtp", "alert.smtp.host", "alert.smtp.port", 465, None),
+    ("api-endpoint", "endpoint.url", None, 8080, "http"),
+)
+_NOT_AN_ADDRESS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})  # a default that names no other machine
+_IMPLICIT_TLS = {"smtp": (465, "smtps"), "ldap": (636, "ldaps")}  # the port where the protocol starts with TLS
+_OOBM_PROTOCOLS = {"ipmitool": "ipmi", "redfish": "redfish"}
+_OOBM_PORTS = {"ipmi": 623, "redfish": 443}
 
 
+def _with_tls(protocol: str, port: int) -> str:
+    tls_port, tls_name = _IMPLICIT_TLS.get(protocol, (None, protocol))
+    return tls_name if port == tls_port else protocol
 
 
+def _url_service(role: str, url: str | None, default_port: int, default_scheme: str | None, origin: str,
+                 zone_id: str | None = None) -> NamedService | None:
+    """The host:port a URL names ("host" or "host:port" alone too); None for no URL or a local default."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url if "://" in url else f"//{url}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or host in _NOT_AN_ADDRESS:
+        return None
+    scheme = (parts.scheme or default_scheme or "").lower() or None
+    port = port or _URL_DEFAULT_PORTS.get(scheme or "") or default_port
+    return NamedService(role, host, host, port, scheme, origin, zone_id)  # the flow id adds the port
 
 
+def _setting_services(settings: dict[str, str]) -> list[NamedService]:
+    found = []
+    for role, name, port_setting, default_port, scheme in SETTING_SERVICES:
+        port_text = (settings.get(port_setting) or "").strip() if port_setting else ""
+        port = int(port_text) if port_text.isdigit() and 0 < int(port_text) < 65536 else default_port
+        value = (settings.get(name) or "").strip()
+        service = _url_service(role, value if "://" in value or not port_setting else f"{value}:{port}", port, scheme,
+                               f"setting {name}")
+        if service is not None:
+            protocol = service.protocol or _with_tls(role, service.port)
+            found.append(NamedService(role, service.name, service.address, service.port, protocol, service.origin))
+    return found
 
 
+def _internal_sites(settings: dict[str, str]) -> list:
+    sites = []
+    for cidr in (settings.get("secstorage.allowed.internal.sites") or "").split(","):
+        try:
+            sites.append(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            continue
+    return sites
 
 
+def _template_hosts(raw: dict, settings: dict[str, str]) -> list[NamedService]:
+    """One template host per zone and URL host:port (templates and ISOs share hosts). A host on a
+    private address outside secstorage.allowed.internal.sites is one the SSVM refuses to download from."""
+    sites = _internal_sites(settings)
+    found: dict[tuple, NamedService] = {}
+    for key, what in (("templates", "listTemplates"), ("isos", "listIsos")):
+        for row in _rows(raw, key):
+            service = _url_service("template-host", text(row, "url"), 80, "http", f"{what} url", text(row, "zoneid"))
+            if service is None or service.protocol not in ("http", "https"):
+                continue  # s3://, nfs://... are not fetched by the SSVM over HTTP
+            origin = f"{what} url of {text(row, 'name') or text(row, 'id') or '?'}"
+            try:
+                address = ipaddress.ip_address(service.address)
+            except ValueError:
+                address = None
+            if address is not None and address.is_private and not any(address in site for site in sites):
+                origin += "; its address is internal but not in secstorage.allowed.internal.sites: the SSVM refuses to download from it"
+            keyed = (service.zone_id, service.address, service.port, service.protocol)
+            found.setdefault(keyed, NamedService(service.role, service.name, service.address, service.port,
+                                                 service.protocol, origin, service.zone_id))
+    return list(found.values())
 
 
+def _ldap_servers(raw: dict) -> list[NamedService]:
+    found = {}
+    for row in _rows(raw, "ldapconfigurations"):
+        host, port_text = text(row, "hostname"), text(row, "port") or "389"
+        if not host or not port_text.isdigit():
+            continue
+        port = int(port_text)
+        found.setdefault((host, port), NamedService("ldap", host, host, port, _with_tls("ldap", port),
+                                                    "listLdapConfigurations"))
+    return list(found.values())
 
 
+def _bmcs(host_rows: list[dict]) -> list[NamedService]:
+    """The out-of-band management address of each Routing host that has it enabled."""
+    found = []
+    for row in host_rows:
+        oobm = row.get("outofbandmanagement")
+        if (text(row, "type") or "Routing") != "Routing" or not isinstance(oobm, dict) or str(oobm.get("enabled")).lower() != "true":
+            continue
+        address, driver = text(oobm, "address"), (text(oobm, "driver") or "").lower()
+        protocol = _OOBM_PROTOCOLS.get(driver)
+        if not address or protocol is None:
+            continue  # nestedcloudstack and others: no BMC of a physical host
+        port_text = text(oobm, "port") or ""
+        port = int(port_text) if port_text.isdigit() else _OOBM_PORTS[protocol]
+        found.append(NamedService("bmc", f"{text(row, 'name') or address} BMC", address, port, protocol,
+                                  f"listHosts outofbandmanagement ({driver})", text(row, "zoneid")))
+    return found
 
 
-
-
-
-
-
-
-
-
-
+def _usage_server(raw: dict, servers: tuple[ManagementServer, ...]) -> list[NamedService]:
+    """listUsageServerMetrics names the usage server's host; on an MS node, that MS's address."""
+    metrics = raw.get("usagemetrics") if isinstance(raw.get("usagemetrics"), dict) else {}
+    host = text(metrics, "hostname")
+    if not host:
+        return []
+    ms = next((m for m in servers if host in (m.name, m.address)), None)
+    address = ms.address if ms is not None else host
+    origin = "listUsageServerMetrics" + (f" (on {ms.name})" if ms is not None and ms.name != host else "")
+    return [NamedService("usage", f"usage server {host}", address, None, None, origin)]
 
 
 def text(row: dict, key: str) -> str | None:
@@ -204,12 +316,30 @@ def _hostport(url: str | None) -> tuple[str | None, int | None, str | None, str 
     return parts.hostname, port or _URL_DEFAULT_PORTS.get(scheme or ""), parts.path or None, scheme
 
 
+# Settings whose URL may carry a user and password (http://user:pass@proxy:3128): kept without them, so
+# no saved inventory, report or log ever holds them.
+URL_SETTINGS_WITH_CREDENTIALS = frozenset({"secstorage.proxy"})
+
+
+def _without_credentials(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return ""  # not a URL we can read: keep nothing of it rather than risk a password
+    if "@" not in parts.netloc:
+        return value
+    netloc = (f"[{host}]" if host and ":" in host else host or "") + (f":{port}" if port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def parse_settings(rows: list[dict]) -> dict[str, str]:
     settings = {}
     for row in rows:
         name = text(row, "name")
         if name in RELEVANT_SETTINGS:
-            settings[name] = text(row, "value") or ""
+            value = text(row, "value") or ""
+            settings[name] = _without_credentials(value) if name in URL_SETTINGS_WITH_CREDENTIALS and value else value
     return settings
 
 
@@ -233,6 +363,7 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
             network_type=text(z, "networktype"),
             dns=tuple(a for a in (text(z, "dns1"), text(z, "dns2")) if a),
             internal_dns=tuple(a for a in (text(z, "internaldns1"), text(z, "internaldns2")) if a),
+            isolation_methods=_isolation_methods(raw, _ident(z, f"zone-{i}")),
         )
         for i, z in enumerate(_rows(raw, "zones"))
     )
@@ -332,6 +463,9 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
             if address and not any(v.address == address and v.zone_id == str(zone_id) for v in vcenters):
                 vcenters.append(VCenter(name=address, address=address, zone_id=str(zone_id)))
 
+    management_servers = _management_servers(raw, settings, endpoint)
+    services = (*_setting_services(settings), *_template_hosts(raw, settings), *_ldap_servers(raw), *_bmcs(host_rows),
+                *_usage_server(raw, management_servers))
     return Inventory(
         endpoint=endpoint,
         api_mode=api_mode,
@@ -340,17 +474,27 @@ def parse_inventory(raw: dict, endpoint: str | None = None, api_mode: str | None
         pods=pods,
         clusters=clusters,
         hosts=hosts,
-        management_servers=_management_servers(raw, settings, endpoint),
+        management_servers=management_servers,
         database=_database(raw, db_host),
         system_vms=system_vms,
         routers=routers,
         image_stores=tuple(image_stores),
         storage_pools=storage_pools,
         vcenters=tuple(vcenters),
+        services=services,
         settings=settings,
         zone_settings=zone_settings,
         zone_errors={str(k): str(v) for k, v in (raw.get("zone_errors") or {}).items()} if isinstance(raw.get("zone_errors"), dict) else {},
     )
+
+
+def _isolation_methods(raw: dict, zone_id: str) -> tuple[str, ...]:
+    """Every isolation method of the zone's physical networks ("VLAN", "VXLAN", ...; comma-separated in the API)."""
+    methods = []
+    for row in _rows(raw, "physicalnetworks"):
+        if text(row, "zoneid") == zone_id:
+            methods.extend(m.strip() for m in (text(row, "isolationmethods") or "").split(",") if m.strip())
+    return tuple(dict.fromkeys(methods))
 
 
 def _host_setting(settings: dict[str, str]) -> list[str]:

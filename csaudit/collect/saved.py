@@ -16,6 +16,7 @@ from csaudit.model.inventory import (
     ImageStore,
     Inventory,
     ManagementServer,
+    NamedService,
     Pod,
     Router,
     StoragePool,
@@ -38,6 +39,7 @@ _NESTED = {
     "image_stores": ImageStore,
     "storage_pools": StoragePool,
     "vcenters": VCenter,
+    "services": NamedService,
 }
 
 

@@ -39,6 +39,8 @@ def _status(flow: Flow, observation: Observation) -> tuple[Status, str, Failure 
     if flow.expect == "closed":
         if state != State.OPEN:
             return Status.PASS, reason, None
+        if observation.refused and not observation.mismatch:  # the application keeps this source out
+            return Status.PASS, f"closed to this source by the service itself: {reason}", None
         if observation.danger:
             return Status.FAIL, f"critical: must be closed, but {reason} ({observation.danger})", Failure.EXPOSED
         return Status.FAIL, f"must be closed, but {reason}", Failure.EXPOSED

@@ -162,3 +162,88 @@ def ntp_reply(request: bytes, now: float | None = None) -> bytes | None:
     refid = bytes([127, 42, 0, 1])  # the upstream server it follows (an IPv4 address at stratum 2)
     return (head + root + refid + _ntp_timestamp(now - 60) + request[40:48]  # origin = client's transmit
             + _ntp_timestamp(now) + _ntp_timestamp(now))
+
+
+# ------------------------------------------------------------------ SMTP, LDAP, RMCP, the Prometheus exporter
+
+SMTP_GREETING = b"220 mail.lab.example ESMTP Postfix (Debian/GNU)\r\n"
+SMTP_BYE = b"221 2.0.0 Bye\r\n"
+
+
+def smtp_reply(buffer: bytearray) -> tuple[bytes, bool]:
+    """Answer whole command lines: (what to send, hang up after it). QUIT ends the session; anything
+    else gets the 502 of a relay that serves this lab no further."""
+    out, done = b"", False
+    while b"\n" in buffer and not done:
+        line, _, rest = bytes(buffer).partition(b"\n")
+        del buffer[:len(line) + 1]
+        if line.strip().upper() == b"QUIT":
+            out, done = out + SMTP_BYE, True
+        else:
+            out += b"502 5.5.2 Error: command not recognized\r\n"
+    return out, done
+
+
+def _ber(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + content
+
+
+def _ber_element(data: bytes, offset: int = 0) -> tuple[int, bytes, int] | None:
+    if len(data) < offset + 2:
+        return None
+    tag, first, offset = data[offset], data[offset + 1], offset + 2
+    if first & 0x80:
+        count = first & 0x7F
+        if not 0 < count <= 4 or len(data) < offset + count:
+            return None
+        size, offset = int.from_bytes(data[offset:offset + count], "big"), offset + count
+    else:
+        size = first
+    return (tag, data[offset:offset + size], offset + size) if len(data) >= offset + size else None
+
+
+def ldap_reply(buffer: bytearray) -> bytes | None:
+    """Consume one LDAPMessage: a base-scope search of "" (the RootDSE) gets slapd's entry and a
+    success; any other request gets unwillingToPerform, as a directory that serves nothing else."""
+    message = _ber_element(bytes(buffer))
+    if message is None:
+        return None
+    tag, content, end = message
+    del buffer[:end]
+    message_id = _ber_element(content)
+    if tag != 0x30 or message_id is None or message_id[0] != 0x02:
+        return b""
+    ident = _ber(0x02, message_id[1])
+    operation = _ber_element(content, message_id[2])
+    if operation is not None and operation[0] == 0x63 and operation[1].startswith(b"\x04\x00"):
+        values = {b"namingContexts": [b"dc=lab,dc=example"], b"supportedLDAPVersion": [b"3"],
+                  b"vendorName": [b"OpenLDAP"]}
+        attributes = b"".join(_ber(0x30, _ber(0x04, name) + _ber(0x31, b"".join(_ber(0x04, v) for v in vals)))
+                              for name, vals in values.items())
+        entry = _ber(0x30, ident + _ber(0x64, _ber(0x04, b"") + _ber(0x30, attributes)))
+        return entry + _ber(0x30, ident + _ber(0x65, _ber(0x0A, b"\x00") + _ber(0x04, b"") + _ber(0x04, b"")))
+    return _ber(0x30, ident + _ber(0x65, _ber(0x0A, b"\x35") + _ber(0x04, b"") + _ber(0x04, b"not served by this lab")))
+
+
+def rmcp_pong(ping: bytes) -> bytes | None:
+    """The ASF Presence Pong (DSP0136 3.2.4.3) of an IPMI 2.0 BMC, to a Presence Ping."""
+    if len(ping) < 12 or ping[:4] != b"\x06\x00\xff\x06" or ping[4:8] != b"\x00\x00\x11\xbe" or ping[8] != 0x80:
+        return None
+    data = b"\x00\x00\x11\xbe" + b"\x00\x00\x00\x00" + b"\x81" + b"\x00" + bytes(6)  # IPMI supported, ASF 1.0
+    return b"\x06\x00\xff\x06" + b"\x00\x00\x11\xbe" + bytes([0x40, ping[9], 0x00, len(data)]) + data
+
+
+PROMETHEUS_METRICS = (b"# HELP cloudstack_hosts_total Total number of hosts\n# TYPE cloudstack_hosts_total gauge\n"
+                      b'cloudstack_hosts_total{zone="lab",filter="total"} 3\n')
+
+
+def prometheus_response(allowed: bool) -> bytes:
+    """What CloudStack's exporter answers on /metrics: the metrics, or 403 to an address not allowed."""
+    body = PROMETHEUS_METRICS if allowed else b"Forbidden"
+    status = "200 OK" if allowed else "403 Forbidden"
+    return (f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n").encode() + body

@@ -142,6 +142,7 @@ class ListSpec:
     name_is_like: bool = False  # listHosts' name filter is SQL LIKE %name%
     since: str | None = None
     required: tuple[str, ...] = ()
+    envelope: str | None = None  # the response name when it is not <command>response
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,13 +220,25 @@ COMMANDS: dict[str, ListSpec | ObjectSpec] = {
                               required=("zoneid",)),
     "listConfigurations": ListSpec("configuration", lambda i: None, rows.configuration_row,
                                    {"zoneid": "zone"}),
+    "listTemplates": ListSpec("template", lambda i: i.templates, rows.template_row,
+                              {"id": "template", "zoneid": "zone"}, exact=("id", "zoneid", "name"),
+                              like_name=lambda r: r.template.name, required=("templatefilter",)),
+    "listIsos": ListSpec("iso", lambda i: i.isos, rows.template_row, {"id": "template", "zoneid": "zone"},
+                         exact=("id", "zoneid", "name"), like_name=lambda r: r.template.name),
+    "listPhysicalNetworks": ListSpec("physicalnetwork", lambda i: i.physical_networks, rows.physical_network_row,
+                                     {"id": "physicalnetwork", "zoneid": "zone"}, exact=("id", "zoneid")),
+    # the LDAP plugin's command answers as "ldapconfigurationresponse" with "LdapConfiguration" rows
+    "listLdapConfigurations": ListSpec("LdapConfiguration", lambda i: i.ldap_servers, rows.ldap_configuration_row, {},
+                                       envelope="ldapconfigurationresponse"),
+    "listUsageServerMetrics": ObjectSpec("usageMetrics", lambda lab, _r: rows.usage_metrics(lab.topology),
+                                         since="4.17"),
 }
 
 
 def execute(lab: CommandContext, request: Request) -> tuple[int, dict]:
     """Run one known, authorised read command; errors come back as ApiFailure."""
     spec = COMMANDS[request.command]
-    envelope = f"{request.short_name}response"
+    envelope = getattr(spec, "envelope", None) or f"{request.short_name}response"
     if isinstance(spec, ObjectSpec):
         return 200, {envelope: {spec.object_key: spec.build(lab, request)}}
     for name in spec.required:

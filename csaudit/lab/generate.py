@@ -188,6 +188,12 @@ def topology_to_toml(topology: schema.Topology, comment: str = "") -> str:
             _table("[[zone.secondary_storage]]", _pairs(store), out)
         for store in zone.primary_storage:
             _table("[[zone.primary_storage]]", _pairs(store), out)
+    for template in topology.templates:
+        _table("[[template]]", _pairs(template), out)
+    for server in topology.ldap_servers:
+        _table("[[ldap]]", _pairs(server), out)
+    if topology.usage_server:
+        _table("[usage_server]", [("management_server", topology.usage_server)], out)
     for fault in topology.faults:
         _table("[[fault]]", _pairs(fault), out)
     return "".join(out)

@@ -272,6 +272,8 @@ class Listeners:
             self._next_connection_id += 1
         elif kind == "rfb":
             connection.outbox += banners.RFB_GREETING
+        elif kind == "smtp":
+            connection.outbox += banners.SMTP_GREETING
         elif kind in ("tls", "https"):
             connection.sock = self._tls.context.wrap_socket(connection.sock, server_side=True,
                                                             do_handshake_on_connect=False)
@@ -340,6 +342,25 @@ class Listeners:
                 connection.outbox += banners.http_response(service.role)
                 connection.close_when_sent = True
                 inbox.clear()
+        elif service.kind == "prometheus":
+            if banners.http_request_complete(inbox):
+                try:
+                    peer = connection.sock.getpeername()[0]
+                except OSError:
+                    peer = None
+                connection.outbox += banners.prometheus_response(peer in service.allowed)
+                connection.close_when_sent = True
+                inbox.clear()
+        elif service.kind == "smtp":
+            reply, done = banners.smtp_reply(inbox)
+            connection.outbox += reply
+            connection.close_when_sent = connection.close_when_sent or done
+        elif service.kind == "ldap":
+            for _ in range(16):
+                reply = banners.ldap_reply(inbox)
+                if reply is None:
+                    break
+                connection.outbox += reply
         elif service.kind == "dns":
             for _ in range(16):
                 reply = banners.dns_tcp_reply(inbox)
@@ -385,6 +406,8 @@ class Listeners:
                 reply = banners.dns_reply(data)
             elif service.kind == "ntp":
                 reply = banners.ntp_reply(data)
+            elif service.kind == "rmcp":
+                reply = banners.rmcp_pong(data)
             else:
                 reply = banners.rpc_reply(data, banners.PORTMAPPER, registered)
             if reply:

@@ -25,7 +25,8 @@ def shift_octet(octet: int, delta: int) -> int:
 def _rewrite_text(text: str, delta: int) -> str:
     if "127." not in text:
         return text
-    return _LOOPBACK.sub(lambda m: f"127.{shift_octet(int(m.group(1)), delta)}."
+    # 127.0.x.x is this machine's own localhost (the source of its probes, in an allow-list), not the cloud's
+    return _LOOPBACK.sub(lambda m: m.group(0) if m.group(1) == "0" else f"127.{shift_octet(int(m.group(1)), delta)}."
                          f"{m.group(2)}.{m.group(3)}", text)
 
 

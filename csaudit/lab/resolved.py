@@ -51,6 +51,20 @@ class HostRec:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TemplateRec:
+    template: schema.Template
+    id: str
+    zone: ZoneRec | None  # None: cross-zone
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PhysicalNetworkRec:
+    zone: ZoneRec
+    id: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SystemVmRec:
     vm: schema.SystemVm
     id: str
@@ -219,6 +233,15 @@ class Inventory:
             "clusterid": lambda r: r.cluster.id if r.cluster else None,
             "ipaddress": lambda r: r.store.address, "path": lambda r: r.store.path})
         self.vlan_ranges = RowSet(ranges, {"id": lambda r: r.id, "zoneid": lambda r: r.zone.id})
+        zone_by_name = {r.zone.name: r for r in zones}
+        templates = [TemplateRec(t, ids.uuid_for("template", t.name), zone_by_name.get(t.zone)) for t in topology.templates]
+        template_keys = {"id": lambda r: r.id, "name": lambda r: r.template.name,
+                         "zoneid": lambda r: r.zone.id if r.zone else None}
+        self.templates = RowSet([t for t in templates if not t.template.iso], template_keys)
+        self.isos = RowSet([t for t in templates if t.template.iso], template_keys)
+        networks = [PhysicalNetworkRec(z, ids.uuid_for("physicalnetwork", z.zone.name), f"{z.zone.name}-guest") for z in zones]
+        self.physical_networks = RowSet(networks, {"id": lambda r: r.id, "zoneid": lambda r: r.zone.id})
+        self.ldap_servers = RowSet(list(topology.ldap_servers), {})
         self.ms_rows = RowSet(self.management_servers, {
             "id": lambda r: r.id, "name": lambda r: r.ms.name})
         self.projects = {project_id(router.router.project) for router in routers
@@ -229,7 +252,8 @@ class Inventory:
             "cluster": {r.id for r in clusters}, "host": {host_row_id(r) for r in host_rows},
             "vm": {r.id for r in (*vms, *routers)}, "project": self.projects,
             "imagestore": {r.id for r in stores}, "storagepool": {r.id for r in pools},
-            "vlan": {r.id for r in ranges}, "mshost": {r.id for r in self.management_servers}}
+            "vlan": {r.id for r in ranges}, "mshost": {r.id for r in self.management_servers},
+            "template": {r.id for r in templates}, "physicalnetwork": {r.id for r in networks}}
         self.hosts_by_ms: dict[str, list[str]] = {}
         for host in hosts:
             self.hosts_by_ms.setdefault(host.ms.id, []).append(host.host.name)

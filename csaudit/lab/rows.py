@@ -72,7 +72,7 @@ def host_row(record: inv.HostRec | inv.SystemVmRec, version: Version) -> dict:
         "memoryused": 8589934592, "networkkbsread": 0, "networkkbswrite": 0,
         "hahost": False, "islocalstorageactive": False, "hasannotations": False,
         "hostha": {"haenable": False, "hastate": "Disabled"},
-        "outofbandmanagement": {"enabled": False, "powerstate": "Disabled"},
+        "outofbandmanagement": _out_of_band(host),
         "ueficapability": hypervisor == "KVM", "encryptionsupported": hypervisor == "KVM",
         "istagarule": False, "arch": "x86_64", "instanceconversionsupported": False,
     }
@@ -407,3 +407,47 @@ def vmware_dc_row(record: inv.VmwareDcRec) -> dict:
     # zoneid is the internal long id here, unlike every other response.
     return {"id": record.id, "name": record.name, "vcenter": record.vcenter,
             "zoneid": record.zone.db_id}
+
+
+def _out_of_band(host: schema.Host) -> dict:
+    """OutOfBandManagementResponse as listHosts nests it (its port is a string there)."""
+    if host.bmc is None:
+        return {"enabled": False, "powerstate": "Disabled"}
+    return {"enabled": True, "powerstate": "On", "driver": host.bmc_driver, "address": host.bmc,
+            "port": str(host.bmc_port), "username": "ADMIN"}
+
+
+_TEMPLATE_SINCE = {"url": "4.15", "directdownload": "4.11", "deployasis": "4.15", "userdataid": "4.18"}
+
+
+def template_row(record: inv.TemplateRec, version: Version) -> dict:
+    """TemplateResponse (listTemplates and listIsos share it); `url` is there from 4.15."""
+    template = record.template
+    row = {
+        "id": record.id, "name": template.name, "displaytext": template.name, "ispublic": True, "isready": True,
+        "isfeatured": False, "crossZones": record.zone is None, "status": "Download Complete",
+        "format": "ISO" if template.iso else "QCOW2", "templatetype": "USER", "hypervisor": None if template.iso else "KVM",
+        "account": "admin", "domain": "ROOT", "created": CREATED, "url": template.url, "directdownload": False,
+        "deployasis": False, "bootable": True if template.iso else None,
+        "zoneid": record.zone.id if record.zone else None, "zonename": record.zone.zone.name if record.zone else None,
+    }
+    return gate(row, _TEMPLATE_SINCE, version)
+
+
+def physical_network_row(record: inv.PhysicalNetworkRec, version: Version) -> dict:
+    zone = record.zone.zone
+    return {"id": record.id, "name": record.name, "zoneid": record.zone.id, "zonename": zone.name, "state": "Enabled",
+            "isolationmethods": ",".join(zone.isolation_methods), "broadcastdomainrange": "ZONE", "vlan": "100-199"}
+
+
+def ldap_configuration_row(record: schema.LdapServer, version: Version) -> dict:
+    return {"hostname": record.hostname, "port": record.port}
+
+
+def usage_metrics(topology: schema.Topology) -> dict | None:
+    """listUsageServerMetrics (4.17): the host the usage server runs on."""
+    server = next((s for s in topology.management_servers if s.name == topology.usage_server), None)
+    if server is None:
+        return {"hostname": "", "state": "Down", "collectiontime": now_stamp()}
+    return {"hostname": server.name, "state": "Up", "lastheartbeat": now_stamp(), "lastsuccessfuljob": now_stamp(),
+            "collectiontime": now_stamp()}

@@ -44,11 +44,17 @@ class Database:
     version: str = "8.0.36"
 
 
+BMC_DRIVERS = ("ipmitool", "redfish")  # out-of-band management drivers the lab's BMCs speak
+
+
 @dataclasses.dataclass(frozen=True)
 class Host:
     name: str
     address: str
     state: str = "Up"
+    bmc: str | None = None  # out-of-band management address (listHosts outofbandmanagement)
+    bmc_port: int = 623
+    bmc_driver: str = "ipmitool"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +151,11 @@ class Zone:
     secondary_storage: tuple[SecondaryStorage, ...] = ()
     primary_storage: tuple[PrimaryStorage, ...] = ()
     public_ranges: tuple[PublicRange, ...] = ()
+    isolation: str = "VLAN"  # the isolation methods of the zone's guest physical network, comma-separated
+
+    @property
+    def isolation_methods(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.isolation.split(",") if m.strip())
 
     @property
     def dns_servers(self) -> tuple[str, ...]:
@@ -154,6 +165,31 @@ class Zone:
             if address and address not in found:
                 found.append(address)
         return tuple(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A registered template or ISO: listTemplates / listIsos show its URL (4.15 and later)."""
+
+    name: str
+    url: str  # http(s)://<address>[:port]/<path>
+    zone: str | None = None  # None: cross-zone
+    iso: bool = False
+
+    @property
+    def address(self) -> str:
+        return self.url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        netloc = self.url.split("://", 1)[1].split("/", 1)[0]
+        return int(netloc.rsplit(":", 1)[1]) if ":" in netloc else (443 if self.url.startswith("https") else 80)
+
+
+@dataclasses.dataclass(frozen=True)
+class LdapServer:
+    hostname: str
+    port: int = 389
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +215,9 @@ class Topology:
     zones: tuple[Zone, ...] = ()
     settings: Mapping[str, str] = dataclasses.field(default_factory=dict)
     faults: tuple[FaultSpec, ...] = ()
+    templates: tuple[Template, ...] = ()
+    ldap_servers: tuple[LdapServer, ...] = ()
+    usage_server: str | None = None  # the management server the usage server runs on
     default_page_size: int = 500
     listeners: bool = True
     api_key: str | None = None

@@ -8,6 +8,7 @@ agents on 8250, cluster traffic on 9090, system VM control on 3922, etc.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from csaudit.lab import schema
 
@@ -15,7 +16,7 @@ API_PORT = 8080  # the signed API servlet (Jetty) on every management server
 
 # kind -> what the listener does. "api"/"integration" are served by the API server.
 KINDS = ("api", "integration", "tls", "https", "http", "ssh", "mysql", "rfb", "dns",
-         "rpcbind", "nfs", "ntp", "filtered")
+         "rpcbind", "nfs", "ntp", "smtp", "ldap", "rmcp", "prometheus", "filtered")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Service:
     # The firewall in front of a TCP port, as between the segments of a real cloud: the kernel drops
     # the SYNs of every other source (listeners.py), so a probe from there times out. Empty: everyone.
     only_from: tuple[str, ...] = ()
+    # prometheus only: the addresses the exporter serves (prometheus.exporter.allowed.ips); others get 403
+    allowed: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +57,7 @@ def _hypervisor_role(hypervisor: str) -> str:
 _HOST_PORTS = {
     "kvm-host": ((22, "tcp", "ssh"), (16514, "tcp", "tls"), (5900, "tcp", "rfb")),
     "xenserver-host": ((22, "tcp", "ssh"), (80, "tcp", "http"), (443, "tcp", "tls")),
-    "esxi-host": ((443, "tcp", "tls"),),
+    "esxi-host": ((443, "tcp", "tls"),),  # plus the legacy VNC range's first port (_vnc_range_start)
 }
 _NFS_PORTS = ((111, "tcp", "rpcbind"), (111, "udp", "rpcbind"), (2049, "tcp", "nfs"))
 _DNS_PORTS = ((53, "tcp", "dns"), (53, "udp", "dns"))
@@ -89,6 +92,11 @@ def _unfaulted(topology: schema.Topology) -> list[Service]:
             role = _hypervisor_role(cluster.hypervisor)
             for host in cluster.hosts:
                 add(host.name, role, host.address, _HOST_PORTS[role])
+                if role == "esxi-host":  # the ESXi firewall opens the legacy VNC range to the CPVM (flow F37)
+                    add(host.name, role, host.address, ((_vnc_range_start(topology), "tcp", "rfb"),))
+                if host.bmc and host.bmc.startswith("127."):
+                    bmc = (host.bmc_port, "udp", "rmcp") if host.bmc_driver == "ipmitool" else (host.bmc_port, "tcp", "https")
+                    add(f"{host.name}-bmc", "bmc", host.bmc, (bmc,))
             if cluster.vcenter and cluster.vcenter not in vcenters:
                 vcenters.append(cluster.vcenter)
         for address in vcenters:
@@ -110,7 +118,43 @@ def _unfaulted(topology: schema.Topology) -> list[Service]:
         for store in zone.primary_storage:
             if store.type == "NetworkFilesystem":
                 add(store.name, "nfs-server", store.address, _NFS_PORTS)
+    _named_services(topology, add)
     return services
+
+
+def _vnc_range_start(topology: schema.Topology) -> int:
+    start = topology.settings.get("vmware.additional.vnc.portrange.start", "50000")
+    return int(start) if start.isdigit() and 0 < int(start) < 65536 else 50000
+
+
+def _named_services(topology: schema.Topology, add) -> None:
+    """The services the API or a setting names by address (template hosts, proxy, SMTP, LDAP, the
+    Prometheus exporter): served where they are on loopback."""
+    # one server per URL host:port, named after the first template it serves (a name that stays when the lab moves)
+    servers: dict[tuple[str, int, bool], str] = {}
+    for template in topology.templates:
+        servers.setdefault((template.address, template.port, template.url.startswith("https")), template.name)
+    for (host, port, https), name in servers.items():
+        add(f"templates:{name}", "template-host", host, ((port, "tcp", "https" if https else "http"),))
+    settings = topology.settings
+    proxy = re.fullmatch(r"https?://(?:[^@/]*@)?(127\.[\d.]+):(\d+)/?", settings.get("secstorage.proxy", ""))
+    if proxy:
+        add(f"proxy@{proxy.group(1)}", "http-proxy", proxy.group(1), ((int(proxy.group(2)), "tcp", "http"),))
+    smtp_host, smtp_port = settings.get("alert.smtp.host", ""), settings.get("alert.smtp.port", "465")
+    if smtp_host.startswith("127.") and smtp_port.isdigit():
+        kind = "tls" if smtp_port == "465" else "smtp"
+        add(f"smtp@{smtp_host}", "smtp-server", smtp_host, ((int(smtp_port), "tcp", kind),))
+    for server in topology.ldap_servers:
+        if server.hostname.startswith("127."):
+            add(f"ldap@{server.hostname}", "ldap-server", server.hostname,
+                ((server.port, "tcp", "tls" if server.port == 636 else "ldap"),))
+    if settings.get("prometheus.exporter.enable", "false").lower() == "true":
+        port = settings.get("prometheus.exporter.port", "9595")
+        allowed = tuple(a.strip() for a in settings.get("prometheus.exporter.allowed.ips", "").split(",") if a.strip())
+        for server in topology.management_servers:
+            services_port = int(port) if port.isdigit() else 9595
+            add(server.name, "management-server", server.address, ((services_port, "tcp", "prometheus"),),
+                allowed=allowed)
 
 
 def ntp_servers(topology: schema.Topology) -> list[str]:

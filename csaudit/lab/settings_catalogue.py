@@ -58,6 +58,22 @@ CATALOGUE = {
                                      "(default is text/javascript)", "application/json; charset=UTF-8"),
     "allow.user.create.projects": SettingInfo("Project Defaults", "If regular user can create a "
                                               "project; true by default", "true", type="Boolean"),
+    "secstorage.proxy": SettingInfo("Advanced", "http proxy used by ssvm, in http://username:password@proxyserver:port "
+                                    "format"),
+    "alert.smtp.host": SettingInfo("Alert", "SMTP hostname used for sending out email alerts."),
+    "alert.smtp.port": SettingInfo("Alert", "Port the SMTP server is listening on.", "465", type="Integer"),
+    "prometheus.exporter.enable": SettingInfo("Advanced", "Enable the prometheus exporter plugin, management server "
+                                              "restart needed.", "false", type="Boolean"),
+    "prometheus.exporter.port": SettingInfo("Advanced", "The prometheus exporter server port", "9595", type="Integer"),
+    "prometheus.exporter.allowed.ips": SettingInfo("Advanced", "List of comma separated prometheus server ips (with "
+                                                   "no spaces) that should be allowed to access the URLs",
+                                                   "127.0.0.1"),
+    "vmware.additional.vnc.portrange.start": SettingInfo("Advanced", "Start port number of additional VNC port range",
+                                                         "50000", type="Integer"),
+    "vmware.additional.vnc.portrange.size": SettingInfo("Advanced", "Start port number of additional VNC port range",
+                                                        "1000", type="Integer"),
+    "consoleproxy.cmd.port": SettingInfo("Console Proxy", "Console proxy command port that is used to communicate "
+                                         "with management server", "8001", type="Integer"),
 }
 
 

@@ -215,15 +215,41 @@ def _topology(top: _Table) -> schema.Topology:
         top.fail(f"settings 'integration.api.port' = {port_value!r} is not a port number")
 
     zones = tuple(_zone(table, register) for table in top.tables("zone"))
+    templates = tuple(_template(table, {zone.name for zone in zones}) for table in top.tables("template"))
+    ldap_servers = []
+    for table in top.tables("ldap"):
+        ldap_servers.append(schema.LdapServer(table.address("hostname"), table.integer("port", 389)))
+        table.done()
+    usage_server = None
+    usage = top.table("usage_server", required=False)
+    if usage is not None:
+        usage_server = usage.string("management_server")
+        if usage_server not in {server.name for server in servers}:
+            usage.fail(f"management_server {usage_server!r} is not a [[management_server]]")
+        usage.done()
     faults = tuple(_fault(table) for table in top.tables("fault"))
     top.done()
 
     topology = schema.Topology(
         version=version, management_servers=tuple(servers), database=database, zones=zones,
-        settings=settings, faults=faults, default_page_size=page_size, listeners=listeners,
+        settings=settings, faults=faults, templates=templates, ldap_servers=tuple(ldap_servers),
+        usage_server=usage_server, default_page_size=page_size, listeners=listeners,
         api_key=api_key, secret_key=secret_key)
     _check_faults(topology, top)
     return topology
+
+
+def _template(table: _Table, zone_names: set[str]) -> schema.Template:
+    template = schema.Template(name=table.string("name"), url=table.string("url"), zone=table.string("zone", None),
+                               iso=table.boolean("iso", False))
+    match = re.fullmatch(r"https?://([^/:]+)(:\d+)?(/.*)?", template.url)
+    if not match:
+        table.fail(f"'url' = {template.url!r} is not like http://127.42.9.80/templates/debian.qcow2")
+    check_loopback(match.group(1), lambda what: table.fail(f"'url': {what}"))
+    if template.zone is not None and template.zone not in zone_names:
+        table.fail(f"zone {template.zone!r} is not a [[zone]]")
+    table.done()
+    return template
 
 
 def _zone(table: _Table, register: Callable[[str, str, str], None]) -> schema.Zone:
@@ -320,7 +346,8 @@ def _zone(table: _Table, register: Callable[[str, str, str], None]) -> schema.Zo
         settings=table.string_map("settings"), pods=tuple(pods), clusters=tuple(clusters),
         system_vms=tuple(system_vms), routers=tuple(routers),
         secondary_storage=tuple(secondaries), primary_storage=tuple(primaries),
-        public_ranges=tuple(ranges))
+        public_ranges=tuple(ranges),
+        isolation=table.string("isolation", "VLAN"))
     table.done()
     return zone
 
@@ -341,7 +368,9 @@ def _cluster(table: _Table, pod_names: set[str], register, hypervisor_of_host: d
     hosts = []
     for host_table in table.tables("host"):
         host = schema.Host(name=host_table.string("name"), address=host_table.address("address"),
-                          state=host_table.string("state", "Up", choices=schema.HOST_STATES))
+                          state=host_table.string("state", "Up", choices=schema.HOST_STATES),
+                          bmc=host_table.address("bmc", None), bmc_port=host_table.integer("bmc_port", 623),
+                          bmc_driver=host_table.string("bmc_driver", "ipmitool", choices=schema.BMC_DRIVERS))
         register("host", host.name, host_table.where)
         hypervisor_of_host[host.name] = hypervisor
         host_table.done()

@@ -40,6 +40,7 @@ class Flow:
     notes: tuple[str, ...] = ()
     self_allowed: bool = False  # a deny rule the target's own machine is exempt from (D01: its local tooling)
     remedy: Remedy | None = None  # shared by every flow of the rule (one object, not a copy per flow)
+    condition: str | None = None  # the rule's `when` in words: the setting or API fact that makes the flow exist
 
     @property
     def outside(self) -> bool:

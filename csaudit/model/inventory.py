@@ -12,6 +12,7 @@ class Zone:
     network_type: str | None = None
     dns: tuple[str, ...] = ()
     internal_dns: tuple[str, ...] = ()
+    isolation_methods: tuple[str, ...] = ()  # of its physical networks (listPhysicalNetworks): VLAN, VXLAN, ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -154,6 +155,20 @@ class VCenter:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class NamedService:
+    """A service the API or a setting names by address: a template URL's host, the SMTP relay, an LDAP
+    server, a host's BMC, the usage server. `role` is its catalogue role, `origin` where it was named."""
+
+    role: str
+    name: str
+    address: str | None
+    port: int | None
+    protocol: str | None  # http, https, smtp, smtps, ldap, ldaps, ipmi, redfish (None: not told)
+    origin: str
+    zone_id: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Inventory:
     endpoint: str | None
     api_mode: str | None
@@ -169,6 +184,7 @@ class Inventory:
     image_stores: tuple[ImageStore, ...] = ()
     storage_pools: tuple[StoragePool, ...] = ()
     vcenters: tuple[VCenter, ...] = ()
+    services: tuple[NamedService, ...] = ()
     settings: dict[str, str] = dataclasses.field(default_factory=dict)
     zone_settings: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     zone_errors: dict[str, str] = dataclasses.field(default_factory=dict)  # zone id -> why its listing failed

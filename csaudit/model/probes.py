@@ -44,6 +44,7 @@ class Observation:
     problem: str | None = None  # the right service, but unusable (an expired certificate)
     warnings: tuple[str, ...] = ()
     danger: str | None = None  # why this service answering a must-be-closed flow is critical
+    refused: str | None = None  # the service itself refuses this source (an allow-list): a deny rule holds
 
 
 # The probe defaults, here only: ProbeOptions and the command line read them.

@@ -76,6 +76,11 @@ class ProbeKind(enum.StrEnum):
     VNC = "vnc"
     DNS = "dns"
     NTP = "ntp"
+    HTTP = "http"
+    SMTP = "smtp"
+    LDAP = "ldap"
+    IPMI = "ipmi"
+    PROMETHEUS = "prometheus"
 
 
 class Protocol(enum.StrEnum):
@@ -100,6 +105,14 @@ class Role(enum.StrEnum):
     INTERNAL_DNS = "internal-dns"
     DNS = "dns"
     NTP = "ntp"
+    # Services the API or a setting names by address (parse.py, SERVICE_SOURCES): each is its own role.
+    USAGE = "usage"  # the usage server (listUsageServerMetrics hostname)
+    TEMPLATE_HOST = "template-host"  # the host:port of a registered template or ISO URL (listTemplates / listIsos)
+    HTTP_PROXY = "http-proxy"  # setting secstorage.proxy
+    SMTP = "smtp"  # setting alert.smtp.host / alert.smtp.port
+    LDAP = "ldap"  # listLdapConfigurations hostname / port
+    BMC = "bmc"  # a host's out-of-band management address (listHosts outofbandmanagement)
+    API_ENDPOINT = "api-endpoint"  # setting endpoint.url
 
 
 class Hypervisor(enum.StrEnum):
@@ -117,7 +130,7 @@ ANY_HYPERVISOR = "any"  # a catalogue rule that applies whatever the hypervisor
 
 # Which probe kinds run over which protocol.
 TCP_KINDS = frozenset({ProbeKind.SSH, ProbeKind.TLS, ProbeKind.HTTP_API, ProbeKind.MYSQL, ProbeKind.RPCBIND, ProbeKind.NFS,
-                       ProbeKind.VNC, ProbeKind.DNS})
-UDP_KINDS = frozenset({ProbeKind.RPCBIND, ProbeKind.DNS, ProbeKind.NTP})
+                       ProbeKind.VNC, ProbeKind.DNS, ProbeKind.HTTP, ProbeKind.SMTP, ProbeKind.LDAP, ProbeKind.PROMETHEUS})
+UDP_KINDS = frozenset({ProbeKind.RPCBIND, ProbeKind.DNS, ProbeKind.NTP, ProbeKind.IPMI})
 # System VMs reached over their host's link-local bridge (cloud0, xapi0); on the others the MS opens 3922 itself.
 LINK_LOCAL_CONTROL = frozenset({Hypervisor.KVM, Hypervisor.LXC, Hypervisor.XENSERVER})

@@ -24,7 +24,8 @@ PROBE_PROTOCOLS = {
     for kind in ProbeKind
 }
 PROBES = frozenset(ProbeKind)
-CONDITIONS = frozenset({"equals", "not_equals", "above", "set"})
+CONDITIONS = frozenset({"equals", "not_equals", "above", "set", "includes", "pattern"})
+ZONE_FACTS = frozenset({"isolation_methods"})  # zone fields a `when` may test (when = { zone = "...", includes = "..." })
 REQUIRED = ("id", "title", "source", "target", "ports", "protocol", "expect", "hypervisors", "citation", "remedy")
 OPTIONAL = (
     "seed", "pairing", "source_address", "target_address", "target_protocol", "hypervisor_of",
@@ -41,12 +42,30 @@ _RANGE = re.compile(r"^(\d+)-(\d+)$")
 
 @dataclasses.dataclass(frozen=True)
 class Condition:
-    setting: str
+    setting: str | None  # a CloudStack setting, or None when the condition tests a zone fact
     operator: str
     value: object
+    zone: str | None = None  # a zone field (ZONE_FACTS), comma-joined when it is a list
+
+    def describe(self) -> str:
+        """The condition in words, for the flows it makes exist."""
+        subject = f"setting '{self.setting}'" if self.setting is not None else f"the zone's {self.zone.replace('_', ' ')}"
+        phrase = {
+            "equals": f"is '{self.value}'",
+            "not_equals": f"is not '{self.value}'",
+            "above": f"is above {self.value}",
+            "set": "is set" if self.value else "is empty",
+            "includes": f"include {self.value}" if self.zone else f"includes '{self.value}'",
+            "pattern": f"matches '{self.value}'",
+        }[self.operator]
+        return f"{subject} {phrase}"
 
     def holds(self, actual: str | None) -> bool:
         actual = (actual or "").strip()
+        if self.operator == "includes":  # a comma-separated list holds the value
+            return str(self.value).lower() in (a.strip().lower() for a in actual.split(","))
+        if self.operator == "pattern":
+            return re.fullmatch(str(self.value), actual) is not None
         if self.operator == "set":
             return bool(actual) == bool(self.value)
         if self.operator == "equals":
@@ -166,9 +185,17 @@ def _rule(entry: dict, where: str) -> Rule:
     port_from = entry.get("port_from")
     if port_from is not None:
         kind, _, name = str(port_from).partition(":")
-        if kind not in ("setting", "option") or not name or (kind == "option" and name not in PORT_OPTIONS):
-            raise ConfigError(f"{where}: port_from must be \"setting:NAME\" or \"option:\" + one of {sorted(PORT_OPTIONS)}")
-        if len(entry["ports"]) != 1 or not isinstance(entry["ports"][0], int):
+        if kind == "range":
+            if name.count(":") != 1 or len(entry["ports"]) != 1 or not isinstance(entry["ports"][0], str):
+                raise ConfigError(f"{where}: port_from = \"range:START_SETTING:SIZE_SETTING\" needs exactly one range "
+                                  "(the default) in ports")
+        elif kind == "target" and not name:
+            if len(entry["ports"]) != 1 or not isinstance(entry["ports"][0], int):
+                raise ConfigError(f"{where}: port_from needs exactly one port (the default) in ports")
+        elif kind not in ("setting", "option") or not name or (kind == "option" and name not in PORT_OPTIONS):
+            raise ConfigError(f"{where}: port_from must be \"setting:NAME\", \"target\", \"range:START:SIZE\" or "
+                              f"\"option:\" + one of {sorted(PORT_OPTIONS)}")
+        elif len(entry["ports"]) != 1 or not isinstance(entry["ports"][0], int):
             raise ConfigError(f"{where}: port_from needs exactly one port (the default) in ports")
     for key in ("title", "citation", "seed", "note", "target_protocol"):
         if key in entry and not (isinstance(entry[key], str) and entry[key].strip()):
@@ -252,10 +279,21 @@ def _ports(value, where: str) -> tuple[PortSpec, ...]:
 def _condition(value, where: str) -> Condition | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("setting"), str):
-        raise ConfigError(f"{where}: when must be a table with a 'setting' name")
-    operators = set(value) - {"setting"}
+    subjects = [k for k in ("setting", "zone") if isinstance(value, dict) and isinstance(value.get(k), str)]
+    if len(subjects) != 1:
+        raise ConfigError(f"{where}: when must be a table with a 'setting' name (or a 'zone' fact: {sorted(ZONE_FACTS)})")
+    subject = subjects[0]
+    if subject == "zone" and value["zone"] not in ZONE_FACTS:
+        raise ConfigError(f"{where}: when.zone must be one of {sorted(ZONE_FACTS)}")
+    operators = set(value) - {subject}
     if len(operators) != 1 or not operators <= CONDITIONS:
         raise ConfigError(f"{where}: when needs exactly one of {sorted(CONDITIONS)}")
     operator = operators.pop()
+    if operator == "pattern":
+        try:
+            re.compile(str(value[operator]))
+        except re.error as exc:
+            raise ConfigError(f"{where}: when.pattern is not a regular expression: {exc}") from None
+    if subject == "zone":
+        return Condition(None, operator, value[operator], zone=value["zone"])
     return Condition(value["setting"], operator, value[operator])

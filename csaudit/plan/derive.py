@@ -30,6 +30,7 @@ class Node:
     protocol: str | None = None  # storage protocol
     addresses: tuple[tuple[str, str | None], ...] = ()
     address_note: str | None = None  # how the default address was found, when not obvious
+    port: int | None = None  # a named service's own port (a URL's, an LDAP server's): port_from = "target"
 
     def address(self, kind: str) -> str | None:
         return next((address for name, address in self.addresses if name == kind), None)
@@ -80,6 +81,11 @@ def build_nodes(inventory: Inventory) -> dict[str, list[Node]]:
     for address in (a.strip() for a in (inventory.setting("ntp.server.list") or "").split(",")):
         if address:
             nodes["ntp"].append(Node("ntp", f"ntp {address}", address, addresses=(("default", address),)))
+    for service in inventory.services:  # named by a setting or a listing: their own role, port and protocol
+        nodes[service.role].append(Node(service.role, service.name, f"{service.role}/{service.name}", service.zone_id,
+                                        protocol=service.protocol, addresses=(("default", service.address),),
+                                        address_note=f"{service.role} {service.name} from {service.origin}",
+                                        port=service.port))
     return nodes
 
 
@@ -111,7 +117,7 @@ def derive_flows(
 
 
 # Inventory fields whose objects belong to one zone (system VMs are shared by every part: see audit_units).
-ZONED_FIELDS = ("pods", "clusters", "hosts", "routers", "image_stores", "storage_pools", "vcenters")
+ZONED_FIELDS = ("pods", "clusters", "hosts", "routers", "image_stores", "storage_pools", "vcenters", "services")
 
 
 def audit_units(inventory: Inventory, zone_ids: frozenset[str] | None = ALL_ZONES) -> list[tuple[str | None, Inventory]]:
@@ -159,8 +165,10 @@ def derive_unit_flows(
         for source, target in _pairs(rule, nodes):
             if (source.zone_id or target.zone_id) != zone_id or not _applies(rule, source, target, inventory):
                 continue
-            ports, port_note = _ports(rule, inventory, zone_id, port_options)
-            notes = tuple(n for n in (source.address_note, target.address_note, port_note, rule.note) if n)
+            ports, port_note = _ports(rule, inventory, zone_id, port_options, target)
+            condition = rule.when.describe() if rule.when is not None else None
+            because = f"exists because {condition}" if condition else None
+            notes = tuple(n for n in (source.address_note, target.address_note, port_note, because, rule.note) if n)
             for port in ports:
                 for protocol in rule.protocols:
                     flow = Flow(
@@ -179,17 +187,26 @@ def derive_unit_flows(
                         notes=notes,
                         self_allowed=rule.self_allowed,
                         remedy=rule.remedy,
+                        condition=condition,
                     )
                     flows.setdefault(flow.id, flow)
     return tuple(sorted(flows.values(), key=_flow_order))
 
 
-def _ports(rule: Rule, inventory: Inventory, zone_id, port_options: dict[str, int]) -> tuple[tuple[PortSpec, ...], str | None]:
-    """The rule's ports, or the real one when the cloud says (setting) or the operator says (option)."""
+def _ports(rule: Rule, inventory: Inventory, zone_id, port_options: dict[str, int],
+           target: Node | None = None) -> tuple[tuple[PortSpec, ...], str | None]:
+    """The rule's ports, or the real one when the cloud says (setting, the target's own port, a range
+    from two settings) or the operator says (option)."""
     if rule.port_from is None:
         return rule.ports, None
     kind, _, name = rule.port_from.partition(":")
     default = rule.ports[0].first
+    if kind == "target":
+        if target is not None and target.port:
+            return (PortSpec(target.port),), None
+        return rule.ports, f"port {default} is the default; {target.name if target else 'the target'} names none"
+    if kind == "range":
+        return _setting_range(rule, inventory, zone_id, *name.split(":", 1))
     if kind == "option":
         if name in port_options:
             return (PortSpec(port_options[name]),), f"port {port_options[name]} from --{name}"
@@ -199,6 +216,18 @@ def _ports(rule: Rule, inventory: Inventory, zone_id, port_options: dict[str, in
         port = int(value)
         return (PortSpec(port),), (f"port {port} from setting '{name}'" if port != default else None)
     return rule.ports, f"port {default} is the default; setting '{name}' is not known"
+
+
+def _setting_range(rule: Rule, inventory: Inventory, zone_id, start_name: str, size_name: str):
+    """A port range from a start setting and a size setting (vmware.additional.vnc.portrange.start/size)."""
+    start = (inventory.setting(start_name, zone_id) or "").strip()
+    size = (inventory.setting(size_name, zone_id) or "").strip()
+    if start.isdigit() and size.isdigit() and int(size) > 1 and int(start) + int(size) - 1 < 65536 and int(start) > 0:
+        first, last = int(start), int(start) + int(size) - 1
+        default = rule.ports[0]
+        changed = (first, last) != (default.first, default.last)
+        return (PortSpec(first, last),), (f"ports {first}-{last} from settings '{start_name}' and '{size_name}'" if changed else None)
+    return rule.ports, f"ports {rule.ports[0]} are the default; settings '{start_name}' / '{size_name}' are not known"
 
 
 def _flow_order(flow: Flow):
@@ -288,6 +317,12 @@ def _applies(rule: Rule, source: Node, target: Node, inventory: Inventory) -> bo
             return False
     if rule.when is not None:
         zone_id = source.zone_id or target.zone_id
-        if not rule.when.holds(inventory.setting(rule.when.setting, zone_id)):
+        if rule.when.setting is not None:
+            actual = inventory.setting(rule.when.setting, zone_id)
+        else:  # a fact of the zone the API lists (zone = "isolation_methods")
+            zone = inventory.zone_by_id(zone_id)
+            value = getattr(zone, rule.when.zone, None) if zone is not None else None
+            actual = ",".join(value) if isinstance(value, tuple) else value
+        if not rule.when.holds(actual):
             return False
     return True

@@ -243,5 +243,7 @@ def render_flows_table(flows) -> str:
     rows = []
     for flow in flows:
         rows.append([flow.zone or "", f"{flow.rule} {flow.title}", _endpoint(flow.source.name, flow.source.address),
-                     _endpoint(flow.target.name, flow.target.address), f"{_ports(flow.port, flow.port_end)}/{flow.protocol}", flow.expect])
-    return tabulate(rows, headers=["zone", "flow", "source", "target", "port/proto", "expect"], tablefmt="simple") + f"\n{len(rows)} flows\n"
+                     _endpoint(flow.target.name, flow.target.address), f"{_ports(flow.port, flow.port_end)}/{flow.protocol}", flow.expect,
+                     flow.probe, flow.condition or ""])
+    return tabulate(rows, headers=["zone", "flow", "source", "target", "port/proto", "expect", "probe", "exists when"],
+                    tablefmt="simple") + f"\n{len(rows)} flows\n"

@@ -122,5 +122,5 @@ def with_answer(connection: Observation, answer: Answer) -> Observation:
         reason = f"{connection.reason}, but {answer.detail}"
     return Observation(connection.state, reason, connection.latency_ms, service=answer.service, detail=answer.detail,
                        mismatch=None if answer.matched else answer.detail, problem=answer.problem,
-                       warnings=answer.warnings, danger=answer.danger)
+                       warnings=answer.warnings, danger=answer.danger, refused=answer.refused)
 

@@ -135,6 +135,8 @@ def _tcp(target, timeout: float) -> Outcome:
                 answer = protocols.read_stream(target.kind, data, None)
                 if answer is None and len(data) >= protocols.MAX_ANSWER:
                     ending = FULL
+        if answer is not None and answer.matched and target.kind in protocols.FAREWELL and ending is None:
+            _send(sock, protocols.FAREWELL[target.kind])
         poke = b""
         if not data and ending == TIMEOUT and target.kind not in protocols.SERVER_SPEAKS_FIRST:
             poke = _poke(target, timeout)  # silent to our request: an HTTP server waiting for its blank line?

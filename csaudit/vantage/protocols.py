@@ -21,8 +21,11 @@ from csaudit.vantage import certificates
 SERVICE_NAMES = {
     "ssh": "SSH", "tls": "TLS", "http-api": "the CloudStack API", "mysql": "MySQL",
     "rpcbind": "rpcbind", "nfs": "NFS", "vnc": "VNC", "dns": "DNS", "ntp": "NTP",
+    "http": "HTTP", "prometheus": "the Prometheus exporter", "smtp": "SMTP", "ldap": "LDAP", "ipmi": "IPMI (RMCP)",
 }
-SERVER_SPEAKS_FIRST = frozenset({"ssh", "mysql", "vnc"})
+SERVER_SPEAKS_FIRST = frozenset({"ssh", "mysql", "vnc", "smtp"})
+# What is said, once the service answered, to leave politely (an SMTP server logs a lost connection otherwise).
+FAREWELL = {"smtp": b"QUIT\r\n"}
 MAX_ANSWER = 64 * 1024  # bytes read at most from one service
 EXPIRY_WARNING_DAYS = 30
 # When a server-speaks-first service stays silent, this line makes an HTTP server show itself.
@@ -39,6 +42,7 @@ class Answer:
     problem: str | None = None  # the right service, but unusable (an expired certificate)
     warnings: tuple[str, ...] = ()
     danger: str | None = None  # why it is critical when this service answers where a flow must be closed
+    refused: str | None = None  # the service itself refuses this source (an allow-list): closed to it, for a deny rule
 
 
 # ------------------------------------------------------------------ what answered instead
@@ -54,6 +58,10 @@ def identify(data: bytes) -> tuple[str | None, str]:
         return "HTTP", _first_line(data) + (f", Server: {server}" if server else "")
     if data.startswith(b"RFB "):
         return "VNC", _first_line(data)
+    if data[:4] in (b"220 ", b"220-") and b"SMTP" in data.split(b"\n", 1)[0].upper():
+        return "SMTP", _first_line(data)
+    if len(data) >= 12 and data[:4] == _RMCP_ASF and data[4:8] == _ASF_IANA:
+        return "RMCP", "an ASF message"
     if len(data) >= 3 and data[0] in (0x15, 0x16) and data[1] == 3:
         return "TLS", "a TLS record"
     if len(data) > 5 and data[3] == 0 and data[4] in (0x0A, 0xFF) and 5 < int.from_bytes(data[:3], "little") < 1024:
@@ -201,6 +209,206 @@ def _cloudstack_error(document) -> bool:
     return isinstance(document, dict) and any(isinstance(v, dict) and "errortext" in v for v in document.values())
 
 
+# ------------------------------------------------------------------ HTTP: any server (HEAD /), the Prometheus exporter (HEAD /metrics)
+
+def http_head(host: str, port: int, path: str = "/") -> bytes:
+    """HEAD asks for the headers only: nothing is downloaded, and the probe hangs up once they are read."""
+    return (f"HEAD {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: csaudit-probe\r\n"
+            "Connection: close\r\n\r\n").encode()
+
+
+def _http_head_read(kind: str, data: bytes, ending: str | None) -> tuple[int, str] | Answer | None:
+    """(status, "status line, Server: ...") once the headers are in; an Answer when it is not HTTP; None: wait."""
+    if not data.startswith(b"HTTP/"):
+        if ending is None and len(data) < 5 and b"HTTP/".startswith(data):
+            return None
+        return mismatch(kind, data, ending)
+    if b"\r\n\r\n" not in data and b"\n\n" not in data and ending is None and len(data) < MAX_ANSWER:
+        return None
+    status_line = _first_line(data)
+    parts = status_line.split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    server = _header(data, b"server")
+    return status, status_line + (f", Server: {server}" if server else "")
+
+
+def parse_http(data: bytes, ending: str | None) -> Answer | None:
+    read = _http_head_read("http", data, ending)
+    if read is None or isinstance(read, Answer):
+        return read
+    status, said = read
+    if not 100 <= status < 600:
+        return Answer(None, f"it answers with a malformed HTTP status line ({said})", False)
+    return Answer("HTTP", said, True)
+
+
+def prometheus_request(host: str, port: int) -> bytes:
+    """GET /metrics (the exporter answers HEAD with headers only, which cannot tell its metrics from any
+    page); the probe reads the first bytes of the body and hangs up."""
+    return http_head(host, port, "/metrics").replace(b"HEAD ", b"GET ", 1)
+
+
+def parse_prometheus(data: bytes, ending: str | None) -> Answer | None:
+    """CloudStack's exporter answers /metrics with 200 and its cloudstack_* metrics to the addresses in
+    prometheus.exporter.allowed.ips, and with 403 to every other one (PrometheusExporterServerImpl)."""
+    read = _http_head_read("prometheus", data, ending)
+    if read is None or isinstance(read, Answer):
+        return read
+    status, said = read
+    if status == 403:
+        why = "the exporter refuses this address (HTTP 403: not in prometheus.exporter.allowed.ips)"
+        return Answer("Prometheus exporter", f"{said}: {why}", True, refused=why,
+                      warnings=("this address is not in prometheus.exporter.allowed.ips: only an allowed Prometheus server "
+                                "gets the metrics",))
+    body = data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+    if status == 200 and b"cloudstack_" in body:
+        return Answer("Prometheus exporter", f"{said}: serves CloudStack metrics to this address", True)
+    if status == 200 and ending is None and len(body) < 4096:
+        return None  # the metrics have not come yet
+    return Answer("HTTP", f"it speaks HTTP ({said}), but /metrics does not serve CloudStack's metrics", False)
+
+
+# ------------------------------------------------------------------ SMTP (RFC 5321 4.2): the greeting
+
+def parse_smtp(data: bytes, ending: str | None) -> Answer | None:
+    """The greeting: "220 host ESMTP ...", possibly multi-line ("220-"); 554 is a server refusing this client."""
+    lines = data.split(b"\n")
+    complete = lines if ending else lines[:-1]
+    for line in complete:
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        if len(text) < 3 or not text[:3].isdigit() or text[3:4] not in (" ", "-", ""):
+            return mismatch("smtp", data, ending)
+        if text[3:4] == "-":
+            continue
+        code, said = text[:3], text[4:].strip()[:120]
+        if code == "220":
+            return Answer("SMTP", said or "220", True)
+        if code == "554":
+            return Answer("SMTP", f"554 {said}", True, problem=f"the SMTP server refuses this client (554 {said})")
+        return mismatch("smtp", data, ending)
+    if ending is None and len(data) < 4096 and not (len(data) >= 4 and _other_service(data, "SMTP")):
+        prefix = data[:3]
+        if prefix.isdigit() or b"220".startswith(prefix) or b"554".startswith(prefix):
+            return None
+    return mismatch("smtp", data, ending)
+
+
+# ------------------------------------------------------------------ LDAP (RFC 4511): an anonymous RootDSE search
+
+_LDAP_MESSAGE_ID = 1
+_LDAP_RESULTS = {0: "success", 1: "operationsError", 2: "protocolError", 7: "authMethodNotSupported",
+                 13: "confidentialityRequired", 48: "inappropriateAuthentication", 49: "invalidCredentials",
+                 50: "insufficientAccessRights", 52: "unavailable", 53: "unwillingToPerform"}
+_ROOT_DSE_ATTRIBUTES = (b"namingContexts", b"supportedLDAPVersion", b"vendorName")
+
+
+def _ber(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    length = bytes([size]) if size < 0x80 else bytes([0x80 | ((size.bit_length() + 7) // 8)]) + size.to_bytes(
+        (size.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+def ldap_root_dse_search() -> bytes:
+    """SearchRequest: base "", scope base, (objectClass=*), a few RootDSE attributes. No bind comes
+    first: an LDAP server takes an unbound request as anonymous, so no credential is ever sent."""
+    search = (_ber(0x04, b"") + _ber(0x0A, b"\x00") + _ber(0x0A, b"\x00") + _ber(0x02, b"\x00") + _ber(0x02, b"\x05")
+              + _ber(0x01, b"\x00") + _ber(0x87, b"objectClass")
+              + _ber(0x30, b"".join(_ber(0x04, name) for name in _ROOT_DSE_ATTRIBUTES)))
+    return _ber(0x30, _ber(0x02, bytes([_LDAP_MESSAGE_ID])) + _ber(0x63, search))
+
+
+def _ber_read(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
+    """(tag, content, next offset) of the element at offset; None when incomplete or malformed."""
+    if len(data) < offset + 2:
+        return None
+    tag, first = data[offset], data[offset + 1]
+    offset += 2
+    if first & 0x80:
+        count = first & 0x7F
+        if count == 0 or count > 4 or len(data) < offset + count:
+            return None
+        size = int.from_bytes(data[offset:offset + count], "big")
+        offset += count
+    else:
+        size = first
+    if len(data) < offset + size:
+        return None
+    return tag, data[offset:offset + size], offset + size
+
+
+def _ber_children(content: bytes) -> list[tuple[int, bytes]]:
+    children, offset = [], 0
+    while offset < len(content) and len(children) < 64:
+        element = _ber_read(content, offset)
+        if element is None:
+            break
+        tag, value, offset = element
+        children.append((tag, value))
+    return children
+
+
+def _root_dse_facts(entry: bytes) -> str:
+    facts = {}
+    attributes = _ber_children(entry)
+    for tag, attribute in (_ber_children(attributes[1][1]) if len(attributes) > 1 and attributes[1][0] == 0x30 else []):
+        parts = _ber_children(attribute) if tag == 0x30 else []
+        if len(parts) == 2 and parts[0][0] == 0x04:
+            values = [v.decode("utf-8", "replace") for t, v in _ber_children(parts[1][1]) if t == 0x04]
+            facts[parts[0][1].decode("utf-8", "replace")] = ", ".join(values)[:100]
+    said = "; ".join(f"{name} {value}" for name, value in facts.items() if value)
+    return f"RootDSE read anonymously ({said})" if said else "RootDSE read anonymously"
+
+
+def parse_ldap(data: bytes, ending: str | None) -> Answer | None:
+    """The first LDAPMessage back: a SearchResultEntry (the RootDSE), a SearchResultDone (an LDAP server
+    that refuses anonymous reads is still one) or a Notice of Disconnection."""
+    message = _ber_read(data, 0)
+    if message is None:
+        if ending is None and len(data) < MAX_ANSWER and data[:1] in (b"", b"\x30") and not _other_service(data):
+            return None
+        return mismatch("ldap", data, ending)
+    tag, content, _ = message
+    parts = _ber_children(content)
+    if tag != 0x30 or len(parts) < 2 or parts[0][0] != 0x02:
+        return mismatch("ldap", data, ending)
+    operation, body = parts[1]
+    if operation == 0x64:  # SearchResultEntry
+        return Answer("LDAP", _root_dse_facts(body), True)
+    if operation in (0x65, 0x78):  # SearchResultDone, ExtendedResponse (a notice of disconnection)
+        result = _ber_children(body)
+        code = int.from_bytes(result[0][1], "big") if result and result[0][0] == 0x0A else -1
+        name = _LDAP_RESULTS.get(code, f"resultCode {code}")
+        message_text = result[2][1].decode("utf-8", "replace")[:100] if len(result) > 2 and result[2][1] else ""
+        said = f"{name}{f': {message_text}' if message_text else ''}"
+        if code == 0:
+            return Answer("LDAP", f"the RootDSE search succeeds ({said})", True)
+        return Answer("LDAP", f"an LDAP server that refuses an anonymous RootDSE read ({said})", True)
+    return mismatch("ldap", data, ending)
+
+
+# ------------------------------------------------------------------ IPMI: the RMCP/ASF presence ping (DMTF DSP0136)
+
+_RMCP_ASF = b"\x06\x00\xff\x06"  # RMCP version 1.0, reserved, sequence 255 (no RMCP ack), class ASF
+_ASF_IANA = b"\x00\x00\x11\xbe"  # the ASF IANA enterprise number, 4542
+_PRESENCE_PING, _PRESENCE_PONG = 0x80, 0x40
+
+
+def rmcp_presence_ping() -> bytes:
+    """The ASF Presence Ping: a read-only 'who are you' that every IPMI 1.5/2.0 BMC answers with a pong."""
+    return _RMCP_ASF + _ASF_IANA + bytes([_PRESENCE_PING, 0x63, 0x00, 0x00])
+
+
+def parse_ipmi(data: bytes, ending: str | None) -> Answer | None:
+    if len(data) >= 12 and data[:4] == _RMCP_ASF and data[4:8] == _ASF_IANA and data[8] == _PRESENCE_PONG:
+        entities = data[20] if len(data) > 20 else 0
+        ipmi = "IPMI supported" if entities & 0x80 else "IPMI not advertised"
+        return Answer("IPMI (RMCP)", f"an ASF presence pong, {ipmi}", True)
+    if not data and ending is None:
+        return None
+    return mismatch("ipmi", data, ending)
+
+
 # ------------------------------------------------------------------ ONC RPC: rpcbind GETPORT, NFS NULL
 
 PORTMAPPER, NFS, MOUNTD = 100000, 100003, 100005
@@ -346,6 +554,14 @@ def request(kind: str, protocol: str, host: str, port: int) -> list[bytes]:
         return [tls_client_hello()]
     if kind == "http-api":
         return [http_api_request(host, port)]
+    if kind == "http":
+        return [http_head(host, port)]
+    if kind == "prometheus":
+        return [prometheus_request(host, port)]
+    if kind == "ldap":
+        return [ldap_root_dse_search()]
+    if kind == "ipmi":
+        return [rmcp_presence_ping()]
     if kind == "rpcbind":
         calls = rpcbind_calls()
         return calls if protocol == "udp" else [b"".join(record(c) for c in calls)]
@@ -381,6 +597,14 @@ def read_stream(kind: str, data: bytes, ending: str | None) -> Answer | None:
         return parse_mysql(data, ending)
     if kind == "http-api":
         return parse_http_api(data, ending)
+    if kind == "http":
+        return parse_http(data, ending)
+    if kind == "prometheus":
+        return parse_prometheus(data, ending)
+    if kind == "smtp":
+        return parse_smtp(data, ending)
+    if kind == "ldap":
+        return parse_ldap(data, ending)
     if kind == "rpcbind":
         return parse_rpcbind(records(data), data, ending)
     if kind == "nfs":
@@ -400,6 +624,8 @@ def read_datagrams(kind: str, datagrams: list[bytes], ending: str | None) -> Ans
                          data, ending)
     if kind == "ntp":
         return parse_ntp(next((d for d in datagrams if len(d) >= 48), data), ending)
+    if kind == "ipmi":
+        return parse_ipmi(next((d for d in datagrams if d[:4] == _RMCP_ASF), data), ending)
     raise ValueError(f"probe kind {kind!r} has no UDP reader")
 
 

@@ -48,7 +48,7 @@ from csaudit.vantage.remote import (
 from csaudit.vantage.rulesets import READ_BOUND, firewall_command, new_boundary, parse_firewall_output
 from csaudit.vantage.ssh_settings import RemoteSettings, SshAccess
 
-REMOTE_ROLES = (Role.MS, Role.HOST, Role.SSVM, Role.CPVM, Role.VR, Role.OUTSIDE)
+REMOTE_ROLES = (Role.MS, Role.HOST, Role.SSVM, Role.CPVM, Role.VR, Role.OUTSIDE, Role.USAGE)
 KEPT_ROLES = (Role.MS, Role.OUTSIDE)  # their flows are in every zone: one login for the whole run
 # Hosts whose listeners a zone reads for its port ranges, kept open until the zone's probes: at most so many
 # (the others' ranges get the spread sample alone), so that a zone of 2,000 hosts holds no 2,000 connections.
@@ -122,6 +122,10 @@ class SshVantages:
             # A router's control IP (linklocalip) is link-local on KVM/Xen, a pod private IP on VMware.
             self._remotes[("vr", router.name)] = self._system_vm("vr", router.name, router.hypervisor, router.host_id,
                                                                  router.linklocal_ip, router.linklocal_ip, hosts)
+        for service in inventory.services:  # the usage server on an MS node probes from that MS's vantage
+            server = next((ms for ms in inventory.management_servers if ms.address == service.address), None)
+            if service.role == Role.USAGE and server is not None and ("ms", server.name) in self._remotes:
+                self._remotes[(Role.USAGE, service.name)] = self._remotes[("ms", server.name)]
         self._by_label = {r.label: r for r in self._remotes.values() if isinstance(r, Remote)}
 
     def _system_vm(self, role, name, hypervisor, host_id, linklocal, private, hosts) -> Remote | Unverifiable:

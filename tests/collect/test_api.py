@@ -11,6 +11,7 @@ import responses
 
 from csaudit.collect.api import READ_ONLY_COMMANDS, CloudStackApi, RoleRefusal, check_read_only, fetch_raw_cloud, role_refused
 from csaudit.collect.config import ApiConfig
+from csaudit.collect.parse import ROW_FIELDS
 from csaudit.model.errors import ApiError
 from csaudit.model.exitcodes import ExitStatus
 
@@ -176,6 +177,36 @@ def test_allowlist_holds_only_reads():
     check_read_only("listHosts")
 
 
+def test_allowlist_holds_the_reads_of_the_named_services():
+    """Template and ISO URLs, physical networks, LDAP servers and the usage server: read commands only."""
+    added = {"listTemplates", "listIsos", "listUsageServerMetrics", "listLdapConfigurations", "listPhysicalNetworks"}
+    assert added <= READ_ONLY_COMMANDS
+
+
+@responses.activate
+def test_templates_and_isos_of_every_account_and_the_ldap_plugins_object_name():
+    def answers(command, query):
+        if command == "listCapabilities":
+            return 200, {"listcapabilitiesresponse": {"capability": {"cloudstackversion": "4.19.1.0"}}}
+        if command == "listTemplates":
+            assert query["templatefilter"] == "all" and query["listall"] == "true"
+            return 200, {"listtemplatesresponse": {"count": 1, "template": [{"id": "t1", "url": "http://x/t", "ostypeid": "o"}]}}
+        if command == "listIsos":
+            assert query["isofilter"] == "all"
+        if command == "listLdapConfigurations":
+            return 200, {"ldapconfigurationresponse": {"count": 1, "LdapConfiguration": [{"hostname": "ldap1", "port": 389}]}}
+        if command == "listUsageServerMetrics":
+            return 200, {"listusageservermetricsresponse": {"usageMetrics": {"hostname": "ms1", "state": "Up"}}}
+        return 200, {command.lower() + "response": {}}
+
+    callback, _ = fake_server(answers)
+    responses.add_callback(responses.GET, URL, callback=callback)
+    raw = fetch_raw_cloud(signed_api(), fields=ROW_FIELDS)
+    assert raw["templates"] == [{"id": "t1", "url": "http://x/t"}]  # only the fields the inventory reads
+    assert raw["ldapconfigurations"] == [{"hostname": "ldap1", "port": 389}]
+    assert raw["usagemetrics"] == {"hostname": "ms1", "state": "Up"}
+
+
 def fake_server(answers):
     """A callback that answers per command, and records every command it was asked."""
     asked = []
@@ -204,9 +235,10 @@ def test_fetch_skips_commands_the_version_lacks_and_makes_no_per_object_calls():
     raw = fetch_raw_cloud(signed_api())
     commands = [q["command"] for q in asked]
     assert "listManagementServers" not in commands and "listDbMetrics" not in commands
-    assert raw["managementservers"] is None
+    assert "listUsageServerMetrics" not in commands  # 4.17 and later
+    assert raw["managementservers"] is None and raw["usagemetrics"] is None
     assert commands.count("listConfigurations") == 2  # global + the one zone
-    assert len(commands) == 12
+    assert len(commands) == 16
 
 
 @responses.activate

@@ -8,6 +8,7 @@ from csaudit.collect.parse import ROW_FIELDS, parse_inventory, text
 from csaudit.collect.saved import inventory_from_dict, inventory_to_dict
 from csaudit.model.errors import UsageError
 from tests.conftest import FIXTURES
+from tests.plan.test_derive_integrations import with_integrations
 
 
 def fixture(name):
@@ -97,7 +98,14 @@ def test_malformed_raw_lists_are_rejected_or_tolerated():
 
 def test_rows_cut_to_the_parsed_fields_parse_the_same(raw_small_cloud):
     """ROW_FIELDS names every field the parser reads (the API client drops the others as pages arrive)."""
-    for raw in (fixture_raw(), raw_small_cloud):
+    for raw in (fixture_raw(), raw_small_cloud, with_integrations(raw_small_cloud)):
         cut = {key: [{k: v for k, v in row.items() if k in ROW_FIELDS[key]} for row in value] if key in ROW_FIELDS else value
                for key, value in raw.items()}
         assert parse_inventory(cut, endpoint="e") == parse_inventory(raw, endpoint="e")
+
+
+def test_named_services_survive_a_saved_inventory(raw_small_cloud):
+    inventory = parse_inventory(with_integrations(raw_small_cloud), endpoint="e")
+    assert {s.role for s in inventory.services} == {"http-proxy", "smtp", "api-endpoint", "template-host", "ldap", "bmc", "usage"}
+    assert inventory_from_dict(inventory_to_dict(inventory)) == inventory
+    assert inventory.settings["secstorage.proxy"] == "http://127.60.9.31:3128"  # its user and password are dropped

@@ -400,3 +400,30 @@ def test_rows_cut_to_the_parsed_fields_give_the_same_inventory(lab):
     assert len({id(c) for c in checks if c["success"]}) == 1 and [c["checkname"] for c in checks if not c["success"]] == [
         "gateways_check.py"]
     assert parse_inventory(cut, endpoint=lab.endpoint) == parse_inventory(full, endpoint=lab.endpoint)
+
+
+def test_the_listings_of_the_named_services_by_version(lab, api):
+    """Templates and ISOs with their URL (4.15+), physical networks, LDAP servers under the plugin's
+    names, the usage server (4.17+) and a host's out-of-band management, through the real cs client."""
+    templates = _by_name(api.listTemplates(templatefilter="all", listall=True)["template"])
+    assert templates["debian-12"]["url"] == f"http://{lab.topology.templates[0].address}/templates/debian-12.qcow2"
+    assert templates["debian-12"]["crossZones"] is True and "zoneid" not in templates["debian-12"]
+    assert templates["rocky-9-west"]["zonename"] == "zone-west"
+    assert [iso["name"] for iso in api.listIsos(isofilter="all")["iso"]] == ["virtio-win"]
+    assert _error(api.listTemplates)[0] == 431  # templatefilter is required
+    networks = {n["zonename"]: n["isolationmethods"] for n in api.listPhysicalNetworks()["physicalnetwork"]}
+    assert networks == {"zone-east": "VLAN,VXLAN", "zone-west": "VLAN"}
+    ldap = requests.get(lab.integration_endpoint, params={"command": "listLdapConfigurations", "response": "json"},
+                        timeout=5).json()
+    assert ldap["ldapconfigurationresponse"]["LdapConfiguration"] == [{"hostname": lab.topology.ldap_servers[0].hostname,
+                                                                       "port": 389}]
+    assert api.listUsageServerMetrics()["usageMetrics"]["hostname"] == "ms1"
+    kvm01 = api.listHosts(name="kvm01")["host"][0]["outofbandmanagement"]
+    assert (kvm01["enabled"], kvm01["driver"], kvm01["port"]) == (True, "ipmitool", "623")
+
+
+def test_version_4_14_lists_templates_without_their_url_and_has_no_usage_metrics():
+    with Lab(_api_only("4.14.0.0")) as lab:
+        api = CloudStack(endpoint=lab.endpoint, key=lab.key, secret=lab.secret)
+        assert all("url" not in t for t in api.listTemplates(templatefilter="all")["template"])
+        assert _error(api.listUsageServerMetrics)[0] == 401

@@ -76,13 +76,14 @@ def test_demo_is_the_briefed_cloud():
         ("ps-vmw-west", "127.42.2.41", "vmw-cluster-1", "NetworkFilesystem")]
 
 
-def test_demo_plants_seven_faults_each_described_in_one_sentence():
+def test_demo_plants_eight_faults_each_described_in_one_sentence():
     demo = default_topology()
     assert [(f.kind, f.objects, f.port) for f in demo.faults] == [
         ("exposed", ("ms1", "ms2"), 8096), ("missing-listener", ("sec-nfs-west",), 2049),
         ("filtered", ("xen01",), 443), ("api-state-mismatch", ("kvm02",), None), ("wrong-service", ("db1",), 3306),
+        ("filtered", ("templates:rocky-9-west",), 8000),
         ("redundant-state", ("r-9-VM", "r-10-VM"), None), ("health-check-failed", ("r-3-VM",), None)]
-    assert (demo.faults[5].state, demo.faults[6].check) == ("MASTER", "gateways_check.py")
+    assert (demo.faults[6].state, demo.faults[7].check) == ("MASTER", "gateways_check.py")
     for fault in demo.faults:
         assert fault.description.endswith(".") and fault.description.count(". ") == 0
     # Expanded to probe-able targets: fault 1 touches both management servers.
@@ -90,10 +91,11 @@ def test_demo_plants_seven_faults_each_described_in_one_sentence():
     assert targets == {(1, "ms1", "127.42.0.11", 8096), (1, "ms2", "127.42.0.12", 8096),
                        (2, "sec-nfs-west", "127.42.2.40", 2049), (3, "xen01", "127.42.1.31", 443),
                        (4, "kvm02", "127.42.1.22", None), (5, "db1", "127.42.0.20", 3306),
-                       (6, "r-9-VM", "127.42.211.9", None), (6, "r-10-VM", "127.42.211.10", None),
-                       (7, "r-3-VM", "127.42.211.3", None)}
+                       (6, "templates:rocky-9-west", "127.42.0.81", 8000),
+                       (7, "r-9-VM", "127.42.211.9", None), (7, "r-10-VM", "127.42.211.10", None),
+                       (8, "r-3-VM", "127.42.211.3", None)}
     # The last two change only what the API says: no probe lands on them.
-    assert {f.fault_id for f in planted_faults(demo) if f.api_only} == {6, 7}
+    assert {f.fault_id for f in planted_faults(demo) if f.api_only} == {7, 8}
 
 
 def test_every_demo_address_is_loopback():

@@ -76,6 +76,13 @@ def test_a_minimal_entry_parses():
     ((REMEDY, 'remedy = { on = "db", check = "x" }'), "lacks ['citation']"),
     ((REMEDY, 'remedy = { on = "db", check = "x", citation = "c", commands = "ls" }'), "remedy.commands must be a list"),
     ((REMEDY, 'remedy = { on = " ", check = "x", citation = "c" }'), "remedy.on must be a non-empty string"),
+    (('expect = "open"', 'expect = "open"\nwhen = { zone = "cpu", includes = "x" }'), "when.zone must be one of"),
+    (('expect = "open"', 'expect = "open"\nwhen = { setting = "x", pattern = "[" }'), "when.pattern is not a regular"),
+    (('expect = "open"', 'expect = "open"\nwhen = { setting = "x", zone = "isolation_methods", set = true }'),
+     "when must be a table with a 'setting' name"),
+    (('ports = [3306]', 'ports = [3306, 3307]\nport_from = "target"'), "port_from needs exactly one port"),
+    (('ports = [3306]', 'ports = [3306]\nport_from = "range:a:b"'), "needs exactly one range"),
+    (('ports = [3306]', 'ports = [3306]\nport_from = "url:x"'), "port_from must be"),
     (('[[flow]]', '[[flows]]'), "unknown top-level key"),
     (('title = "t"', 'title = "t'), "not valid TOML"),
 ])
@@ -90,6 +97,19 @@ def test_bad_entries_are_refused_with_a_clear_message(change, message):
 def test_a_remedy_parses_into_its_parts():
     [rule] = parse_catalogue(VALID)
     assert (rule.remedy.on, rule.remedy.commands, rule.remedy.citation) == ("the MS", ("ss -tln",), "docs")
+
+
+def test_conditions_in_words_and_how_they_hold():
+    def condition(text):
+        [rule] = parse_catalogue(VALID.replace('expect = "open"', f'expect = "open"\nwhen = {text}'))
+        return rule.when
+
+    vxlan = condition('{ zone = "isolation_methods", includes = "VXLAN" }')
+    assert vxlan.describe() == "the zone's isolation methods include VXLAN"
+    assert vxlan.holds("VLAN,vxlan") and not vxlan.holds("VLAN") and not vxlan.holds(None)
+    domain = condition('{ setting = "consoleproxy.url.domain", pattern = "[^*].*" }')
+    assert domain.holds("console.example.org") and not domain.holds("*.example.org") and not domain.holds("")
+    assert condition('{ setting = "a", equals = "true" }').describe() == "setting 'a' is 'true'"
 
 
 def test_duplicate_entries_are_refused():

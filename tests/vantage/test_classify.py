@@ -36,7 +36,8 @@ SAYS = {
     "long-banner": ("it speaks text ('AAAA",),
 }
 EXCEPTION_TEXT = ("Errno", "Error", "Traceback", "exception", "write_eof", "',)", "by peer")
-CASES = [(kind, behaviour) for kind in sorted(TCP_KINDS) for behaviour in BEHAVIOURS]
+# The http kind asks only for an HTTP server: the odd HTTP server is its pass (test_http_kind_passes_on_any_http_server).
+CASES = [(kind, behaviour) for kind in sorted(TCP_KINDS) for behaviour in BEHAVIOURS if (kind, behaviour) != ("http", "http")]
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +96,18 @@ def test_remote_python3_agent(probed, servers, kind, behaviour):
 @pytest.mark.parametrize("kind,behaviour", CASES)
 def test_remote_bash_agent(probed, servers, kind, behaviour):
     check(probed("bash")[kind, behaviour], kind, behaviour, servers.ports[behaviour])
+
+
+@pytest.mark.parametrize("engine", ["local", "python3"])
+def test_http_kind_passes_on_any_http_server(servers, engine):
+    """Where any HTTP server will do (a template host, a proxy), the odd HTTP server passes, saying what it is."""
+    target = ProbeTarget(ADDRESS, servers.ports["http"], kind="http")
+    if engine == "local":
+        observation = LocalVantage().probe([target], ProbeOptions(timeout=TIMEOUT))[target]
+    else:
+        done = subprocess.run(["/bin/sh", "-c", probe_command(TIMEOUT, 64)], input=probe_input([target]),
+                              capture_output=True, text=True, timeout=60)
+        observation = parse_output(done.stdout, [target], TIMEOUT).observations[target]
+    result = judge(must_be_open("http", target.port), observation, "test")
+    assert result.status == "pass", result.reason
+    assert "HTTP/1.1 200 OK, Server: odd-http" in result.reason

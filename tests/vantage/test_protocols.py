@@ -36,7 +36,7 @@ def test_catalogue_refuses_a_kind_over_a_protocol_it_cannot_run_on():
     with pytest.raises(ConfigError, match="probe 'ntp' cannot run over tcp"):
         parse_catalogue(entry)
     with pytest.raises(ConfigError, match="probe must be one of"):
-        parse_catalogue(entry.replace('"ntp"', '"smtp"'))
+        parse_catalogue(entry.replace('"ntp"', '"imap"'))
 
 
 def test_the_built_in_catalogue_probes_each_flow_with_its_service():

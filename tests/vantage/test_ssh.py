@@ -1,6 +1,7 @@
 """SSH vantages without root: settings, planning, real connection failures on loopback, the API
 cross-check and how the report shows vantages and findings."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -13,7 +14,7 @@ from csaudit.judge.crosscheck import cross_check
 from csaudit.judge.verdict import judge
 from csaudit.model.errors import ConfigError
 from csaudit.model.flows import Endpoint, Flow
-from csaudit.model.inventory import Cluster, Host, Inventory, ManagementServer, Router, SystemVm, Zone
+from csaudit.model.inventory import Cluster, Host, Inventory, ManagementServer, NamedService, Router, SystemVm, Zone
 from csaudit.model.probes import Observation, ProbeOptions, ProbeTarget, VantageState
 from csaudit.pipeline import vantages
 from csaudit.report.document import render_table, report_document
@@ -50,6 +51,16 @@ def _flow(source_role, source_name, source_address, port=8250, protocol="tcp", t
 
 
 # ---------------------------------------------------------------- planning: who stands for which source
+def test_the_usage_server_on_an_ms_probes_from_that_ms():
+    inventory = dataclasses.replace(_inventory(), services=(
+        NamedService("usage", "usage server ms1", f"{NET}.10", None, None, "listUsageServerMetrics"),
+        NamedService("usage", "usage server elsewhere", f"{NET}.99", None, None, "listUsageServerMetrics")))
+    fleet = SshVantages(inventory, RemoteSettings(), owns=lambda address: False)
+    assert fleet.plan(_flow("usage", "usage server ms1", f"{NET}.10", 3306, target_address=f"{NET}.20"),
+                      ProbeOptions()).via == "ssh:ms/ms1"
+    assert fleet.plan(_flow("usage", "usage server elsewhere", f"{NET}.99", 3306), ProbeOptions()) == ""  # not an MS: no path
+
+
 def test_each_source_gets_its_own_remote_vantage_or_a_reason():
     fleet = SshVantages(_inventory(), RemoteSettings(), owns=lambda address: False)
     options = ProbeOptions()

@@ -32,7 +32,8 @@ except ImportError:
 
 CAP = 65536  # bytes read at most from one service (the local engine's protocols.MAX_ANSWER)
 POKE = b"GET / HTTP/1.0\r\n\r\n"
-SERVER_SPEAKS_FIRST = ("ssh", "mysql", "vnc")
+SERVER_SPEAKS_FIRST = ("ssh", "mysql", "vnc", "smtp")
+FAREWELL = {"smtp": b"QUIT\r\n"}  # said once the service answered (protocols.FAREWELL)
 lock = threading.Lock()
 
 
@@ -132,6 +133,8 @@ def stream(index, sock, address, port, kind, request, timeout):
         data += chunk
     if len(data) >= CAP and ending is None:
         ending = "full"
+    if data and ending in (None, "timeout") and kind in FAREWELL:  # still connected: the talk ended by going quiet
+        send(sock, FAREWELL[kind])
     poked = b""
     if not data and ending == "timeout" and kind not in SERVER_SPEAKS_FIRST:
         poked = poke(address, port, timeout)
