@@ -408,6 +408,8 @@ class Listeners:
                 reply = banners.ntp_reply(data)
             elif service.kind == "rmcp":
                 reply = banners.rmcp_pong(data)
+            elif service.kind == "vxlan":
+                reply = None  # a VXLAN endpoint takes what it can decapsulate and answers nothing
             else:
                 reply = banners.rpc_reply(data, banners.PORTMAPPER, registered)
             if reply:

@@ -16,7 +16,7 @@ API_PORT = 8080  # the signed API servlet (Jetty) on every management server
 
 # kind -> what the listener does. "api"/"integration" are served by the API server.
 KINDS = ("api", "integration", "tls", "https", "http", "ssh", "mysql", "rfb", "dns",
-         "rpcbind", "nfs", "ntp", "smtp", "ldap", "rmcp", "prometheus", "filtered")
+         "rpcbind", "nfs", "ntp", "smtp", "ldap", "rmcp", "vxlan", "prometheus", "filtered")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +92,8 @@ def _unfaulted(topology: schema.Topology) -> list[Service]:
             role = _hypervisor_role(cluster.hypervisor)
             for host in cluster.hosts:
                 add(host.name, role, host.address, _HOST_PORTS[role])
+                if role == "kvm-host" and "VXLAN" in zone.isolation_methods:  # the VXLAN endpoint (flow F42)
+                    add(host.name, role, host.address, ((8472, "udp", "vxlan"),))
                 if role == "esxi-host":  # the ESXi firewall opens the legacy VNC range to the CPVM (flow F37)
                     add(host.name, role, host.address, ((_vnc_range_start(topology), "tcp", "rfb"),))
                 if host.bmc and host.bmc.startswith("127."):

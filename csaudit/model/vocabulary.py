@@ -80,6 +80,7 @@ class ProbeKind(enum.StrEnum):
     SMTP = "smtp"
     LDAP = "ldap"
     IPMI = "ipmi"
+    VXLAN = "vxlan"
     PROMETHEUS = "prometheus"
 
 
@@ -131,6 +132,6 @@ ANY_HYPERVISOR = "any"  # a catalogue rule that applies whatever the hypervisor
 # Which probe kinds run over which protocol.
 TCP_KINDS = frozenset({ProbeKind.SSH, ProbeKind.TLS, ProbeKind.HTTP_API, ProbeKind.MYSQL, ProbeKind.RPCBIND, ProbeKind.NFS,
                        ProbeKind.VNC, ProbeKind.DNS, ProbeKind.HTTP, ProbeKind.SMTP, ProbeKind.LDAP, ProbeKind.PROMETHEUS})
-UDP_KINDS = frozenset({ProbeKind.RPCBIND, ProbeKind.DNS, ProbeKind.NTP, ProbeKind.IPMI})
+UDP_KINDS = frozenset({ProbeKind.RPCBIND, ProbeKind.DNS, ProbeKind.NTP, ProbeKind.IPMI, ProbeKind.VXLAN})
 # System VMs reached over their host's link-local bridge (cloud0, xapi0); on the others the MS opens 3922 itself.
 LINK_LOCAL_CONTROL = frozenset({Hypervisor.KVM, Hypervisor.LXC, Hypervisor.XENSERVER})

@@ -22,6 +22,7 @@ SERVICE_NAMES = {
     "ssh": "SSH", "tls": "TLS", "http-api": "the CloudStack API", "mysql": "MySQL",
     "rpcbind": "rpcbind", "nfs": "NFS", "vnc": "VNC", "dns": "DNS", "ntp": "NTP",
     "http": "HTTP", "prometheus": "the Prometheus exporter", "smtp": "SMTP", "ldap": "LDAP", "ipmi": "IPMI (RMCP)",
+    "vxlan": "VXLAN",
 }
 SERVER_SPEAKS_FIRST = frozenset({"ssh", "mysql", "vnc", "smtp"})
 # What is said, once the service answered, to leave politely (an SMTP server logs a lost connection otherwise).
@@ -562,6 +563,10 @@ def request(kind: str, protocol: str, host: str, port: int) -> list[bytes]:
         return [ldap_root_dse_search()]
     if kind == "ipmi":
         return [rmcp_presence_ping()]
+    if kind == "vxlan":
+        # One byte: shorter than a VXLAN header, so a VXLAN endpoint drops it without a word (and no frame can
+        # reach a guest network), while a host with nothing on the port answers ICMP port unreachable.
+        return [b"\x00"]
     if kind == "rpcbind":
         calls = rpcbind_calls()
         return calls if protocol == "udp" else [b"".join(record(c) for c in calls)]
@@ -626,6 +631,8 @@ def read_datagrams(kind: str, datagrams: list[bytes], ending: str | None) -> Ans
         return parse_ntp(next((d for d in datagrams if len(d) >= 48), data), ending)
     if kind == "ipmi":
         return parse_ipmi(next((d for d in datagrams if d[:4] == _RMCP_ASF), data), ending)
+    if kind == "vxlan":  # VXLAN never answers: a reply is another service on the port
+        return mismatch("vxlan", data, ending) if datagrams else None
     raise ValueError(f"probe kind {kind!r} has no UDP reader")
 
 

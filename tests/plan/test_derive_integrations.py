@@ -83,7 +83,7 @@ def test_f39_ms_to_cpvm_command_port_follows_its_setting(raw):
 def test_f42_vxlan_only_where_a_physical_network_uses_it(raw):
     flows = flows_of(raw, "F42")
     assert set(flows) == {"F42:kvm01->kvm02:8472/udp", "F42:kvm02->kvm01:8472/udp"}
-    assert all(f.probe == "none" and "exists because the zone's isolation methods include VXLAN" in f.notes for f in flows.values())
+    assert all(f.probe == "vxlan" and "exists because the zone's isolation methods include VXLAN" in f.notes for f in flows.values())
     raw["physicalnetworks"][0]["isolationmethods"] = "VLAN"
     assert flows_of(raw, "F42") == {}
 

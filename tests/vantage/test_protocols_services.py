@@ -211,3 +211,37 @@ def test_smtp_probe_says_quit_after_the_greeting(engine):
     thread.join(5)
     server.close()
     assert seen.service == "SMTP" and heard[-1] == b"QUIT\r\n" and set(heard) <= {b"", b"QUIT\r\n"}
+
+
+def test_the_vxlan_request_is_one_byte_too_short_for_any_vxlan_frame():
+    assert protocols.request("vxlan", "udp", "127.0.0.9", 8472) == [b"\x00"]  # a VXLAN header alone is 8 bytes
+    assert protocols.read_datagrams("vxlan", [], "timeout") is None  # silence: left to the UDP classification
+    assert "it speaks NTP" in protocols.read_datagrams("vxlan", [lab.ntp_reply(protocols.ntp_request())], None).detail
+
+
+@pytest.mark.parametrize("engine", ["local", "python3"])
+def test_vxlan_silence_is_unconfirmed_a_refusal_fails_and_an_answer_is_another_service(udp_servers, engine):
+    import socket
+    import subprocess
+
+    from csaudit.model.probes import ProbeOptions, ProbeTarget
+    from csaudit.vantage.local import LocalVantage
+    from csaudit.vantage.remote import parse_output, probe_command, probe_input
+
+    address, ports = udp_servers
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:  # a port nothing listens on
+        closed.bind((address, 0))
+        ports = {**ports, "closed": closed.getsockname()[1]}
+    targets = {name: ProbeTarget(address, port, "udp", kind="vxlan") for name, port in ports.items() if name != "bmc"}
+    if engine == "local":
+        seen = LocalVantage().probe(list(targets.values()), ProbeOptions(timeout=0.8))
+    else:
+        done = subprocess.run(["/bin/sh", "-c", probe_command(0.8, 64)], input=probe_input(list(targets.values())),
+                              capture_output=True, text=True, timeout=60)
+        seen = parse_output(done.stdout, list(targets.values()), 0.8).observations
+    base = flow("ipmi")
+    vxlan = Flow(base.id, "F42", base.title, None, base.source, base.target, "udp", 8472, None, "open", "vxlan", "c")
+    results = {name: judge(vxlan, seen[target]) for name, target in targets.items()}
+    assert results["silent"].status == "unverified" and results["silent"].gap == "unconfirmed"
+    assert results["closed"].status == "fail" and results["closed"].failure == "refused", results["closed"].reason
+    assert results["ntp"].status == "fail" and "it speaks NTP" in results["ntp"].reason
