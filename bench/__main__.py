@@ -114,6 +114,17 @@ def filtered(count: int, concurrencies: list[int], timeout: float, with_nmap: bo
     return rows, correct, notes
 
 
+# name (--only) -> the benchmark, given the options and the concurrencies: (rows, results correct, notes)
+BENCHMARKS = {
+    "nmap": lambda args, _: engine_vs_nmap(args.reps, args.addresses, args.ports, args.open_ports),
+    "filtered": lambda args, concurrencies: filtered(args.filtered, concurrencies, args.timeout, args.nmap_filtered),
+    "scale": lambda args, _: scale.rows(args.zones, args.hosts, args.routers),
+    "report": lambda args, _: report.rows(args.zones, args.hosts, args.routers),
+    "html": lambda args, _: html.rows(args.zones, args.hosts, args.routers),
+    "firewall": lambda args, _: firewall.rows(args.hosts, args.firewall_rules),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5, help="repetitions of engine vs nmap (default 5)")
@@ -125,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"concurrencies for the filtered benchmark, comma separated (default {DEFAULTS.concurrency},256,512)")
     parser.add_argument("--timeout", type=float, default=DEFAULTS.timeout, help=f"probe timeout for the filtered benchmark (default {DEFAULTS.timeout:g})")
     parser.add_argument("--nmap-filtered", action="store_true", help="also time nmap on the filtered targets (slow: minutes)")
-    parser.add_argument("--only", choices=("nmap", "filtered", "scale", "report", "html", "firewall"), help="run one benchmark")
+    parser.add_argument("--only", choices=tuple(BENCHMARKS), help="run one benchmark")
     parser.add_argument("--firewall-rules", type=int, default=1000, help="firewall: rules of the ruleset (default 1,000)")
     parser.add_argument("--zones", type=int, default=10, help="discovery at scale, the terminal and HTML reports: zones (default 10)")
     parser.add_argument("--hosts", type=int, default=2000, help="discovery at scale and firewall: hosts per zone (default 2,000)")
@@ -143,36 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, correct = [], True
     try:
         nmap.require_nmap()
-        if args.only in (None, "nmap"):
-            more, ok, extra = engine_vs_nmap(args.reps, args.addresses, args.ports, args.open_ports)
-            rows += more
-            correct &= ok
-            notes += extra
-        if args.only in (None, "filtered"):
-            more, ok, extra = filtered(args.filtered, concurrencies, args.timeout, args.nmap_filtered)
-            rows += more
-            correct &= ok
-            notes += extra
-        if args.only in (None, "scale"):
-            more, ok, extra = scale.rows(args.zones, args.hosts, args.routers)
-            rows += more
-            correct &= ok
-            notes += extra
-        if args.only in (None, "report"):
-            more, ok, extra = report.rows(args.zones, args.hosts, args.routers)
-            rows += more
-            correct &= ok
-            notes += extra
-        if args.only in (None, "html"):
-            more, ok, extra = html.rows(args.zones, args.hosts, args.routers)
-            rows += more
-            correct &= ok
-            notes += extra
-        if args.only in (None, "firewall"):
-            more, ok, extra = firewall.rows(args.hosts, args.firewall_rules)
-            rows += more
-            correct &= ok
-            notes += extra
+        for name, benchmark in BENCHMARKS.items():
+            if args.only in (None, name):
+                more, ok, extra = benchmark(args, concurrencies)
+                rows += more
+                correct &= ok
+                notes += extra
     except RuntimeError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -141,22 +141,28 @@ def udp_servers():
         sock.close()
 
 
-@pytest.mark.parametrize("engine", ["local", "python3"])
-def test_ipmi_against_a_bmc_silence_garbage_and_ntp(udp_servers, engine):
+def probe_with(engine: str, targets: list, timeout: float) -> dict:
+    """Observations of the targets from this machine's engine, or from the python3 agent a remote vantage runs."""
     import subprocess
 
-    from csaudit.model.probes import ProbeOptions, ProbeTarget
+    from csaudit.model.probes import ProbeOptions
     from csaudit.vantage.local import LocalVantage
     from csaudit.vantage.remote import parse_output, probe_command, probe_input
 
+    if engine == "local":
+        return LocalVantage().probe(targets, ProbeOptions(timeout=timeout))
+    done = subprocess.run(["/bin/sh", "-c", probe_command(timeout, 64)], input=probe_input(targets),
+                          capture_output=True, text=True, timeout=60)
+    return parse_output(done.stdout, targets, timeout).observations
+
+
+@pytest.mark.parametrize("engine", ["local", "python3"])
+def test_ipmi_against_a_bmc_silence_garbage_and_ntp(udp_servers, engine):
+    from csaudit.model.probes import ProbeTarget
+
     address, ports = udp_servers
     targets = {name: ProbeTarget(address, port, "udp", kind="ipmi") for name, port in ports.items()}
-    if engine == "local":
-        seen = LocalVantage().probe(list(targets.values()), ProbeOptions(timeout=0.8))
-    else:
-        done = subprocess.run(["/bin/sh", "-c", probe_command(0.8, 64)], input=probe_input(list(targets.values())),
-                              capture_output=True, text=True, timeout=60)
-        seen = parse_output(done.stdout, list(targets.values()), 0.8).observations
+    seen = probe_with(engine, list(targets.values()), 0.8)
     udp_flow = flow("ipmi")
     udp_flow = Flow(udp_flow.id, udp_flow.rule, udp_flow.title, None, udp_flow.source, udp_flow.target, "udp", 623, None,
                     "open", "ipmi", "c")
@@ -222,23 +228,15 @@ def test_the_vxlan_request_is_one_byte_too_short_for_any_vxlan_frame():
 @pytest.mark.parametrize("engine", ["local", "python3"])
 def test_vxlan_silence_is_unconfirmed_a_refusal_fails_and_an_answer_is_another_service(udp_servers, engine):
     import socket
-    import subprocess
 
-    from csaudit.model.probes import ProbeOptions, ProbeTarget
-    from csaudit.vantage.local import LocalVantage
-    from csaudit.vantage.remote import parse_output, probe_command, probe_input
+    from csaudit.model.probes import ProbeTarget
 
     address, ports = udp_servers
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:  # a port nothing listens on
         closed.bind((address, 0))
         ports = {**ports, "closed": closed.getsockname()[1]}
     targets = {name: ProbeTarget(address, port, "udp", kind="vxlan") for name, port in ports.items() if name != "bmc"}
-    if engine == "local":
-        seen = LocalVantage().probe(list(targets.values()), ProbeOptions(timeout=0.8))
-    else:
-        done = subprocess.run(["/bin/sh", "-c", probe_command(0.8, 64)], input=probe_input(list(targets.values())),
-                              capture_output=True, text=True, timeout=60)
-        seen = parse_output(done.stdout, list(targets.values()), 0.8).observations
+    seen = probe_with(engine, list(targets.values()), 0.8)
     base = flow("ipmi")
     vxlan = Flow(base.id, "F42", base.title, None, base.source, base.target, "udp", 8472, None, "open", "vxlan", "c")
     results = {name: judge(vxlan, seen[target]) for name, target in targets.items()}
