@@ -1,6 +1,7 @@
 """`csaudit lab serve` and `csaudit lab generate`, plus serving a generated cloud at scale."""
 
 import configparser
+import contextlib
 import io
 import os
 import signal
@@ -45,72 +46,61 @@ def test_serve_prints_endpoints_writes_a_private_ini_and_never_the_secret(tmp_pa
     assert "planted fault 3 [filtered] xen01" in err
 
 
-@pytest.mark.root
-def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path):
-    script = textwrap.dedent("""
+@contextlib.contextmanager
+def lab_serve(tmp_path, *options: str):
+    """`csaudit lab serve OPTIONS` in a child process with its cwd in tmp_path; stopped (killed if it must be) after."""
+    script = textwrap.dedent(f"""
         import sys
         from csaudit.model.environment import Environment
         from csaudit.cli.arguments import build_parser
         from csaudit.cli.main import dispatch
-        args = build_parser().parse_args(["lab", "serve", "--ini", "lab.ini"])
+        args = build_parser().parse_args(["lab", "serve", *{list(options)!r}])
         sys.exit(dispatch(args, Environment()))
     """)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     server = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        yield server
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def cs_cli(tmp_path, ini: str, *argv: str) -> subprocess.CompletedProcess:
+    """The `cs` client's command line with only the given ini (none of this machine's CLOUDSTACK_ settings)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cs", *argv], cwd=tmp_path, timeout=30, capture_output=True, text=True,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("CLOUDSTACK_")},
+             "HOME": str(tmp_path), "CLOUDSTACK_CONFIG": str(tmp_path / ini)})
+
+
+@pytest.mark.root
+def test_serve_writes_an_ini_the_cs_client_can_use_and_stops_on_sigterm(tmp_path):
+    with lab_serve(tmp_path, "--ini", "lab.ini") as server:
         lines = [server.stdout.readline() for _ in range(3)]
         assert lines[2].startswith("ini: "), lines
-        client = subprocess.run(
-            [sys.executable, "-m", "cs", "listCapabilities"], cwd=tmp_path, timeout=30,
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("CLOUDSTACK_")},
-                 "HOME": str(tmp_path), "CLOUDSTACK_CONFIG": str(tmp_path / "lab.ini")},
-            capture_output=True, text=True)
+        client = cs_cli(tmp_path, "lab.ini", "listCapabilities")
         assert client.returncode == 0, client.stderr
         assert '"cloudstackversion": "4.19.1.0"' in client.stdout
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
 
 
 @pytest.mark.root
 def test_serve_writes_a_role_ini_whose_key_has_exactly_the_csaudit_role(tmp_path):
-    script = textwrap.dedent("""
-        import sys
-        from csaudit.model.environment import Environment
-        from csaudit.cli.arguments import build_parser
-        from csaudit.cli.main import dispatch
-        args = build_parser().parse_args(["lab", "serve", "--ini", "lab.ini", "--role-ini", "role.ini"])
-        sys.exit(dispatch(args, Environment()))
-    """)
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    server = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def cs(*argv):
-        return subprocess.run(
-            [sys.executable, "-m", "cs", *argv], cwd=tmp_path, timeout=30, capture_output=True, text=True,
-            env={**{k: v for k, v in os.environ.items() if not k.startswith("CLOUDSTACK_")},
-                 "HOME": str(tmp_path), "CLOUDSTACK_CONFIG": str(tmp_path / "role.ini")})
-
-    try:
+    with lab_serve(tmp_path, "--ini", "lab.ini", "--role-ini", "role.ini") as server:
         lines = [server.stdout.readline() for _ in range(4)]
         assert lines[3].startswith("role ini: "), lines
         assert stat.S_IMODE((tmp_path / "role.ini").stat().st_mode) == 0o600
-        assert cs("listZones").returncode == 0
+        assert cs_cli(tmp_path, "role.ini", "listZones").returncode == 0
         for refused in ("listApis", "deleteZone"):  # not in the role: CloudStack's role error
-            answer = cs(refused)
+            answer = cs_cli(tmp_path, "role.ini", refused)
             assert answer.returncode != 0 and "HTTP 432" in answer.stderr
             assert f"The API [{refused}] does not exist or is not available for the account csaudit." in answer.stdout
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
 
 
 def test_serve_rejects_a_bad_topology_with_a_config_error(tmp_path):
