@@ -176,6 +176,9 @@ def run_audit(request: AuditRequest, env: Environment, stop: threading.Event | N
                             findings.extend(cross_check(part, results, run.vantages, zone_id))
                         states.extend(run.vantages)
                         log.append(results)
+                        # Let this zone's flows and results go now, not when the next zone's replace them: held
+                        # through the next derive and probe, they made the peak two zones' worth (+80 MB at 100,000 flows).
+                        del flows, blocked, run, results
             finally:
                 for vantage in registry:
                     vantage.close()

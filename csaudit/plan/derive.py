@@ -161,14 +161,17 @@ def derive_unit_flows(
             endpoints[key] = Endpoint(node.role, node.name, node.address(kind))
         return endpoints[key]
 
+    shared_notes: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple for the many pairs whose notes are the same
+
     for rule in rules:
+        condition = rule.when.describe() if rule.when is not None else None
+        because = f"exists because {condition}" if condition else None
         for source, target in _pairs(rule, nodes):
             if (source.zone_id or target.zone_id) != zone_id or not _applies(rule, source, target, inventory):
                 continue
             ports, port_note = _ports(rule, inventory, zone_id, port_options, target)
-            condition = rule.when.describe() if rule.when is not None else None
-            because = f"exists because {condition}" if condition else None
             notes = tuple(n for n in (source.address_note, target.address_note, port_note, because, rule.note) if n)
+            notes = shared_notes.setdefault(notes, notes)
             for port in ports:
                 for protocol in rule.protocols:
                     flow = Flow(

@@ -81,6 +81,7 @@ def plan_probes(
     (the gap is the first vantage's that had something to say)."""
     assigned: dict[str, tuple[Vantage, ProbeTarget]] = {}
     unverified: dict[str, Unverifiable] = {}
+    shared: dict[tuple[str, Gap], Unverifiable] = {}  # one reason for the thousands of flows that share its words
     for flow in flows:
         reasons = []
         for vantage in vantages:
@@ -92,7 +93,10 @@ def plan_probes(
         else:
             said = [r for r in reasons if r]
             gap = next((r.gap for r in said if isinstance(r, Unverifiable)), Gap.NO_VANTAGE)
-            unverified[flow.id] = Unverifiable("; ".join(said) or "no vantage", gap)
+            key = ("; ".join(said) or "no vantage", gap)
+            if key not in shared:
+                shared[key] = Unverifiable(*key)
+            unverified[flow.id] = shared[key]
     return assigned, unverified
 
 
