@@ -194,7 +194,7 @@ def rows(result: dict) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=100, help="audits to wait for (default 100)")
-    parser.add_argument("--interval", type=float, default=2.0, help="serve --interval: seconds between audit starts (default 2)")
+    parser.add_argument("--interval", type=float, default=4.0, help="serve --interval: seconds between audit starts (default 4: an audit of the demo takes ~2.7 s)")
     parser.add_argument("--timeout", type=float, default=0.5, help="serve --timeout: seconds a probe waits (default 0.5)")
     parser.add_argument("--poll", type=float, default=0.2, help="seconds between two scrapes (default 0.2)")
     parser.add_argument("--workdir", type=pathlib.Path, help="where the lab's ini and serve's log go (default: a temporary folder)")
