@@ -356,24 +356,12 @@ class Listeners:
             connection.outbox += reply
             connection.close_when_sent = connection.close_when_sent or done
         elif service.kind == "ldap":
-            for _ in range(16):
-                reply = banners.ldap_reply(inbox)
-                if reply is None:
-                    break
-                connection.outbox += reply
+            _answer_each(connection, lambda: banners.ldap_reply(inbox))
         elif service.kind == "dns":
-            for _ in range(16):
-                reply = banners.dns_tcp_reply(inbox)
-                if reply is None:
-                    break
-                connection.outbox += reply
+            _answer_each(connection, lambda: banners.dns_tcp_reply(inbox))
         elif service.kind in ("rpcbind", "nfs"):
             program = banners.NFS if service.kind == "nfs" else banners.PORTMAPPER
-            for _ in range(16):
-                reply = banners.rpc_tcp_reply(inbox, program, connection.registered)
-                if reply is None:
-                    break
-                connection.outbox += reply
+            _answer_each(connection, lambda: banners.rpc_tcp_reply(inbox, program, connection.registered))
         else:
             inbox.clear()  # server-speaks-first services: the greeting was all they say
 
@@ -467,3 +455,12 @@ def _drop_syns_unless_from(sock: socket.socket, addresses: tuple[str, ...]) -> N
     code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
     buffer = ctypes.create_string_buffer(code)
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(buffer)))
+
+
+def _answer_each(connection: _Connection, next_reply) -> None:
+    """Answer each whole request the inbox holds (`next_reply` takes one off it, or gives None), at most 16 a read."""
+    for _ in range(16):
+        reply = next_reply()
+        if reply is None:
+            return
+        connection.outbox += reply
